@@ -1,0 +1,185 @@
+//! Request handling: one module per resource. Handlers validate input, call the store and shape
+//! the response; the error type alone decides error statuses and bodies.
+
+pub mod events;
+pub mod ops;
+pub mod redirect;
+pub mod urls;
+pub mod users;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue, ALLOW};
+use hyper::{Method, Request, StatusCode};
+use tracing::{debug, error};
+
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::http::query::{Pagination, Query};
+use crate::http::response;
+use crate::http::router::{route, Route};
+use crate::http::{body, Response};
+use crate::store::Store;
+use crate::telemetry::{method_label, Metrics, RequestLabels, RouteLabels};
+
+/// Everything a handler needs, built once at start and shared.
+pub struct AppState {
+    pub settings: Settings,
+    pub store: Store,
+    pub metrics: Metrics,
+    pub redirect_status: StatusCode,
+}
+
+impl AppState {
+    pub fn new(settings: Settings, store: Store) -> AppState {
+        let redirect_status =
+            StatusCode::from_u16(settings.redirect_status).expect("validated at start");
+        AppState {
+            settings,
+            store,
+            metrics: Metrics::default(),
+            redirect_status,
+        }
+    }
+}
+
+pub type HandlerResult = Result<Response, ApiError>;
+
+/// The service function: route, handle, turn errors into responses, count.
+pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response, Infallible> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let route = route(&path);
+    let route_name = route.name();
+    let response = match dispatch(&state, route, req).await {
+        Ok(response) => response,
+        Err(err) => {
+            if err.status().is_server_error() {
+                error!(route = route_name, error = %err, "request failed");
+            }
+            let mut response = response::error(&err);
+            if matches!(err, ApiError::MethodNotAllowed) {
+                response
+                    .headers_mut()
+                    .insert(ALLOW, HeaderValue::from_static(allowed(route)));
+            }
+            response
+        }
+    };
+    let status = response.status().as_u16();
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route: route_name,
+            method: method_label(&method),
+            status,
+        })
+        .inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&RouteLabels { route: route_name })
+        .observe(elapsed.as_secs_f64());
+    debug!(route = route_name, method = %method, status, latency_us = elapsed.as_micros() as u64, "served");
+    Ok(response)
+}
+
+fn allowed(route: Route<'_>) -> &'static str {
+    match route {
+        Route::Health | Route::Ready | Route::Metrics | Route::UrlStats(_) | Route::Event(_) => {
+            "GET, HEAD"
+        }
+        Route::Redirect(_) => "GET, HEAD",
+        Route::Users | Route::Urls | Route::Events => "GET, HEAD, POST",
+        Route::UsersBulk => "POST",
+        Route::User(_) | Route::Url(_) => "GET, HEAD, PUT, PATCH, DELETE",
+        Route::NotFound => "",
+    }
+}
+
+async fn dispatch(state: &AppState, route: Route<'_>, req: Request<Incoming>) -> HandlerResult {
+    let (parts, incoming) = req.into_parts();
+    let query = parts.uri.query();
+    let method = if parts.method == Method::HEAD {
+        // HEAD answers like GET without a body (hyper drops it); only the redirect tells them apart.
+        if let Route::Redirect(code) = route {
+            return redirect::redirect(state, code, &parts.headers, false).await;
+        }
+        Method::GET
+    } else {
+        parts.method.clone()
+    };
+    let json_body = |incoming| json_object(state, &parts.headers, incoming);
+    match (route, method) {
+        (Route::Health, Method::GET) => ops::health(),
+        (Route::Ready, Method::GET) => ops::ready(state).await,
+        (Route::Metrics, Method::GET) => ops::metrics(state),
+
+        (Route::Users, Method::GET) => users::list(state, query).await,
+        (Route::Users, Method::POST) => users::create(state, json_body(incoming).await?).await,
+        (Route::UsersBulk, Method::POST) => users::bulk(state, &parts.headers, incoming).await,
+        (Route::User(id), Method::GET) => users::get(state, id).await,
+        (Route::User(id), Method::PUT | Method::PATCH) => {
+            users::update(state, id, json_body(incoming).await?).await
+        }
+        (Route::User(id), Method::DELETE) => users::delete(state, id).await,
+
+        (Route::Urls, Method::GET) => urls::list(state, query).await,
+        (Route::Urls, Method::POST) => urls::create(state, json_body(incoming).await?).await,
+        (Route::Url(id), Method::GET) => urls::get(state, id).await,
+        (Route::Url(id), Method::PUT | Method::PATCH) => {
+            urls::update(state, id, json_body(incoming).await?).await
+        }
+        (Route::Url(id), Method::DELETE) => urls::delete(state, id).await,
+        (Route::UrlStats(id), Method::GET) => urls::stats(state, id).await,
+
+        (Route::Events, Method::GET) => events::list(state, query).await,
+        (Route::Events, Method::POST) => events::create(state, json_body(incoming).await?).await,
+        (Route::Event(id), Method::GET) => events::get(state, id).await,
+
+        (Route::Redirect(code), Method::GET) => {
+            redirect::redirect(state, code, &parts.headers, true).await
+        }
+
+        (Route::NotFound, _) => Err(ApiError::NotFound("no such route".into())),
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+async fn json_object(
+    state: &AppState,
+    headers: &hyper::HeaderMap,
+    incoming: Incoming,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let bytes = body::read(headers, incoming, state.settings.max_body_bytes).await?;
+    body::json_object(&bytes)
+}
+
+/// A list response: the rows as a JSON array, `x-total-count` and, when more rows exist,
+/// `link: <…>; rel="next"`.
+pub fn list_response<T: serde::Serialize>(
+    path: &str,
+    query: &Query<'_>,
+    pagination: Pagination,
+    rows: &[T],
+    total: i64,
+) -> Response {
+    let mut response = response::json(StatusCode::OK, rows);
+    let headers = response.headers_mut();
+    headers.insert(
+        HeaderName::from_static("x-total-count"),
+        HeaderValue::from(total),
+    );
+    if let Some(link) = pagination.next_link(path, query, total) {
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            headers.insert(hyper::header::LINK, value);
+        }
+    }
+    response
+}

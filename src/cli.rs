@@ -1,0 +1,286 @@
+//! The command line: `serve` (the default), `migrate`, `seed`, `fix-sequences`, `check-schema`
+//! and `reset`. Each finds its database the same way: `DATABASE_URL`, or the embedded cluster in
+//! the data directory.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use crate::api::AppState;
+use crate::config::{Environment, Settings};
+use crate::embedded::EmbeddedPostgres;
+use crate::http::server;
+use crate::store::seed::{self, SeedReport, SeedSource};
+use crate::store::{migrate, schema, sequences, Store, StoreError};
+use crate::telemetry;
+
+#[derive(Debug, Parser)]
+#[command(name = "gitrev", version, about = "A high-performance link service", long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service (the default).
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Load a users/urls/events CSV set (idempotent, keeps ids), then move id sequences past it.
+    Seed {
+        /// Directory with users.csv, urls.csv, events.csv (default: GITREV_SEED_DIR, else the
+        /// built-in reference set).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Required to seed when GITREV_ENV=production.
+        #[arg(long)]
+        allow_production: bool,
+    },
+    /// Move every id sequence past the largest id in its table.
+    FixSequences,
+    /// Compare the live schema with the migrations; exit non-zero naming every drift.
+    CheckSchema,
+    /// Empty every table and reload the seed set (refused in production).
+    Reset {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let settings = cli.settings;
+    settings.validate()?;
+    telemetry::init_logging(&settings);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let command = cli.command.unwrap_or(Command::Serve);
+        let mut database = Database::open(&settings).await?;
+        let result = run_command(command, &settings, &database.url).await;
+        database.close().await;
+        result
+    })
+}
+
+/// The database a command works on, and the embedded server behind it if there is one.
+struct Database {
+    url: String,
+    embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    async fn open(settings: &Settings) -> anyhow::Result<Database> {
+        match &settings.database_url {
+            Some(url) => Ok(Database {
+                url: url.clone(),
+                embedded: None,
+            }),
+            None => {
+                let embedded =
+                    EmbeddedPostgres::start(&settings.data_dir, settings.pg_bin.as_deref())
+                        .await?;
+                Ok(Database {
+                    url: embedded.database_url(),
+                    embedded: Some(embedded),
+                })
+            }
+        }
+    }
+
+    async fn close(&mut self) {
+        if let Some(embedded) = &mut self.embedded {
+            embedded.stop().await;
+        }
+    }
+}
+
+async fn run_command(command: Command, settings: &Settings, url: &str) -> anyhow::Result<ExitCode> {
+    let store = Store::new(url, settings)?;
+    match command {
+        Command::Serve => serve(settings, store, url).await,
+        Command::Migrate => {
+            let applied = run_migrations(&store).await?;
+            println!(
+                "schema at migration {} ({} applied now)",
+                migrate::latest_version(),
+                applied.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Seed {
+            dir,
+            allow_production,
+        } => {
+            if settings.environment == Environment::Production && !allow_production {
+                bail!("refusing to seed a production database; pass --allow-production if you mean it");
+            }
+            run_migrations(&store).await?;
+            let report = load_seed(&store, settings, dir.as_deref()).await?;
+            print_seed_report(&report);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::FixSequences => {
+            run_migrations(&store).await?;
+            let client = store.maintenance_client().await?;
+            for (table, next) in sequences::fix(&client, sequences::TABLES).await? {
+                println!("{table}: next id {next}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckSchema => {
+            let mut client = store.maintenance_client().await?;
+            let drifts = schema::check(&mut client).await?;
+            if drifts.is_empty() {
+                println!("schema matches migrations 1..={}", migrate::latest_version());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("schema drift ({} problem(s)):", drifts.len());
+                for drift in &drifts {
+                    println!("- {drift}");
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Command::Reset { dir } => {
+            if settings.environment == Environment::Production {
+                bail!("refusing to reset a production database");
+            }
+            run_migrations(&store).await?;
+            seed::truncate(&store.maintenance_client().await?).await?;
+            let report = load_seed(&store, settings, dir.as_deref()).await?;
+            print_seed_report(&report);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Applies migrations, waiting (bounded) for a database that is still coming up.
+async fn run_migrations(store: &Store) -> anyhow::Result<Vec<i32>> {
+    const WAIT: Duration = Duration::from_secs(60);
+    let started = Instant::now();
+    let mut client = loop {
+        match store.maintenance_client().await {
+            Ok(client) => break client,
+            Err(StoreError::Unavailable(reason)) if started.elapsed() < WAIT => {
+                warn!(%reason, "database not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    };
+    Ok(migrate::migrate(&mut client).await?)
+}
+
+async fn load_seed(
+    store: &Store,
+    settings: &Settings,
+    dir: Option<&Path>,
+) -> anyhow::Result<SeedReport> {
+    let dir = dir.or(settings.seed_dir.as_deref());
+    let source = dir.map_or(SeedSource::BuiltIn, SeedSource::Dir);
+    let client = store.maintenance_client().await?;
+    Ok(seed::seed(&client, &source).await?)
+}
+
+fn print_seed_report(report: &SeedReport) {
+    for (name, part) in [
+        ("users", &report.users),
+        ("urls", &report.urls),
+        ("events", &report.events),
+    ] {
+        println!(
+            "{name}: {} written, {} skipped",
+            part.written,
+            part.errors.len()
+        );
+        for err in part.errors.iter().take(20) {
+            println!("  line {}: {}", err.line, err.error);
+        }
+        if part.errors.len() > 20 {
+            println!("  … and {} more", part.errors.len() - 20);
+        }
+    }
+}
+
+async fn serve(settings: &Settings, store: Store, url: &str) -> anyhow::Result<ExitCode> {
+    let applied = run_migrations(&store).await?;
+    if !applied.is_empty() {
+        info!(?applied, "migrations applied");
+    }
+    if settings.environment == Environment::Development
+        && seed::is_empty(&store.maintenance_client().await?).await?
+    {
+        info!("first start in development: loading the demo seed data");
+        let report = load_seed(&store, settings, None).await?;
+        info!(
+            users = report.users.written,
+            urls = report.urls.written,
+            events = report.events.written,
+            "demo data loaded"
+        );
+    }
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let local = listener.local_addr()?;
+    if let Some(path) = &settings.ready_file {
+        write_ready_file(path, &local.to_string(), url)?;
+    }
+    info!(listen = %local, env = settings.environment.as_str(), "gitrev serving");
+    let state = Arc::new(AppState::new(settings.clone(), store));
+    server::serve(
+        listener,
+        state,
+        shutdown_signal(settings.stop_on_stdin_eof),
+        settings.shutdown_grace(),
+    )
+    .await;
+    info!("gitrev stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_ready_file(path: &Path, listen: &str, database_url: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let body = serde_json::json!({"listen": listen, "database_url": database_url});
+    std::fs::write(&tmp, body.to_string()).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Completes on SIGINT, SIGTERM or (when asked) the end of standard input.
+fn shutdown_signal(stop_on_stdin_eof: bool) -> impl Future<Output = ()> {
+    async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        let stdin_closed = async {
+            if !stop_on_stdin_eof {
+                return std::future::pending::<()>().await;
+            }
+            let mut stdin = tokio::io::stdin();
+            let mut buf = [0u8; 256];
+            while let Ok(n) = stdin.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => info!(signal = "SIGINT", "shutting down"),
+            _ = term.recv() => info!(signal = "SIGTERM", "shutting down"),
+            () = stdin_closed => info!("standard input closed; shutting down"),
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Settings: every knob comes from an environment variable and has a flag of the same meaning.
+//!
+//! The struct is parsed once by clap (flags win over the environment), then [`Settings::validate`]
+//! rejects values that would only fail later, so a bad setting stops the process at start with a
+//! message naming the variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{builder::BoolishValueParser, Args, ValueEnum};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "./.gitrev";
+pub const DEFAULT_POOL_SIZE: u32 = 16;
+pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_POOL_TIMEOUT_MS: u64 = 2_000;
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_LIST_CAP: u32 = 10_000;
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 32 << 20;
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
+/// `per_page` may not exceed this; the list cap must be a multiple of it so the `next` link of a
+/// capped list lines up with a real page.
+pub const MAX_PER_PAGE: u32 = 1_000;
+
+/// Where the service runs; decides whether demo data may be loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    Development,
+    Test,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Test => "test",
+            Environment::Production => "production",
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// JSON when stderr is not a terminal, human-readable when it is.
+    Auto,
+    Json,
+    Text,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct Settings {
+    /// PostgreSQL connection URL. Unset: start the embedded PostgreSQL under the data directory.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Address the HTTP server listens on (port 0 picks a free port).
+    #[arg(long, env = "GITREV_LISTEN", default_value = DEFAULT_LISTEN, global = true)]
+    pub listen: SocketAddr,
+
+    /// Directory for the embedded PostgreSQL cluster and other local state.
+    #[arg(long, env = "GITREV_DATA_DIR", default_value = DEFAULT_DATA_DIR, global = true)]
+    pub data_dir: PathBuf,
+
+    /// development, test or production. Demo data is loaded on first start only in development;
+    /// production refuses to seed or reset unless told explicitly.
+    #[arg(long = "env", env = "GITREV_ENV", value_enum, default_value = "development", global = true)]
+    pub environment: Environment,
+
+    /// Directory with users.csv, urls.csv and events.csv. Unset: the reference set built into the binary.
+    #[arg(long, env = "GITREV_SEED_DIR", global = true)]
+    pub seed_dir: Option<PathBuf>,
+
+    /// Directory holding the PostgreSQL server binaries (initdb, postgres) for the embedded
+    /// database. Unset: search PATH, then /usr/lib/postgresql/*/bin (newest first).
+    #[arg(long, env = "GITREV_PG_BIN", global = true)]
+    pub pg_bin: Option<PathBuf>,
+
+    /// Maximum number of PostgreSQL connections in the pool.
+    #[arg(long, env = "GITREV_POOL_SIZE", default_value_t = DEFAULT_POOL_SIZE, global = true)]
+    pub pool_size: u32,
+
+    /// PostgreSQL statement_timeout for every pooled connection, in milliseconds.
+    #[arg(long, env = "GITREV_STATEMENT_TIMEOUT_MS", default_value_t = DEFAULT_STATEMENT_TIMEOUT_MS, global = true)]
+    pub statement_timeout_ms: u64,
+
+    /// How long a request waits for a pooled connection before answering 503, in milliseconds.
+    #[arg(long, env = "GITREV_POOL_TIMEOUT_MS", default_value_t = DEFAULT_POOL_TIMEOUT_MS, global = true)]
+    pub pool_timeout_ms: u64,
+
+    /// TCP connect timeout to PostgreSQL, in milliseconds.
+    #[arg(long, env = "GITREV_CONNECT_TIMEOUT_MS", default_value_t = DEFAULT_CONNECT_TIMEOUT_MS, global = true)]
+    pub connect_timeout_ms: u64,
+
+    /// Status code of the redirect: 301, 302, 307 or 308.
+    #[arg(long, env = "GITREV_REDIRECT_STATUS", default_value_t = 302, global = true)]
+    pub redirect_status: u16,
+
+    /// Most rows a list returns when neither page nor per_page is given (a multiple of 1000).
+    #[arg(long, env = "GITREV_LIST_CAP", default_value_t = DEFAULT_LIST_CAP, global = true)]
+    pub list_cap: u32,
+
+    /// Largest JSON request body, in bytes (413 above it).
+    #[arg(long, env = "GITREV_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES, global = true)]
+    pub max_body_bytes: usize,
+
+    /// Largest CSV upload to POST /users/bulk, in bytes (413 above it).
+    #[arg(long, env = "GITREV_MAX_UPLOAD_BYTES", default_value_t = DEFAULT_MAX_UPLOAD_BYTES, global = true)]
+    pub max_upload_bytes: usize,
+
+    /// How long a stopping server waits for in-flight requests, in milliseconds.
+    #[arg(long, env = "GITREV_SHUTDOWN_GRACE_MS", default_value_t = DEFAULT_SHUTDOWN_GRACE_MS, global = true)]
+    pub shutdown_grace_ms: u64,
+
+    /// Log filter, in tracing's EnvFilter syntax (e.g. `info`, `gitrev=debug`).
+    #[arg(long, env = "GITREV_LOG", default_value = "info", global = true)]
+    pub log: String,
+
+    /// Log format: auto (JSON unless stderr is a terminal), json or text.
+    #[arg(long, env = "GITREV_LOG_FORMAT", value_enum, default_value = "auto", global = true)]
+    pub log_format: LogFormat,
+
+    /// Once listening and migrated, write `{"listen": …, "database_url": …}` to this file
+    /// (for supervisors and the test harness).
+    #[arg(long, env = "GITREV_READY_FILE", global = true, hide = true)]
+    pub ready_file: Option<PathBuf>,
+
+    /// Shut down gracefully when standard input closes (the test harness's parent-death signal).
+    #[arg(long, env = "GITREV_STOP_ON_STDIN_EOF", value_parser = BoolishValueParser::new(),
+          default_value = "false", global = true, hide = true)]
+    pub stop_on_stdin_eof: bool,
+}
+
+/// A setting that cannot work, named by its environment variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {name}: {reason}")]
+pub struct SettingError {
+    pub name: &'static str,
+    pub reason: String,
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> SettingError {
+    SettingError {
+        name,
+        reason: reason.into(),
+    }
+}
+
+impl Settings {
+    /// Rejects values that are well-typed but unusable.
+    pub fn validate(&self) -> Result<(), SettingError> {
+        if !(1..=1000).contains(&self.pool_size) {
+            return Err(invalid("GITREV_POOL_SIZE", "must be between 1 and 1000"));
+        }
+        for (name, value) in [
+            ("GITREV_STATEMENT_TIMEOUT_MS", self.statement_timeout_ms),
+            ("GITREV_POOL_TIMEOUT_MS", self.pool_timeout_ms),
+            ("GITREV_CONNECT_TIMEOUT_MS", self.connect_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(invalid(name, "must be greater than 0"));
+            }
+        }
+        if ![301, 302, 307, 308].contains(&self.redirect_status) {
+            return Err(invalid(
+                "GITREV_REDIRECT_STATUS",
+                "must be 301, 302, 307 or 308",
+            ));
+        }
+        if self.list_cap == 0 || self.list_cap % MAX_PER_PAGE != 0 {
+            return Err(invalid(
+                "GITREV_LIST_CAP",
+                format!("must be a positive multiple of {MAX_PER_PAGE}"),
+            ));
+        }
+        if self.max_body_bytes == 0 || self.max_upload_bytes == 0 {
+            return Err(invalid(
+                "GITREV_MAX_BODY_BYTES / GITREV_MAX_UPLOAD_BYTES",
+                "must be greater than 0",
+            ));
+        }
+        if let Some(url) = &self.database_url {
+            url.parse::<tokio_postgres::Config>()
+                .map_err(|e| invalid("DATABASE_URL", e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    pub fn statement_timeout(&self) -> Duration {
+        Duration::from_millis(self.statement_timeout_ms)
+    }
+
+    pub fn pool_timeout(&self) -> Duration {
+        Duration::from_millis(self.pool_timeout_ms)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    fn parse(args: &[&str]) -> Settings {
+        let mut full = vec!["gitrev"];
+        full.extend_from_slice(args);
+        Wrapper::try_parse_from(full).expect("valid flags").settings
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = parse(&[]);
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.redirect_status, 302);
+        s.validate().expect("defaults validate");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let err = parse(&["--redirect-status", "200"]).validate().unwrap_err();
+        assert_eq!(err.name, "GITREV_REDIRECT_STATUS");
+        let err = parse(&["--list-cap", "1500"]).validate().unwrap_err();
+        assert_eq!(err.name, "GITREV_LIST_CAP");
+        let err = parse(&["--pool-size", "0"]).validate().unwrap_err();
+        assert_eq!(err.name, "GITREV_POOL_SIZE");
+        let err = parse(&["--database-url", "not a url"]).validate().unwrap_err();
+        assert_eq!(err.name, "DATABASE_URL");
+    }
+}

@@ -1,0 +1,52 @@
+//! Building responses: JSON bodies, errors, redirects and the list headers.
+
+use bytes::Bytes;
+use hyper::header::{HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use hyper::StatusCode;
+use serde::Serialize;
+
+use super::{Body, Response};
+use crate::error::{ApiError, RETRY_AFTER_SECS};
+
+pub const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+fn with_body(status: StatusCode, content_type: HeaderValue, body: Bytes) -> Response {
+    let mut response = Response::new(Body::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, content_type);
+    response
+}
+
+/// A JSON response. Serializing our own model types cannot fail.
+pub fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
+    let body = serde_json::to_vec(value).expect("model types always serialize");
+    with_body(status, APPLICATION_JSON, Bytes::from(body))
+}
+
+pub fn no_content() -> Response {
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
+pub fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response {
+    with_body(status, HeaderValue::from_static(content_type), body.into())
+}
+
+pub fn error(err: &ApiError) -> Response {
+    let mut response = json(err.status(), &err.body());
+    if matches!(err, ApiError::Unavailable(_)) {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+    }
+    response
+}
+
+/// A redirect to `location`, which the caller has already made a valid header value.
+pub fn redirect(status: StatusCode, location: HeaderValue) -> Response {
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = status;
+    response.headers_mut().insert(LOCATION, location);
+    response
+}

@@ -1,0 +1,302 @@
+//! The database: a bb8 pool of tokio-postgres connections, each with its own cache of prepared
+//! statements, and one file per table or concern (`users`, `urls`, `events`, `migrate`, `seed`,
+//! `sequences`, `schema`). No HTTP types here: callers get rows or a [`StoreError`].
+//!
+//! Every pooled connection carries the configured `statement_timeout`, and the pool's checkout is
+//! bounded by the pool timeout, so no caller waits on the database without a limit.
+
+pub mod events;
+pub mod migrate;
+pub mod schema;
+pub mod seed;
+pub mod sequences;
+pub mod urls;
+pub mod users;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls, Statement};
+use tracing::warn;
+
+use crate::config::Settings;
+
+/// What went wrong, as far as a caller needs to know.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row (or a row it refers to) does not exist; the string names what is missing.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A uniqueness conflict on the named field.
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    /// The database cannot be reached or is not answering in time; worth retrying.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// Sorts a driver error into what callers act on.
+    pub fn classify(err: tokio_postgres::Error) -> StoreError {
+        let Some(db) = err.as_db_error() else {
+            // No server answer at all: a closed connection, a refused or timed-out connect.
+            return StoreError::Unavailable(err.to_string());
+        };
+        let code = db.code();
+        if *code == SqlState::UNIQUE_VIOLATION {
+            return StoreError::Conflict(match db.constraint() {
+                Some("users_email_key") => "email",
+                Some("urls_short_code_key") => "short_code",
+                _ => "id",
+            });
+        }
+        if *code == SqlState::FOREIGN_KEY_VIOLATION {
+            return StoreError::NotFound(match db.constraint() {
+                Some("urls_user_id_fkey") => "user",
+                _ => "referenced row",
+            });
+        }
+        let transient = code.code().starts_with("08")
+            || code.code().starts_with("53")
+            || code.code().starts_with("57")
+            || *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+            || *code == SqlState::READ_ONLY_SQL_TRANSACTION;
+        if transient {
+            StoreError::Unavailable(db.message().to_owned())
+        } else {
+            StoreError::Internal(format!("{}: {}", code.code(), db.message()))
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(err: tokio_postgres::Error) -> StoreError {
+        StoreError::classify(err)
+    }
+}
+
+impl From<bb8::RunError<tokio_postgres::Error>> for StoreError {
+    fn from(err: bb8::RunError<tokio_postgres::Error>) -> StoreError {
+        match err {
+            bb8::RunError::User(e) => StoreError::classify(e),
+            bb8::RunError::TimedOut => {
+                StoreError::Unavailable("timed out waiting for a database connection".into())
+            }
+        }
+    }
+}
+
+/// A pooled connection and the statements already prepared on it.
+pub struct Conn {
+    pub client: Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl Conn {
+    /// The prepared form of `sql` on this connection, preparing it on first use.
+    pub async fn prepared(&mut self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(stmt) = self.statements.get(sql) {
+            return Ok(stmt.clone());
+        }
+        let stmt = self.client.prepare(sql).await?;
+        self.statements.insert(sql.to_owned(), stmt.clone());
+        Ok(stmt)
+    }
+}
+
+/// Opens connections for the pool.
+pub struct Manager {
+    config: tokio_postgres::Config,
+}
+
+/// Opens one connection and drives it on a background task.
+pub async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            warn!(error = %err, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+impl bb8::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = tokio_postgres::Error;
+
+    async fn connect(&self) -> Result<Conn, tokio_postgres::Error> {
+        Ok(Conn {
+            client: connect(&self.config).await?,
+            statements: HashMap::new(),
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut Conn) -> Result<(), tokio_postgres::Error> {
+        conn.client.simple_query("").await.map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.client.is_closed()
+    }
+}
+
+pub type Pool = bb8::Pool<Manager>;
+
+/// The service's handle on the database.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    /// Connection settings without the statement timeout, for long maintenance work (seeding).
+    maintenance: tokio_postgres::Config,
+}
+
+/// Connection settings for `database_url` with the service's timeouts applied.
+pub fn client_config(
+    database_url: &str,
+    settings: &Settings,
+    statement_timeout: Option<Duration>,
+) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config: tokio_postgres::Config = database_url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| StoreError::Internal(format!("DATABASE_URL: {e}")))?;
+    config.connect_timeout(settings.connect_timeout());
+    config.keepalives_idle(Duration::from_secs(30));
+    if config.get_application_name().is_none() {
+        config.application_name("gitrev");
+    }
+    if let Some(timeout) = statement_timeout {
+        let mut options = config.get_options().unwrap_or("").to_owned();
+        options.push_str(&format!(" -c statement_timeout={}", timeout.as_millis()));
+        config.options(options.trim());
+    }
+    Ok(config)
+}
+
+impl Store {
+    /// Builds the pool without connecting: the first request (or [`Store::ping`]) connects.
+    pub fn new(database_url: &str, settings: &Settings) -> Result<Store, StoreError> {
+        let config = client_config(database_url, settings, Some(settings.statement_timeout()))?;
+        let maintenance = client_config(database_url, settings, None)?;
+        let pool = bb8::Pool::builder()
+            .max_size(settings.pool_size)
+            .connection_timeout(settings.pool_timeout())
+            .build_unchecked(Manager { config });
+        Ok(Store { pool, maintenance })
+    }
+
+    pub async fn conn(&self) -> Result<bb8::PooledConnection<'_, Manager>, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// A connection outside the pool with no statement timeout, for migrations and imports.
+    pub async fn maintenance_client(&self) -> Result<Client, StoreError> {
+        Ok(connect(&self.maintenance).await?)
+    }
+
+    /// Pool state: (connections open, idle).
+    pub fn pool_state(&self) -> (u32, u32) {
+        let state = self.pool.state();
+        (state.connections, state.idle_connections)
+    }
+
+    /// The database answers and is at the expected migration; otherwise why not.
+    pub async fn readiness(&self) -> Result<(), String> {
+        let conn = self.conn().await.map_err(|e| e.to_string())?;
+        migrate::check_current(&conn.client)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Runs a set of independent statements back to back on one connection without waiting for
+/// each answer (tokio-postgres pipelines queries issued concurrently on one client), keeping
+/// their order and each one's own result.
+pub async fn pipelined<'a, T, F, Fut>(items: &'a [T], run: F) -> Vec<Fut::Output>
+where
+    F: Fn(&'a T) -> Fut,
+    Fut: std::future::Future,
+{
+    futures_util::future::join_all(items.iter().map(run)).await
+}
+
+/// Which slice of a list to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// Equality filters on a list, combined with AND. Column names are fixed strings from the
+/// callers; values always travel as parameters.
+#[derive(Default)]
+pub struct Filter {
+    columns: Vec<&'static str>,
+    values: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>,
+}
+
+impl Filter {
+    pub fn eq<T>(mut self, column: &'static str, value: Option<T>) -> Filter
+    where
+        T: tokio_postgres::types::ToSql + Sync + Send + 'static,
+    {
+        if let Some(value) = value {
+            self.columns.push(column);
+            self.values.push(Box::new(value));
+        }
+        self
+    }
+
+    fn where_clause(&self) -> String {
+        if self.columns.is_empty() {
+            return String::new();
+        }
+        let parts: Vec<String> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c} = ${}", i + 1))
+            .collect();
+        format!(" WHERE {}", parts.join(" AND "))
+    }
+}
+
+impl Store {
+    /// One page of `table` ordered by id, and the number of rows matching the filter.
+    /// The two queries are pipelined on one connection.
+    pub(crate) async fn list(
+        &self,
+        table: &'static str,
+        columns: &'static str,
+        filter: Filter,
+        page: Page,
+    ) -> Result<(Vec<tokio_postgres::Row>, i64), StoreError> {
+        let mut conn = self.conn().await?;
+        let wheres = filter.where_clause();
+        let n = filter.values.len();
+        let rows_sql = format!(
+            "SELECT {columns} FROM {table}{wheres} ORDER BY id LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let count_sql = format!("SELECT count(*) FROM {table}{wheres}");
+        let rows_stmt = conn.prepared(&rows_sql).await?;
+        let count_stmt = conn.prepared(&count_sql).await?;
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = filter
+            .values
+            .iter()
+            .map(|v| v.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        let count_params = params.clone();
+        params.push(&page.limit);
+        params.push(&page.offset);
+        let (rows, count) = tokio::try_join!(
+            conn.client.query(&rows_stmt, &params),
+            conn.client.query_one(&count_stmt, &count_params),
+        )?;
+        Ok((rows, count.get(0)))
+    }
+}

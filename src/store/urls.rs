@@ -1,0 +1,283 @@
+//! The `urls` table, its `created` / `updated` / `deleted` events and the click counters.
+
+use serde_json::{json, Value};
+use tokio_postgres::Row;
+
+use super::{sequences, Filter, Page, Store, StoreError};
+use crate::model::{NewUrl, Url, UrlChanges, UrlStats};
+use crate::shortcode;
+
+const COLUMNS: &str =
+    "id, user_id, short_code, original_url, title, is_active, created_at, updated_at";
+
+pub fn url_from_row(row: &Row) -> Url {
+    Url {
+        id: row.get(0),
+        user_id: row.get(1),
+        short_code: row.get(2),
+        original_url: row.get(3),
+        title: row.get(4),
+        is_active: row.get(5),
+        created_at: row.get(6),
+        updated_at: row.get(7),
+    }
+}
+
+/// What a redirect needs to know about a short code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub url_id: i64,
+    pub user_id: Option<i64>,
+    pub original_url: String,
+    pub is_active: bool,
+}
+
+/// Filters of `GET /urls`.
+#[derive(Clone, Debug, Default)]
+pub struct UrlFilter {
+    pub user_id: Option<i64>,
+    pub is_active: Option<bool>,
+    pub short_code: Option<String>,
+}
+
+/// A click to record.
+#[derive(Clone, Debug)]
+pub struct Click {
+    pub url_id: i64,
+    pub user_id: Option<i64>,
+    pub details: Value,
+}
+
+const INSERT: &str = "WITH u AS (
+        INSERT INTO urls (user_id, short_code, original_url, title, is_active)
+        VALUES ($1, $2, $3, $4, $5)
+        RETURNING id, user_id, short_code, original_url, title, is_active, created_at, updated_at),
+    logged AS (
+        INSERT INTO events (url_id, user_id, event_type, details)
+        SELECT id, user_id, 'created',
+               jsonb_build_object('short_code', short_code, 'original_url', original_url)
+        FROM u)
+    SELECT id, user_id, short_code, original_url, title, is_active, created_at, updated_at FROM u";
+
+/// Attempts at a fresh generated code before giving up (each collision has odds of 1 in 62^6
+/// times the table's fill ratio).
+const GENERATE_ATTEMPTS: usize = 8;
+
+impl Store {
+    /// Inserts a url with its `created` event. A taken custom code is `Conflict("short_code")`;
+    /// a generated one that collides is drawn again.
+    pub async fn create_url(&self, new: &NewUrl) -> Result<Url, StoreError> {
+        let mut conn = self.conn().await?;
+        let stmt = conn.prepared(INSERT).await?;
+        let mut repaired = false;
+        let mut attempts = 0;
+        loop {
+            let code = match &new.short_code {
+                Some(code) => code.clone(),
+                None => shortcode::generate(),
+            };
+            attempts += 1;
+            let result = conn
+                .client
+                .query_one(
+                    &stmt,
+                    &[
+                        &new.user_id,
+                        &code,
+                        &new.original_url,
+                        &new.title,
+                        &new.is_active,
+                    ],
+                )
+                .await
+                .map_err(StoreError::classify);
+            match result {
+                Ok(row) => return Ok(url_from_row(&row)),
+                Err(StoreError::Conflict("short_code"))
+                    if new.short_code.is_none() && attempts < GENERATE_ATTEMPTS => {}
+                Err(StoreError::Conflict("id")) if !repaired => {
+                    sequences::fix(&conn.client, &["urls", "events"]).await?;
+                    repaired = true;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    pub async fn get_url(&self, id: i64) -> Result<Url, StoreError> {
+        let mut conn = self.conn().await?;
+        let stmt = conn
+            .prepared(
+                "SELECT id, user_id, short_code, original_url, title, is_active, created_at,
+                 updated_at FROM urls WHERE id = $1",
+            )
+            .await?;
+        let row = conn.client.query_opt(&stmt, &[&id]).await?;
+        row.map(|r| url_from_row(&r))
+            .ok_or(StoreError::NotFound("url"))
+    }
+
+    pub async fn list_urls(
+        &self,
+        filter: UrlFilter,
+        page: Page,
+    ) -> Result<(Vec<Url>, i64), StoreError> {
+        let filter = Filter::default()
+            .eq("user_id", filter.user_id)
+            .eq("is_active", filter.is_active)
+            .eq("short_code", filter.short_code);
+        let (rows, total) = self.list("urls", COLUMNS, filter, page).await?;
+        Ok((rows.iter().map(url_from_row).collect(), total))
+    }
+
+    /// Applies the changes; records one `updated` event per field whose value changed and moves
+    /// `updated_at` only if something changed. Returns the url and the old short code's link state.
+    pub async fn update_url(&self, id: i64, changes: &UrlChanges) -> Result<Url, StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.client.transaction().await?;
+        let row = tx
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM urls WHERE id = $1 FOR UPDATE"),
+                &[&id],
+            )
+            .await?
+            .ok_or(StoreError::NotFound("url"))?;
+        let old = url_from_row(&row);
+        let mut changed: Vec<(&str, Value)> = Vec::new();
+        if let Some(title) = &changes.title {
+            if *title != old.title {
+                changed.push(("title", json!(title)));
+            }
+        }
+        if let Some(active) = changes.is_active {
+            if active != old.is_active {
+                changed.push(("is_active", json!(active)));
+            }
+        }
+        if let Some(target) = &changes.original_url {
+            if *target != old.original_url {
+                changed.push(("original_url", json!(target)));
+            }
+        }
+        if changed.is_empty() {
+            return Ok(old);
+        }
+        let title = changes.title.clone().unwrap_or(old.title);
+        let is_active = changes.is_active.unwrap_or(old.is_active);
+        let original_url = changes.original_url.clone().unwrap_or(old.original_url);
+        let row = tx
+            .query_one(
+                &format!(
+                    "UPDATE urls SET title = $2, is_active = $3, original_url = $4,
+                        updated_at = GREATEST(now() AT TIME ZONE 'UTC', updated_at)
+                     WHERE id = $1 RETURNING {COLUMNS}"
+                ),
+                &[&id, &title, &is_active, &original_url],
+            )
+            .await?;
+        let url = url_from_row(&row);
+        let fields: Vec<&str> = changed.iter().map(|(f, _)| *f).collect();
+        let values: Vec<Value> = changed.into_iter().map(|(_, v)| v).collect();
+        tx.execute(
+            "INSERT INTO events (url_id, user_id, event_type, details)
+             SELECT $1, $2, 'updated', jsonb_build_object('field', f, 'new_value', v)
+             FROM unnest($3::text[], $4::jsonb[]) AS c(f, v)",
+            &[&url.id, &url.user_id, &fields, &values],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(url)
+    }
+
+    /// Deletes a url and records its `deleted` event; returns its short code.
+    pub async fn delete_url(&self, id: i64) -> Result<String, StoreError> {
+        let mut conn = self.conn().await?;
+        let stmt = conn
+            .prepared(
+                "WITH gone AS (DELETE FROM urls WHERE id = $1
+                               RETURNING id, user_id, short_code, original_url),
+                      logged AS (INSERT INTO events (url_id, user_id, event_type, details)
+                                 SELECT id, user_id, 'deleted',
+                                        jsonb_build_object('short_code', short_code,
+                                                           'original_url', original_url)
+                                 FROM gone)
+                 SELECT short_code FROM gone",
+            )
+            .await?;
+        let row = conn.client.query_opt(&stmt, &[&id]).await?;
+        row.map(|r| r.get(0)).ok_or(StoreError::NotFound("url"))
+    }
+
+    pub async fn url_stats(&self, id: i64) -> Result<UrlStats, StoreError> {
+        let mut conn = self.conn().await?;
+        let stmt = conn
+            .prepared(
+                "SELECT u.id, COALESCE(s.clicks, 0), s.last_click_at
+                 FROM urls u LEFT JOIN url_stats s ON s.url_id = u.id WHERE u.id = $1",
+            )
+            .await?;
+        let row = conn.client.query_opt(&stmt, &[&id]).await?;
+        row.map(|r| UrlStats {
+            url_id: r.get(0),
+            clicks: r.get(1),
+            last_click_at: r.get(2),
+        })
+        .ok_or(StoreError::NotFound("url"))
+    }
+
+    /// The link behind a short code, active or not.
+    pub async fn find_link(&self, code: &str) -> Result<Option<Link>, StoreError> {
+        let mut conn = self.conn().await?;
+        let stmt = conn
+            .prepared(
+                "SELECT id, user_id, original_url, is_active FROM urls WHERE short_code = $1",
+            )
+            .await?;
+        let row = conn.client.query_opt(&stmt, &[&code]).await?;
+        Ok(row.map(|r| Link {
+            url_id: r.get(0),
+            user_id: r.get(1),
+            original_url: r.get(2),
+            is_active: r.get(3),
+        }))
+    }
+
+    /// Writes clicks as `click` events and adds them to the per-url counters, in one statement.
+    /// Clicks of urls deleted in the meantime are dropped (their counters are gone too).
+    pub async fn record_clicks(&self, clicks: &[Click]) -> Result<u64, StoreError> {
+        if clicks.is_empty() {
+            return Ok(0);
+        }
+        let mut url_ids: Vec<i64> = Vec::with_capacity(clicks.len());
+        let mut user_ids: Vec<Option<i64>> = Vec::with_capacity(clicks.len());
+        let mut details: Vec<&Value> = Vec::with_capacity(clicks.len());
+        for c in clicks {
+            url_ids.push(c.url_id);
+            user_ids.push(c.user_id);
+            details.push(&c.details);
+        }
+        let mut conn = self.conn().await?;
+        let stmt = conn
+            .prepared(
+                "WITH c AS (
+                    SELECT c.url_id, c.user_id, c.details
+                    FROM unnest($1::bigint[], $2::bigint[], $3::jsonb[]) AS c(url_id, user_id, details)
+                    WHERE EXISTS (SELECT 1 FROM urls WHERE urls.id = c.url_id)),
+                 logged AS (
+                    INSERT INTO events (url_id, user_id, event_type, details)
+                    SELECT url_id, user_id, 'click', details FROM c
+                    RETURNING url_id, timestamp)
+                 INSERT INTO url_stats AS s (url_id, clicks, last_click_at)
+                 SELECT url_id, count(*), max(timestamp) FROM logged
+                 GROUP BY url_id ORDER BY url_id
+                 ON CONFLICT (url_id) DO UPDATE
+                    SET clicks = s.clicks + EXCLUDED.clicks,
+                        last_click_at = GREATEST(s.last_click_at, EXCLUDED.last_click_at)",
+            )
+            .await?;
+        Ok(conn
+            .client
+            .execute(&stmt, &[&url_ids, &user_ids, &details])
+            .await?)
+    }
+}

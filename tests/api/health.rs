@@ -1,0 +1,170 @@
+//! Health and operations: `/health`, `/ready`, `/metrics`, unknown paths and methods, and the 503 a
+//! write gets while the database is away.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::{
+    assert_error, assert_json_content_type, client, connect, fresh_database, server,
+    start_server_on, unique, unique_email, with_database, Reply, TestServer,
+};
+
+#[tokio::test]
+async fn health_answers_ok() {
+    let reply = server()
+        .get(&client(), "/health")
+        .await
+        .expect(200, "GET /health");
+    assert_json_content_type(&reply);
+    assert_eq!(reply.json, json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn ready_answers_ready_when_the_database_answers() {
+    let reply = server()
+        .get(&client(), "/ready")
+        .await
+        .expect(200, "GET /ready");
+    assert_json_content_type(&reply);
+    assert_eq!(reply.json, json!({"status": "ready"}));
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let c = client();
+    // At least one request has been served, so request counters exist.
+    server().get(&c, "/health").await.expect(200, "GET /health");
+    let reply = server()
+        .get(&c, "/metrics")
+        .await
+        .expect(200, "GET /metrics");
+    let content_type = reply.header("content-type").unwrap_or("");
+    assert!(
+        content_type.starts_with("text/plain"),
+        "Prometheus text format is served as text/plain, got {content_type:?}"
+    );
+    assert!(
+        reply.text.contains("# TYPE "),
+        "Prometheus text format declares metric types:\n{}",
+        reply.text
+    );
+}
+
+#[tokio::test]
+async fn unknown_multi_segment_paths_are_json_404() {
+    let c = client();
+    for path in ["/nope/x", "/users/1/extra/more", "/events/1/x"] {
+        let reply = server().get(&c, path).await;
+        assert_error(&reply, 404, "not_found");
+    }
+}
+
+#[tokio::test]
+async fn wrong_methods_are_json_405() {
+    let c = client();
+    let reply = server().delete(&c, "/health").await;
+    assert_error(&reply, 405, "method_not_allowed");
+    let reply = server().post(&c, "/health", &json!({})).await;
+    assert_error(&reply, 405, "method_not_allowed");
+    let reply = server().delete(&c, "/users").await;
+    assert_error(&reply, 405, "method_not_allowed");
+}
+
+async fn poll(server: &TestServer, path: &str, until: impl Fn(&Reply) -> bool) -> Reply {
+    let c = client();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let reply = server.get(&c, path).await;
+        if until(&reply) || Instant::now() > deadline {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Renames the server's database away (terminating its sessions until the rename goes through), so the
+/// server can no longer connect: the outage `/ready` and writes must report.
+async fn rename_database(admin: &tokio_postgres::Client, from: &str, to: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        admin
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&from],
+            )
+            .await
+            .expect("terminating the server's sessions");
+        match admin
+            .batch_execute(&format!("ALTER DATABASE \"{from}\" RENAME TO \"{to}\""))
+            .await
+        {
+            Ok(()) => return,
+            Err(e) if Instant::now() > deadline => panic!("renaming {from} to {to}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn database_outage_gives_503_on_ready_and_writes_and_recovers() {
+    let url = fresh_database("outage").await;
+    let name = url
+        .rsplit('/')
+        .next()
+        .expect("a database url has a path")
+        .to_string();
+    let srv = start_server_on(&url, &[]);
+    let c = client();
+    srv.get(&c, "/ready").await.expect(200, "GET /ready before");
+
+    let admin = connect(&with_database(&url, "postgres")).await;
+    let away = unique("away");
+    rename_database(&admin, &name, &away).await;
+
+    let ready = poll(&srv, "/ready", |r| r.status == 503).await;
+    assert_eq!(
+        ready.status, 503,
+        "/ready while the database is gone: {}",
+        ready.text
+    );
+    assert_json_content_type(&ready);
+    assert_eq!(ready.json["status"], "unavailable", "{}", ready.text);
+    assert!(
+        ready.json["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "/ready says why: {}",
+        ready.text
+    );
+
+    let health = srv.get(&c, "/health").await;
+    assert_eq!(health.status, 200, "liveness never touches the database");
+
+    let write = srv
+        .post(
+            &c,
+            "/users",
+            &json!({"username": "outage", "email": unique_email()}),
+        )
+        .await;
+    assert_error(&write, 503, "unavailable");
+    assert!(
+        write.header("retry-after").is_some(),
+        "a 503 carries retry-after"
+    );
+
+    rename_database(&admin, &away, &name).await;
+    let ready = poll(&srv, "/ready", |r| r.status == 200).await;
+    assert_eq!(
+        ready.status, 200,
+        "/ready recovers without a restart: {}",
+        ready.text
+    );
+    srv.post(
+        &c,
+        "/users",
+        &json!({"username": "back", "email": unique_email()}),
+    )
+    .await
+    .expect(201, "POST /users after the database came back");
+}

@@ -1,0 +1,21 @@
+//! The HTTP contract of gitrev (`../shared/API.md`), checked against the real binary.
+//!
+//! One test binary on purpose: every file directly under `tests/` would be its own binary with its own
+//! embedded PostgreSQL and its own server. Here `common` starts one server (and through it one cluster)
+//! for the whole run, and each module checks one part of the contract. Tests run in parallel against
+//! that shared database, so each makes its own data and never assumes an empty table; tests that need
+//! exact counts or ids get a database of their own (`common::fresh_database`).
+
+mod common;
+
+mod bad_bodies;
+mod bulk;
+mod concurrency;
+mod events;
+mod health;
+mod pagination;
+mod redirect;
+mod schema;
+mod seed;
+mod urls;
+mod users;
