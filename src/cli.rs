@@ -2,7 +2,6 @@
 //! and `reset`. Each finds its database the same way: `DATABASE_URL`, or the embedded cluster in
 //! the data directory.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -90,8 +89,7 @@ impl Database {
             }),
             None => {
                 let embedded =
-                    EmbeddedPostgres::start(&settings.data_dir, settings.pg_bin.as_deref())
-                        .await?;
+                    EmbeddedPostgres::start(&settings.data_dir, settings.pg_bin.as_deref()).await?;
                 Ok(Database {
                     url: embedded.database_url(),
                     embedded: Some(embedded),
@@ -144,7 +142,10 @@ async fn run_command(command: Command, settings: &Settings, url: &str) -> anyhow
             let mut client = store.maintenance_client().await?;
             let drifts = schema::check(&mut client).await?;
             if drifts.is_empty() {
-                println!("schema matches migrations 1..={}", migrate::latest_version());
+                println!(
+                    "schema matches migrations 1..={}",
+                    migrate::latest_version()
+                );
                 Ok(ExitCode::SUCCESS)
             } else {
                 println!("schema drift ({} problem(s)):", drifts.len());
@@ -261,8 +262,8 @@ fn write_ready_file(path: &Path, listen: &str, database_url: &str) -> anyhow::Re
 }
 
 /// Completes on SIGINT, SIGTERM or (when asked) the end of standard input.
-fn shutdown_signal(stop_on_stdin_eof: bool) -> impl Future<Output = ()> {
-    async move {
+async fn shutdown_signal(stop_on_stdin_eof: bool) {
+    {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("installing a SIGTERM handler");
         let stdin_closed = async {

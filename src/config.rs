@@ -67,7 +67,13 @@ pub struct Settings {
 
     /// development, test or production. Demo data is loaded on first start only in development;
     /// production refuses to seed or reset unless told explicitly.
-    #[arg(long = "env", env = "GITREV_ENV", value_enum, default_value = "development", global = true)]
+    #[arg(
+        long = "env",
+        env = "GITREV_ENV",
+        value_enum,
+        default_value = "development",
+        global = true
+    )]
     pub environment: Environment,
 
     /// Directory with users.csv, urls.csv and events.csv. Unset: the reference set built into the binary.
@@ -96,7 +102,12 @@ pub struct Settings {
     pub connect_timeout_ms: u64,
 
     /// Status code of the redirect: 301, 302, 307 or 308.
-    #[arg(long, env = "GITREV_REDIRECT_STATUS", default_value_t = 302, global = true)]
+    #[arg(
+        long,
+        env = "GITREV_REDIRECT_STATUS",
+        default_value_t = 302,
+        global = true
+    )]
     pub redirect_status: u16,
 
     /// Most rows a list returns when neither page nor per_page is given (a multiple of 1000).
@@ -116,11 +127,22 @@ pub struct Settings {
     pub shutdown_grace_ms: u64,
 
     /// Log filter, in tracing's EnvFilter syntax (e.g. `info`, `gitrev=debug`).
-    #[arg(long, env = "GITREV_LOG", default_value = "info", global = true)]
+    #[arg(
+        long,
+        env = "GITREV_LOG",
+        default_value = "info,tokio_postgres=warn",
+        global = true
+    )]
     pub log: String,
 
     /// Log format: auto (JSON unless stderr is a terminal), json or text.
-    #[arg(long, env = "GITREV_LOG_FORMAT", value_enum, default_value = "auto", global = true)]
+    #[arg(
+        long,
+        env = "GITREV_LOG_FORMAT",
+        value_enum,
+        default_value = "auto",
+        global = true
+    )]
     pub log_format: LogFormat,
 
     /// Once listening and migrated, write `{"listen": …, "database_url": …}` to this file
@@ -239,7 +261,9 @@ mod tests {
         assert_eq!(err.name, "GITREV_LIST_CAP");
         let err = parse(&["--pool-size", "0"]).validate().unwrap_err();
         assert_eq!(err.name, "GITREV_POOL_SIZE");
-        let err = parse(&["--database-url", "not a url"]).validate().unwrap_err();
+        let err = parse(&["--database-url", "not a url"])
+            .validate()
+            .unwrap_err();
         assert_eq!(err.name, "DATABASE_URL");
     }
 }

@@ -37,7 +37,9 @@ pub enum EmbeddedError {
     Initdb { status: String, output: String },
     #[error("PostgreSQL did not start: {0}")]
     Start(String),
-    #[error("running as root, but neither a `postgres` nor a `nobody` user exists to run PostgreSQL as")]
+    #[error(
+        "running as root, but neither a `postgres` nor a `nobody` user exists to run PostgreSQL as"
+    )]
     NoUnprivilegedUser,
 }
 
@@ -122,7 +124,11 @@ pub struct EmbeddedPostgres {
     pid: i32,
     port: u16,
     password: String,
+    /// Set once stopped, and from the start when the server belongs to another live gitrev
+    /// process (a `gitrev seed` next to a running `gitrev serve`): that one stops it, not us.
     stopped: bool,
+    /// `<data dir>/gitrev.owner`: the pid of the gitrev process responsible for stopping it.
+    owner_file: PathBuf,
 }
 
 fn free_port() -> Result<u16, EmbeddedError> {
@@ -178,14 +184,29 @@ impl EmbeddedPostgres {
             .trim()
             .to_owned();
 
+        let owner_file = data_dir.join("gitrev.owner");
         let mut server = if let Some((pid, port)) = running_server(&cluster) {
-            info!(pid, port, "adopting the embedded PostgreSQL left running by an earlier start");
+            let owner = fs::read_to_string(&owner_file)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok())
+                .filter(|owner| *owner != std::process::id() as i32 && pid_alive(*owner));
+            match owner {
+                Some(owner) => info!(
+                    pid,
+                    port, owner, "using the embedded PostgreSQL of a running gitrev"
+                ),
+                None => info!(
+                    pid,
+                    port, "adopting the embedded PostgreSQL left running by an earlier start"
+                ),
+            }
             EmbeddedPostgres {
                 child: None,
                 pid,
                 port,
                 password,
-                stopped: false,
+                stopped: owner.is_some(),
+                owner_file,
             }
         } else {
             let port = free_port()?;
@@ -215,8 +236,13 @@ impl EmbeddedPostgres {
                 port,
                 password,
                 stopped: false,
+                owner_file,
             }
         };
+        if !server.stopped {
+            fs::write(&server.owner_file, std::process::id().to_string())
+                .map_err(io(format!("writing {}", server.owner_file.display())))?;
+        }
         if let Err(err) = server.wait_ready(&data_dir.join("postgres.log")).await {
             server.stop().await;
             return Err(err);
@@ -293,7 +319,10 @@ impl EmbeddedPostgres {
         let deadline = Instant::now() + STOP_TIMEOUT;
         while self.is_running() {
             if Instant::now() > deadline {
-                warn!(pid = self.pid, "PostgreSQL did not stop in time; killing it");
+                warn!(
+                    pid = self.pid,
+                    "PostgreSQL did not stop in time; killing it"
+                );
                 // SAFETY: as above.
                 unsafe { libc::kill(self.pid, libc::SIGKILL) };
                 break;
@@ -303,6 +332,7 @@ impl EmbeddedPostgres {
         if let Some(child) = &mut self.child {
             let _ = child.wait();
         }
+        let _ = fs::remove_file(&self.owner_file);
         info!(pid = self.pid, "stopped embedded PostgreSQL");
     }
 
@@ -357,15 +387,24 @@ fn init_cluster(
         .map_err(io("setting the password file's permissions"))?;
     if let Some(user) = run_as {
         for path in [cluster, pwfile.as_path()] {
-            std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))
-                .map_err(io(format!("handing {} to the postgres user", path.display())))?;
+            std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)).map_err(io(format!(
+                "handing {} to the postgres user",
+                path.display()
+            )))?;
         }
     }
     info!(cluster = %cluster.display(), "creating the embedded PostgreSQL cluster");
     let output = command(bin, "initdb", run_as)
         .arg("-D")
         .arg(cluster)
-        .args(["-U", SUPERUSER, "-E", "UTF8", "--no-locale", "--auth=scram-sha-256"])
+        .args([
+            "-U",
+            SUPERUSER,
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--auth=scram-sha-256",
+        ])
         .arg(format!("--pwfile={}", pwfile.display()))
         .stdin(Stdio::null())
         .output();

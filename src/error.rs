@@ -87,9 +87,7 @@ impl ApiError {
                 .collect::<Vec<_>>()
                 .join("; "),
             ApiError::Internal(_) => "internal server error".to_owned(),
-            ApiError::Unavailable(_) => {
-                "the database is unavailable; retry shortly".to_owned()
-            }
+            ApiError::Unavailable(_) => "the database is unavailable; retry shortly".to_owned(),
             other => other.to_string(),
         };
         body.insert("error".into(), Value::String(message));

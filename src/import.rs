@@ -88,7 +88,8 @@ impl Record<'_> {
     }
 
     fn required(&self, column: &str) -> Result<&str, String> {
-        self.get(column).ok_or_else(|| format!("{column} is required"))
+        self.get(column)
+            .ok_or_else(|| format!("{column} is required"))
     }
 
     fn id(&self, column: &str) -> Result<Option<i64>, String> {
@@ -104,9 +105,9 @@ impl Record<'_> {
     fn timestamp(&self, column: &str) -> Result<Option<NaiveDateTime>, String> {
         match self.get(column) {
             None => Ok(None),
-            Some(text) => parse_timestamp(text).map(Some).ok_or_else(|| {
-                format!("{column} must be YYYY-MM-DD HH:MM:SS, got {text:?}")
-            }),
+            Some(text) => parse_timestamp(text)
+                .map(Some)
+                .ok_or_else(|| format!("{column} must be YYYY-MM-DD HH:MM:SS, got {text:?}")),
         }
     }
 }
@@ -282,7 +283,10 @@ mod tests {
         let csv = b"id,username,email\n1,ok,ok@x.io\nx,bad,bad@x.io\n3,,empty@x.io\n4,noemail,nope\n5,fine,fine@x.io\n";
         let p = parse_users(csv).unwrap();
         assert_eq!(p.rows.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 6]);
-        assert_eq!(p.errors.iter().map(|e| e.line).collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(
+            p.errors.iter().map(|e| e.line).collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
         assert!(p.errors[0].error.contains("id"));
         assert!(p.errors[1].error.contains("username"));
         assert!(p.errors[2].error.contains("email"));

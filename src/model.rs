@@ -416,14 +416,20 @@ mod tests {
         for good in ["a@b.co", "first.last+tag@sub.example.org"] {
             assert!(check_email(good).is_ok(), "{good}");
         }
-        for bad in ["", "a", "@b.co", "a@b", "a@@b.co", "a b@c.co", "a@.co", "a@co."] {
+        for bad in [
+            "", "a", "@b.co", "a@b", "a@@b.co", "a b@c.co", "a@.co", "a@co.",
+        ] {
             assert!(check_email(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn original_urls() {
-        for good in ["http://x.io", "https://example.com/a?b=c#d", "https://[::1]:8080/"] {
+        for good in [
+            "http://x.io",
+            "https://example.com/a?b=c#d",
+            "https://[::1]:8080/",
+        ] {
             assert!(check_original_url(good).is_ok(), "{good}");
         }
         for bad in [

@@ -78,7 +78,10 @@ mod tests {
         // 10k draws from 62^6 collide with probability ~1e-3; two collisions would mean a broken RNG.
         assert!(codes.len() >= 9_998, "only {} distinct", codes.len());
         let first_chars: HashSet<char> = codes.iter().filter_map(|c| c.chars().next()).collect();
-        assert!(first_chars.len() > 50, "first characters not spread: {first_chars:?}");
+        assert!(
+            first_chars.len() > 50,
+            "first characters not spread: {first_chars:?}"
+        );
     }
 
     #[test]

@@ -58,7 +58,10 @@ pub async fn redirect(
             user_id: link.user_id,
             details: Value::Object(details),
         };
-        state.store.record_clicks(std::slice::from_ref(&click)).await?;
+        state
+            .store
+            .record_clicks(std::slice::from_ref(&click))
+            .await?;
     }
     Ok(response::redirect(state.redirect_status, location))
 }

@@ -34,7 +34,9 @@ pub async fn read(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<B
 pub fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     const EXPECTED: &str = "the request body must be a JSON object";
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::InvalidBody(format!("{EXPECTED}; the body is empty")));
+        return Err(ApiError::InvalidBody(format!(
+            "{EXPECTED}; the body is empty"
+        )));
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),

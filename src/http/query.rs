@@ -51,7 +51,8 @@ impl<'a> Query<'a> {
             "true" | "1" => Some(true),
             "false" | "0" => Some(false),
             _ => {
-                self.errors.push((name.into(), "must be true or false".into()));
+                self.errors
+                    .push((name.into(), "must be true or false".into()));
                 None
             }
         }
@@ -113,8 +114,13 @@ impl<'a> Query<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pagination {
     /// Neither `page` nor `per_page`: the whole list, up to the cap.
-    Capped { cap: u32 },
-    Paged { page: u32, per_page: u32 },
+    Capped {
+        cap: u32,
+    },
+    Paged {
+        page: u32,
+        per_page: u32,
+    },
 }
 
 impl Pagination {
@@ -168,16 +174,37 @@ mod tests {
     #[test]
     fn page_arithmetic() {
         let p = pagination("page=3&per_page=10").unwrap();
-        assert_eq!(p.page(), Page { limit: 10, offset: 20 });
+        assert_eq!(
+            p.page(),
+            Page {
+                limit: 10,
+                offset: 20
+            }
+        );
         assert_eq!(p.next(31), Some((4, 10)));
         assert_eq!(p.next(30), None);
-        assert_eq!(pagination("per_page=5").unwrap().page(), Page { limit: 5, offset: 0 });
+        assert_eq!(
+            pagination("per_page=5").unwrap().page(),
+            Page {
+                limit: 5,
+                offset: 0
+            }
+        );
         assert_eq!(
             pagination("page=2").unwrap().page(),
-            Page { limit: 100, offset: 100 }
+            Page {
+                limit: 100,
+                offset: 100
+            }
         );
         let capped = pagination("").unwrap();
-        assert_eq!(capped.page(), Page { limit: 10_000, offset: 0 });
+        assert_eq!(
+            capped.page(),
+            Page {
+                limit: 10_000,
+                offset: 0
+            }
+        );
         assert_eq!(capped.next(10_000), None);
         // Page 11 of 1000 rows starts right after the first 10,000.
         assert_eq!(capped.next(10_001), Some((11, 1000)));
@@ -187,7 +214,14 @@ mod tests {
 
     #[test]
     fn bad_values_are_422() {
-        for q in ["page=0", "per_page=0", "per_page=1001", "page=abc", "page=-1", "per_page="] {
+        for q in [
+            "page=0",
+            "per_page=0",
+            "per_page=1001",
+            "page=abc",
+            "page=-1",
+            "per_page=",
+        ] {
             assert!(pagination(q).is_err(), "{q}");
         }
         assert!(pagination("unknown=zzz").is_ok());
@@ -199,7 +233,10 @@ mod tests {
         let p = q.pagination(10_000);
         assert_eq!(q.int("user_id"), Some(4));
         let link = p.next_link("/urls", &q, 10).unwrap();
-        assert_eq!(link, "</urls?user_id=4&x=a+b&page=2&per_page=2>; rel=\"next\"");
+        assert_eq!(
+            link,
+            "</urls?user_id=4&x=a+b&page=2&per_page=2>; rel=\"next\""
+        );
     }
 
     #[test]

@@ -138,7 +138,10 @@ mod tests {
     #[test]
     fn reserved_names_are_never_codes() {
         for name in crate::shortcode::RESERVED {
-            assert!(!matches!(route(&format!("/{name}")), Route::Redirect(_)), "{name}");
+            assert!(
+                !matches!(route(&format!("/{name}")), Route::Redirect(_)),
+                "{name}"
+            );
         }
     }
 }

@@ -59,7 +59,13 @@ pub async fn serve(
     }
     drop(listener);
     info!("stopped accepting connections; draining in-flight requests");
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        warn!(?grace, "in-flight requests did not finish within the grace period");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(
+            ?grace,
+            "in-flight requests did not finish within the grace period"
+        );
     }
 }

@@ -101,15 +101,17 @@ pub async fn applied(client: &Client) -> Result<Vec<Applied>, tokio_postgres::Er
 pub fn ledger_problems(applied: &[Applied]) -> Vec<MigrateError> {
     applied
         .iter()
-        .filter_map(|a| match MIGRATIONS.iter().find(|m| m.version == a.version) {
-            None => Some(MigrateError::Unknown(a.version)),
-            Some(m) if checksum(m.sql) != a.checksum => Some(MigrateError::Edited {
-                name: m.name.to_owned(),
-                applied: a.checksum.clone(),
-                file: checksum(m.sql),
-            }),
-            Some(_) => None,
-        })
+        .filter_map(
+            |a| match MIGRATIONS.iter().find(|m| m.version == a.version) {
+                None => Some(MigrateError::Unknown(a.version)),
+                Some(m) if checksum(m.sql) != a.checksum => Some(MigrateError::Edited {
+                    name: m.name.to_owned(),
+                    applied: a.checksum.clone(),
+                    file: checksum(m.sql),
+                }),
+                Some(_) => None,
+            },
+        )
         .collect()
 }
 
@@ -176,7 +178,12 @@ mod tests {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
         let mut files: Vec<String> = std::fs::read_dir(dir)
             .expect("sql/ exists")
-            .map(|e| e.expect("readable entry").file_name().to_string_lossy().into_owned())
+            .map(|e| {
+                e.expect("readable entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .filter(|n| n.ends_with(".sql"))
             .collect();
         files.sort();
@@ -191,6 +198,9 @@ mod tests {
     #[test]
     fn checksum_changes_with_the_text() {
         assert_eq!(checksum("a").len(), 64);
-        assert_ne!(checksum("CREATE TABLE a ()"), checksum("CREATE TABLE a ( )"));
+        assert_ne!(
+            checksum("CREATE TABLE a ()"),
+            checksum("CREATE TABLE a ( )")
+        );
     }
 }

@@ -15,7 +15,10 @@ use super::StoreError;
 /// One object of the schema and its definition, keyed like `column urls.title`.
 type Catalog = BTreeMap<String, String>;
 
-async fn catalog(client: &impl tokio_postgres::GenericClient, schema: &str) -> Result<Catalog, tokio_postgres::Error> {
+async fn catalog(
+    client: &impl tokio_postgres::GenericClient,
+    schema: &str,
+) -> Result<Catalog, tokio_postgres::Error> {
     let mut out = Catalog::new();
     let columns = client
         .query(
@@ -49,7 +52,10 @@ async fn catalog(client: &impl tokio_postgres::GenericClient, schema: &str) -> R
     let qualified = format!(" ON {schema}.");
     for row in indexes {
         let (table, index, def): (String, String, String) = (row.get(0), row.get(1), row.get(2));
-        out.insert(format!("index {index} on {table}"), def.replace(&qualified, " ON "));
+        out.insert(
+            format!("index {index} on {table}"),
+            def.replace(&qualified, " ON "),
+        );
     }
     let constraints = client
         .query(
@@ -64,7 +70,10 @@ async fn catalog(client: &impl tokio_postgres::GenericClient, schema: &str) -> R
     let prefix = format!("{schema}.");
     for row in constraints {
         let (table, name, def): (String, String, String) = (row.get(0), row.get(1), row.get(2));
-        out.insert(format!("constraint {name} on {table}"), def.replace(&prefix, ""));
+        out.insert(
+            format!("constraint {name} on {table}"),
+            def.replace(&prefix, ""),
+        );
     }
     Ok(out)
 }
@@ -82,16 +91,22 @@ pub async fn check(client: &mut Client) -> Result<Vec<String>, StoreError> {
         }
     }
 
-    let live_schema: String = client.query_one("SELECT current_schema()::text", &[]).await?.get(0);
+    let live_schema: String = client
+        .query_one("SELECT current_schema()::text", &[])
+        .await?
+        .get(0);
     let scratch = format!("gitrev_expected_{}", std::process::id());
     let tx = client.transaction().await?;
-    tx.batch_execute(&format!("CREATE SCHEMA {scratch}; SET LOCAL search_path TO {scratch}"))
-        .await?;
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA {scratch}; SET LOCAL search_path TO {scratch}"
+    ))
+    .await?;
     for m in MIGRATIONS {
         tx.batch_execute(m.sql).await?;
     }
     let expected = catalog(&tx, &scratch).await?;
-    tx.batch_execute(&format!("SET LOCAL search_path TO {live_schema}")).await?;
+    tx.batch_execute(&format!("SET LOCAL search_path TO {live_schema}"))
+        .await?;
     let live = catalog(&tx, &live_schema).await?;
     tx.rollback().await?;
 
@@ -105,7 +120,9 @@ pub async fn check(client: &mut Client) -> Result<Vec<String>, StoreError> {
         }
     }
     for object in live.keys().filter(|k| !expected.contains_key(*k)) {
-        drifts.push(format!("unexpected {object} (not defined by any migration)"));
+        drifts.push(format!(
+            "unexpected {object} (not defined by any migration)"
+        ));
     }
     Ok(drifts)
 }

@@ -61,7 +61,9 @@ where
     F: Fn(&'a T) -> Fut,
     Fut: std::future::Future<Output = Result<(), RowFailure>>,
 {
-    client.batch_execute("SET synchronous_commit TO off").await?;
+    client
+        .batch_execute("SET synchronous_commit TO off")
+        .await?;
     let result = write_chunks(rows, line, run).await;
     // txid_current() gives the barrier transaction an id, so its commit is written and flushed.
     client
@@ -114,31 +116,36 @@ pub async fn import_users(client: &Client, rows: &[UserRow]) -> Result<ImportRep
                  created_at = COALESCE($3, users.created_at)",
         )
         .await?;
-    let report = write_rows(client, rows, |r| r.line, |r| {
-        let (by_id, by_email) = (&by_id, &by_email);
-        async move {
-            let result = match r.id {
-                Some(id) => {
-                    client
-                        .execute(by_id, &[&id, &r.username, &r.email, &r.created_at])
-                        .await
-                }
-                None => {
-                    client
-                        .execute(by_email, &[&r.username, &r.email, &r.created_at])
-                        .await
-                }
-            };
-            result.map(|_| ()).map_err(|e| {
-                row_failure(e, |err| match err {
-                    StoreError::Conflict(_) => {
-                        format!("email {} already belongs to another user", r.email)
+    let report = write_rows(
+        client,
+        rows,
+        |r| r.line,
+        |r| {
+            let (by_id, by_email) = (&by_id, &by_email);
+            async move {
+                let result = match r.id {
+                    Some(id) => {
+                        client
+                            .execute(by_id, &[&id, &r.username, &r.email, &r.created_at])
+                            .await
                     }
-                    other => other.to_string(),
+                    None => {
+                        client
+                            .execute(by_email, &[&r.username, &r.email, &r.created_at])
+                            .await
+                    }
+                };
+                result.map(|_| ()).map_err(|e| {
+                    row_failure(e, |err| match err {
+                        StoreError::Conflict(_) => {
+                            format!("email {} already belongs to another user", r.email)
+                        }
+                        other => other.to_string(),
+                    })
                 })
-            })
-        }
-    })
+            }
+        },
+    )
     .await?;
     sequences::fix(client, &["users"]).await?;
     Ok(report)
@@ -158,39 +165,46 @@ pub async fn import_urls(client: &Client, rows: &[UrlRow]) -> Result<ImportRepor
                  created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at",
         )
         .await?;
-    let report = write_rows(client, rows, |r| r.line, |r| {
-        let stmt = &stmt;
-        async move {
-            client
-                .execute(
-                    stmt,
-                    &[
-                        &r.id,
-                        &r.user_id,
-                        &r.short_code,
-                        &r.original_url,
-                        &r.title,
-                        &r.is_active,
-                        &r.created_at,
-                        &r.updated_at,
-                    ],
-                )
-                .await
-                .map(|_| ())
-                .map_err(|e| {
-                    row_failure(e, |err| match err {
-                        StoreError::Conflict(_) => {
-                            format!("short_code {} already belongs to another url", r.short_code)
-                        }
-                        StoreError::NotFound(_) => format!(
-                            "user_id {} does not exist",
-                            r.user_id.unwrap_or_default()
-                        ),
-                        other => other.to_string(),
+    let report = write_rows(
+        client,
+        rows,
+        |r| r.line,
+        |r| {
+            let stmt = &stmt;
+            async move {
+                client
+                    .execute(
+                        stmt,
+                        &[
+                            &r.id,
+                            &r.user_id,
+                            &r.short_code,
+                            &r.original_url,
+                            &r.title,
+                            &r.is_active,
+                            &r.created_at,
+                            &r.updated_at,
+                        ],
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        row_failure(e, |err| match err {
+                            StoreError::Conflict(_) => {
+                                format!(
+                                    "short_code {} already belongs to another url",
+                                    r.short_code
+                                )
+                            }
+                            StoreError::NotFound(_) => {
+                                format!("user_id {} does not exist", r.user_id.unwrap_or_default())
+                            }
+                            other => other.to_string(),
+                        })
                     })
-                })
-        }
-    })
+            }
+        },
+    )
     .await?;
     sequences::fix(client, &["urls"]).await?;
     Ok(report)
@@ -210,29 +224,37 @@ pub async fn import_events(client: &Client, rows: &[EventRow]) -> Result<ImportR
                  details = EXCLUDED.details",
         )
         .await?;
-    let report = write_rows(client, rows, |r| r.line, |r| {
-        let stmt = &stmt;
-        async move {
-            match client
-                .execute(
-                    stmt,
-                    &[
-                        &r.id,
-                        &r.url_id,
-                        &r.user_id,
-                        &r.event_type,
-                        &r.timestamp,
-                        &r.details,
-                    ],
-                )
-                .await
-            {
-                Ok(0) => Err(RowFailure::Row(format!("url_id {} does not exist", r.url_id))),
-                Ok(_) => Ok(()),
-                Err(e) => Err(row_failure(e, |err| err.to_string())),
+    let report = write_rows(
+        client,
+        rows,
+        |r| r.line,
+        |r| {
+            let stmt = &stmt;
+            async move {
+                match client
+                    .execute(
+                        stmt,
+                        &[
+                            &r.id,
+                            &r.url_id,
+                            &r.user_id,
+                            &r.event_type,
+                            &r.timestamp,
+                            &r.details,
+                        ],
+                    )
+                    .await
+                {
+                    Ok(0) => Err(RowFailure::Row(format!(
+                        "url_id {} does not exist",
+                        r.url_id
+                    ))),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(row_failure(e, |err| err.to_string())),
+                }
             }
-        }
-    })
+        },
+    )
     .await?;
     sequences::fix(client, &["events"]).await?;
     Ok(report)
@@ -261,7 +283,10 @@ pub enum SeedError {
         source: std::io::Error,
     },
     #[error("{file}: {source}")]
-    File { file: &'static str, source: ImportError },
+    File {
+        file: &'static str,
+        source: ImportError,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -304,7 +329,10 @@ pub struct SeedReport {
     pub events: ImportReport,
 }
 
-fn parsed<T>(file: &'static str, result: Result<Parsed<T>, ImportError>) -> Result<Parsed<T>, SeedError> {
+fn parsed<T>(
+    file: &'static str,
+    result: Result<Parsed<T>, ImportError>,
+) -> Result<Parsed<T>, SeedError> {
     result.map_err(|source| SeedError::File { file, source })
 }
 

@@ -229,9 +229,7 @@ impl Store {
     pub async fn find_link(&self, code: &str) -> Result<Option<Link>, StoreError> {
         let mut conn = self.conn().await?;
         let stmt = conn
-            .prepared(
-                "SELECT id, user_id, original_url, is_active FROM urls WHERE short_code = $1",
-            )
+            .prepared("SELECT id, user_id, original_url, is_active FROM urls WHERE short_code = $1")
             .await?;
         let row = conn.client.query_opt(&stmt, &[&code]).await?;
         Ok(row.map(|r| Link {
