@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -13,10 +12,9 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::api::AppState;
 use crate::config::{Environment, Settings};
 use crate::embedded::EmbeddedPostgres;
-use crate::http::server;
+use crate::service;
 use crate::store::seed::{self, SeedReport, SeedSource};
 use crate::store::{migrate, schema, sequences, Store, StoreError};
 use crate::telemetry;
@@ -236,20 +234,28 @@ async fn serve(settings: &Settings, store: Store, url: &str) -> anyhow::Result<E
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
-    let local = listener.local_addr()?;
-    if let Some(path) = &settings.ready_file {
-        write_ready_file(path, &local.to_string(), url)?;
-    }
-    info!(listen = %local, env = settings.environment.as_str(), "gitrev serving");
-    let state = Arc::new(AppState::new(settings.clone(), store));
-    server::serve(
+    let ready_file = settings.ready_file.clone();
+    let environment = settings.environment;
+    let stop_on_stdin_eof = settings.stop_on_stdin_eof;
+    let mut ready_error = None;
+    service::run(
+        settings.clone(),
+        store,
         listener,
-        state,
-        shutdown_signal(settings.stop_on_stdin_eof),
-        settings.shutdown_grace(),
+        shutdown_signal(stop_on_stdin_eof),
+        |local| {
+            if let Some(path) = &ready_file {
+                if let Err(err) = write_ready_file(path, &local.to_string(), url) {
+                    ready_error = Some(err);
+                }
+            }
+            info!(listen = %local, env = environment.as_str(), "gitrev serving");
+        },
     )
-    .await;
-    info!("gitrev stopped");
+    .await?;
+    if let Some(err) = ready_error {
+        return Err(err);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -126,6 +126,75 @@ pub struct Settings {
     #[arg(long, env = "GITREV_SHUTDOWN_GRACE_MS", default_value_t = DEFAULT_SHUTDOWN_GRACE_MS, global = true)]
     pub shutdown_grace_ms: u64,
 
+    /// Group concurrent POST /users into one insert (`on`) or insert each alone (`off`).
+    #[arg(long, env = "GITREV_USER_BATCH", value_parser = BoolishValueParser::new(),
+          default_value = "on", global = true)]
+    pub user_batch: bool,
+
+    /// Most users inserted by one grouped statement.
+    #[arg(
+        long,
+        env = "GITREV_USER_BATCH_MAX",
+        default_value_t = 512,
+        global = true
+    )]
+    pub user_batch_max: usize,
+
+    /// Links kept in the redirect cache.
+    #[arg(
+        long,
+        env = "GITREV_CACHE_CAPACITY",
+        default_value_t = 1_000_000,
+        global = true
+    )]
+    pub cache_capacity: u64,
+
+    /// Longest a cached link is served without being reloaded, in seconds (a last resort: changes
+    /// are announced to every replica at once).
+    #[arg(
+        long,
+        env = "GITREV_CACHE_TTL_SECS",
+        default_value_t = 300,
+        global = true
+    )]
+    pub cache_ttl_secs: u64,
+
+    /// How long an unknown or inactive code is remembered as such, in milliseconds.
+    #[arg(
+        long,
+        env = "GITREV_NEGATIVE_TTL_MS",
+        default_value_t = 1_000,
+        global = true
+    )]
+    pub negative_ttl_ms: u64,
+
+    /// Clicks waiting to be written at most; beyond it clicks are dropped and counted.
+    #[arg(
+        long,
+        env = "GITREV_CLICK_QUEUE",
+        default_value_t = 100_000,
+        global = true
+    )]
+    pub click_queue: usize,
+
+    /// Most clicks written by one statement.
+    #[arg(
+        long,
+        env = "GITREV_CLICK_BATCH",
+        default_value_t = 1_000,
+        global = true
+    )]
+    pub click_batch: usize,
+
+    /// Longest a click waits before its batch is written, in milliseconds.
+    #[arg(
+        long,
+        env = "GITREV_CLICK_FLUSH_MS",
+        default_value_t = 100,
+        global = true
+    )]
+    pub click_flush_ms: u64,
+
     /// Log filter, in tracing's EnvFilter syntax (e.g. `info`, `gitrev=debug`).
     #[arg(
         long,
@@ -203,6 +272,19 @@ impl Settings {
                 "GITREV_MAX_BODY_BYTES / GITREV_MAX_UPLOAD_BYTES",
                 "must be greater than 0",
             ));
+        }
+        for (name, value) in [
+            ("GITREV_USER_BATCH_MAX", self.user_batch_max as u64),
+            ("GITREV_CACHE_CAPACITY", self.cache_capacity),
+            ("GITREV_CACHE_TTL_SECS", self.cache_ttl_secs),
+            ("GITREV_NEGATIVE_TTL_MS", self.negative_ttl_ms),
+            ("GITREV_CLICK_QUEUE", self.click_queue as u64),
+            ("GITREV_CLICK_BATCH", self.click_batch as u64),
+            ("GITREV_CLICK_FLUSH_MS", self.click_flush_ms),
+        ] {
+            if value == 0 {
+                return Err(invalid(name, "must be greater than 0"));
+            }
         }
         if let Some(url) = &self.database_url {
             url.parse::<tokio_postgres::Config>()

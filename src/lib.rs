@@ -12,6 +12,8 @@
 //! - [`error`]: the one error type and its mapping to status and JSON body.
 
 pub mod api;
+pub mod batch;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod embedded;
@@ -19,6 +21,7 @@ pub mod error;
 pub mod http;
 pub mod import;
 pub mod model;
+pub mod service;
 pub mod shortcode;
 pub mod store;
 pub mod telemetry;

@@ -55,6 +55,24 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
 }
 
+/// Metrics of the cache and the grouped writers (cheap to clone: handles onto shared values).
+#[derive(Clone)]
+pub struct BatchMetrics {
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub click_queue_depth: Gauge,
+    pub click_overflow: Counter,
+    pub click_lost: Counter,
+    pub click_batch_size: Histogram,
+    pub click_flush_seconds: Histogram,
+    pub user_group_size: Histogram,
+}
+
+fn size_histogram() -> Histogram {
+    // 1 .. 4096
+    Histogram::new(exponential_buckets(1.0, 2.0, 13))
+}
+
 /// Every metric the service exports.
 pub struct Metrics {
     registry: Registry,
@@ -62,6 +80,8 @@ pub struct Metrics {
     pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub pool_connections: Gauge,
     pub pool_idle: Gauge,
+    pub cache_entries: Gauge,
+    pub batch: BatchMetrics,
 }
 
 impl Default for Metrics {
@@ -93,12 +113,70 @@ impl Default for Metrics {
             "Idle PostgreSQL connections in the pool",
             pool_idle.clone(),
         );
+        let batch = BatchMetrics {
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            click_queue_depth: Gauge::default(),
+            click_overflow: Counter::default(),
+            click_lost: Counter::default(),
+            click_batch_size: size_histogram(),
+            click_flush_seconds: latency_histogram(),
+            user_group_size: size_histogram(),
+        };
+        registry.register(
+            "link_cache_hits",
+            "Redirect lookups answered by the cache",
+            batch.cache_hits.clone(),
+        );
+        registry.register(
+            "link_cache_misses",
+            "Redirect lookups that went to the database",
+            batch.cache_misses.clone(),
+        );
+        let cache_entries = Gauge::default();
+        registry.register(
+            "link_cache_entries",
+            "Entries in the link cache",
+            cache_entries.clone(),
+        );
+        registry.register(
+            "click_queue_depth",
+            "Clicks waiting to be written",
+            batch.click_queue_depth.clone(),
+        );
+        registry.register(
+            "click_queue_overflow",
+            "Clicks dropped because the queue was full",
+            batch.click_overflow.clone(),
+        );
+        registry.register(
+            "clicks_lost",
+            "Clicks that could not be written (database error past retries)",
+            batch.click_lost.clone(),
+        );
+        registry.register(
+            "click_batch_size",
+            "Clicks per write",
+            batch.click_batch_size.clone(),
+        );
+        registry.register(
+            "click_flush_duration_seconds",
+            "Time to write one batch of clicks",
+            batch.click_flush_seconds.clone(),
+        );
+        registry.register(
+            "user_group_size",
+            "Users inserted per grouped POST /users statement",
+            batch.user_group_size.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             pool_connections,
             pool_idle,
+            cache_entries,
+            batch,
         }
     }
 }

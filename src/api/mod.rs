@@ -16,34 +16,31 @@ use hyper::header::{HeaderName, HeaderValue, ALLOW};
 use hyper::{Method, Request, StatusCode};
 use tracing::{debug, error};
 
+use crate::batch::{ClickQueue, GroupWriter};
+use crate::cache::LinkCache;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::http::query::{Pagination, Query};
 use crate::http::response;
 use crate::http::router::{route, Route};
 use crate::http::{body, Response};
-use crate::store::Store;
+use crate::model::{NewUser, User};
+use crate::store::{Store, StoreError};
 use crate::telemetry::{method_label, Metrics, RequestLabels, RouteLabels};
 
-/// Everything a handler needs, built once at start and shared.
+/// The grouped `POST /users` writer.
+pub type UserWriter = GroupWriter<NewUser, Result<User, StoreError>>;
+
+/// Everything a handler needs, built once at start (see `service`) and shared.
 pub struct AppState {
     pub settings: Settings,
     pub store: Store,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     pub redirect_status: StatusCode,
-}
-
-impl AppState {
-    pub fn new(settings: Settings, store: Store) -> AppState {
-        let redirect_status =
-            StatusCode::from_u16(settings.redirect_status).expect("validated at start");
-        AppState {
-            settings,
-            store,
-            metrics: Metrics::default(),
-            redirect_status,
-        }
-    }
+    pub links: LinkCache,
+    pub clicks: ClickQueue,
+    /// `None` when `GITREV_USER_BATCH=off`: one insert per request.
+    pub user_writer: Option<UserWriter>,
 }
 
 pub type HandlerResult = Result<Response, ApiError>;
@@ -119,7 +116,7 @@ async fn dispatch(state: &AppState, route: Route<'_>, req: Request<Incoming>) ->
     match (route, method) {
         (Route::Health, Method::GET) => ops::health(),
         (Route::Ready, Method::GET) => ops::ready(state).await,
-        (Route::Metrics, Method::GET) => ops::metrics(state),
+        (Route::Metrics, Method::GET) => ops::metrics(state).await,
 
         (Route::Users, Method::GET) => users::list(state, query).await,
         (Route::Users, Method::POST) => users::create(state, json_body(incoming).await?).await,

@@ -22,10 +22,15 @@ pub async fn ready(state: &AppState) -> HandlerResult {
     })
 }
 
-pub fn metrics(state: &AppState) -> HandlerResult {
+pub async fn metrics(state: &AppState) -> HandlerResult {
     let (open, idle) = state.store.pool_state();
     state.metrics.pool_connections.set(i64::from(open));
     state.metrics.pool_idle.set(i64::from(idle));
+    state.links.sync().await;
+    state
+        .metrics
+        .cache_entries
+        .set(state.links.entry_count() as i64);
     Ok(response::text(
         StatusCode::OK,
         "application/openmetrics-text; version=1.0.0; charset=utf-8",

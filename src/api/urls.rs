@@ -53,11 +53,13 @@ pub async fn update(state: &AppState, id: i64, body: Map<String, Value>) -> Hand
         .update_url(id, &changes)
         .await
         .map_err(url_error)?;
+    state.links.invalidate(&url.short_code).await;
     Ok(response::json(StatusCode::OK, &url))
 }
 
 pub async fn delete(state: &AppState, id: i64) -> HandlerResult {
-    state.store.delete_url(id).await.map_err(url_error)?;
+    let code = state.store.delete_url(id).await.map_err(url_error)?;
+    state.links.invalidate(&code).await;
     Ok(response::no_content())
 }
 

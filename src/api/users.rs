@@ -28,7 +28,15 @@ pub(crate) fn user_error(err: StoreError) -> ApiError {
 
 pub async fn create(state: &AppState, body: Map<String, Value>) -> HandlerResult {
     let new = NewUser::from_json(&body)?;
-    let user = state.store.create_user(&new).await.map_err(user_error)?;
+    let result = match &state.user_writer {
+        Some(writer) => writer.submit(new).await.unwrap_or_else(|| {
+            Err(StoreError::Unavailable(
+                "the user writer has stopped".into(),
+            ))
+        }),
+        None => state.store.create_user(&new).await,
+    };
+    let user = result.map_err(user_error)?;
     Ok(response::json(StatusCode::CREATED, &user))
 }
 
@@ -56,7 +64,9 @@ pub async fn update(state: &AppState, id: i64, body: Map<String, Value>) -> Hand
 }
 
 pub async fn delete(state: &AppState, id: i64) -> HandlerResult {
-    state.store.delete_user(id).await.map_err(user_error)?;
+    for code in state.store.delete_user(id).await.map_err(user_error)? {
+        state.links.invalidate(&code).await;
+    }
     Ok(response::no_content())
 }
 

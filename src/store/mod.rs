@@ -197,6 +197,11 @@ impl Store {
         Ok(connect(&self.maintenance).await?)
     }
 
+    /// Connection settings for long-lived side connections (the LISTEN connection).
+    pub fn side_config(&self) -> tokio_postgres::Config {
+        self.maintenance.clone()
+    }
+
     /// Pool state: (connections open, idle).
     pub fn pool_state(&self) -> (u32, u32) {
         let state = self.pool.state();

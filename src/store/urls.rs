@@ -131,7 +131,7 @@ impl Store {
     }
 
     /// Applies the changes; records one `updated` event per field whose value changed and moves
-    /// `updated_at` only if something changed. Returns the url and the old short code's link state.
+    /// `updated_at` only if something changed. Announces the change to every replica's link cache.
     pub async fn update_url(&self, id: i64, changes: &UrlChanges) -> Result<Url, StoreError> {
         let mut conn = self.conn().await?;
         let tx = conn.client.transaction().await?;
@@ -185,11 +185,17 @@ impl Store {
             &[&url.id, &url.user_id, &fields, &values],
         )
         .await?;
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&crate::cache::CHANNEL, &url.short_code],
+        )
+        .await?;
         tx.commit().await?;
         Ok(url)
     }
 
-    /// Deletes a url and records its `deleted` event; returns its short code.
+    /// Deletes a url, records its `deleted` event and announces it to every replica's link
+    /// cache; returns its short code.
     pub async fn delete_url(&self, id: i64) -> Result<String, StoreError> {
         let mut conn = self.conn().await?;
         let stmt = conn
@@ -201,7 +207,8 @@ impl Store {
                                         jsonb_build_object('short_code', short_code,
                                                            'original_url', original_url)
                                  FROM gone)
-                 SELECT short_code FROM gone",
+                 SELECT g.short_code FROM gone g
+                 CROSS JOIN LATERAL (SELECT pg_notify('gitrev_links', g.short_code)) announced",
             )
             .await?;
         let row = conn.client.query_opt(&stmt, &[&id]).await?;
@@ -242,9 +249,9 @@ impl Store {
 
     /// Writes clicks as `click` events and adds them to the per-url counters, in one statement.
     /// Clicks of urls deleted in the meantime are dropped (their counters are gone too).
-    pub async fn record_clicks(&self, clicks: &[Click]) -> Result<u64, StoreError> {
+    pub async fn record_clicks(&self, clicks: &[Click]) -> Result<(), StoreError> {
         if clicks.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
         let mut url_ids: Vec<i64> = Vec::with_capacity(clicks.len());
         let mut user_ids: Vec<Option<i64>> = Vec::with_capacity(clicks.len());
@@ -273,9 +280,9 @@ impl Store {
                         last_click_at = GREATEST(s.last_click_at, EXCLUDED.last_click_at)",
             )
             .await?;
-        Ok(conn
-            .client
+        conn.client
             .execute(&stmt, &[&url_ids, &user_ids, &details])
-            .await?)
+            .await?;
+        Ok(())
     }
 }

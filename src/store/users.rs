@@ -3,6 +3,7 @@
 use tokio_postgres::Row;
 
 use super::{sequences, Filter, Page, Store, StoreError};
+use crate::cache;
 use crate::model::{NewUser, User, UserChanges};
 
 const COLUMNS: &str = "id, username, email, created_at";
@@ -16,7 +17,20 @@ pub fn user_from_row(row: &Row) -> User {
     }
 }
 
+/// Above this many urls, a user deletion tells replicas to clear their caches instead of
+/// announcing each code.
+const NOTIFY_EACH_MAX: usize = 1_000;
+
 const INSERT: &str = "INSERT INTO users (username, email) VALUES ($1, $2)
+    ON CONFLICT ((lower(email))) DO NOTHING
+    RETURNING id, username, email, created_at";
+
+/// One statement for a whole group, inserted in arrival order so the first of two requests with
+/// the same email is the one that gets it.
+const INSERT_GROUP: &str = "INSERT INTO users (username, email)
+    SELECT username, email
+    FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS g(username, email, arrival)
+    ORDER BY arrival
     ON CONFLICT ((lower(email))) DO NOTHING
     RETURNING id, username, email, created_at";
 
@@ -43,6 +57,68 @@ impl Store {
                 Err(err) => return Err(err),
             }
         }
+    }
+
+    /// Inserts a group of users in one statement and answers each with its own row or its own
+    /// error: the first request for an email (in any letter case) wins, later ones in the group
+    /// get `Conflict("email")`. If the statement fails for a reason other than the database being
+    /// unavailable, each user is retried alone so one bad row fails only its own request.
+    pub async fn create_users(&self, group: &[NewUser]) -> Vec<Result<User, StoreError>> {
+        match self.insert_group(group).await {
+            Ok(answers) => answers,
+            Err(StoreError::Unavailable(reason)) => group
+                .iter()
+                .map(|_| Err(StoreError::Unavailable(reason.clone())))
+                .collect(),
+            Err(_) => {
+                let mut answers = Vec::with_capacity(group.len());
+                for new in group {
+                    answers.push(self.create_user(new).await);
+                }
+                answers
+            }
+        }
+    }
+
+    async fn insert_group(
+        &self,
+        group: &[NewUser],
+    ) -> Result<Vec<Result<User, StoreError>>, StoreError> {
+        let usernames: Vec<&str> = group.iter().map(|u| u.username.as_str()).collect();
+        let emails: Vec<&str> = group.iter().map(|u| u.email.as_str()).collect();
+        let mut conn = self.conn().await?;
+        let stmt = conn.prepared(INSERT_GROUP).await?;
+        let mut repaired = false;
+        let rows = loop {
+            match conn
+                .client
+                .query(&stmt, &[&usernames, &emails])
+                .await
+                .map_err(StoreError::classify)
+            {
+                Ok(rows) => break rows,
+                Err(StoreError::Conflict("id")) if !repaired => {
+                    sequences::fix(&conn.client, &["users"]).await?;
+                    repaired = true;
+                }
+                Err(err) => return Err(err),
+            }
+        };
+        let mut inserted: std::collections::HashMap<String, User> = rows
+            .iter()
+            .map(|r| {
+                let user = user_from_row(r);
+                (user.email.to_lowercase(), user)
+            })
+            .collect();
+        Ok(group
+            .iter()
+            .map(|new| {
+                inserted
+                    .remove(&new.email.to_lowercase())
+                    .ok_or(StoreError::Conflict("email"))
+            })
+            .collect())
     }
 
     pub async fn get_user(&self, id: i64) -> Result<User, StoreError> {
@@ -77,8 +153,8 @@ impl Store {
             .ok_or(StoreError::NotFound("user"))
     }
 
-    /// Deletes a user and their urls (recording a `deleted` event for each url); returns the
-    /// short codes that stopped existing.
+    /// Deletes a user and their urls (recording a `deleted` event for each url), announces the
+    /// codes to every replica's link cache, and returns them.
     pub async fn delete_user(&self, id: i64) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn().await?;
         let tx = conn.client.transaction().await?;
@@ -102,7 +178,21 @@ impl Store {
         if deleted == 0 {
             return Err(StoreError::NotFound("user"));
         }
+        let codes: Vec<String> = codes.iter().map(|r| r.get(0)).collect();
+        if codes.len() > NOTIFY_EACH_MAX {
+            tx.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&cache::CHANNEL, &cache::CLEAR_ALL],
+            )
+            .await?;
+        } else if !codes.is_empty() {
+            tx.execute(
+                "SELECT pg_notify($1, code) FROM unnest($2::text[]) AS code",
+                &[&cache::CHANNEL, &codes],
+            )
+            .await?;
+        }
         tx.commit().await?;
-        Ok(codes.iter().map(|r| r.get(0)).collect())
+        Ok(codes)
     }
 }
