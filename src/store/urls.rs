@@ -32,6 +32,29 @@ pub struct Link {
     pub is_active: bool,
 }
 
+/// A batch of clicks as the three array parameters of the click statement.
+pub struct ClickColumns<'a> {
+    pub url_ids: Vec<i64>,
+    pub user_ids: Vec<Option<i64>>,
+    pub details: Vec<&'a Value>,
+}
+
+impl<'a> ClickColumns<'a> {
+    pub fn new(clicks: &'a [Click]) -> ClickColumns<'a> {
+        let mut columns = ClickColumns {
+            url_ids: Vec::with_capacity(clicks.len()),
+            user_ids: Vec::with_capacity(clicks.len()),
+            details: Vec::with_capacity(clicks.len()),
+        };
+        for c in clicks {
+            columns.url_ids.push(c.url_id);
+            columns.user_ids.push(c.user_id);
+            columns.details.push(&c.details);
+        }
+        columns
+    }
+}
+
 /// Filters of `GET /urls`.
 #[derive(Clone, Debug, Default)]
 pub struct UrlFilter {
@@ -253,14 +276,11 @@ impl Store {
         if clicks.is_empty() {
             return Ok(());
         }
-        let mut url_ids: Vec<i64> = Vec::with_capacity(clicks.len());
-        let mut user_ids: Vec<Option<i64>> = Vec::with_capacity(clicks.len());
-        let mut details: Vec<&Value> = Vec::with_capacity(clicks.len());
-        for c in clicks {
-            url_ids.push(c.url_id);
-            user_ids.push(c.user_id);
-            details.push(&c.details);
-        }
+        let ClickColumns {
+            url_ids,
+            user_ids,
+            details,
+        } = ClickColumns::new(clicks);
         let mut conn = self.conn().await?;
         let stmt = conn
             .prepared(

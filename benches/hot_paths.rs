@@ -1,0 +1,170 @@
+//! Micro-benchmarks of the functions on the redirect and POST /users paths.
+//!
+//! Run: `cargo bench --bench hot_paths` (criterion; results in target/criterion). These measure
+//! single functions in isolation; whole-server figures come from `perf/`.
+
+use std::hint::black_box;
+
+use bytes::BytesMut;
+use chrono::NaiveDateTime;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use gitrev::cache::{CacheConfig, CachedLink, LinkCache};
+use gitrev::http::response;
+use gitrev::http::router::route;
+use gitrev::import;
+use gitrev::model::{Event, Url, User};
+use gitrev::store::urls::{Click, ClickColumns, Link};
+use hyper::StatusCode;
+use serde_json::json;
+use tokio_postgres::types::{ToSql, Type};
+
+fn ts() -> NaiveDateTime {
+    gitrev::model::parse_timestamp("2025-09-19 22:25:05").expect("valid")
+}
+
+fn link(i: i64) -> Link {
+    Link {
+        url_id: i,
+        user_id: Some(7),
+        original_url: format!("https://example.com/some/path/{i}?utm_source=bench"),
+        is_active: true,
+    }
+}
+
+fn router(c: &mut Criterion) {
+    let mut g = c.benchmark_group("router");
+    for path in [
+        "/aB3xY9",
+        "/users/12345",
+        "/urls/42/stats",
+        "/no/such/route/here",
+    ] {
+        g.bench_function(path, |b| b.iter(|| route(black_box(path))));
+    }
+    g.finish();
+}
+
+fn cache(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let cache = LinkCache::new(CacheConfig {
+        capacity: 1_000_000,
+        ttl: std::time::Duration::from_secs(300),
+        negative_ttl: std::time::Duration::from_secs(1),
+    });
+    rt.block_on(async {
+        for i in 0..10_000 {
+            let l = link(i);
+            cache
+                .insert(format!("c{i:05}"), CachedLink::new(&l).expect("valid"))
+                .await;
+        }
+    });
+    c.bench_function("cache/hit", |b| {
+        b.iter(|| rt.block_on(cache.peek(black_box("c04242"))))
+    });
+    c.bench_function("cache/miss", |b| {
+        b.iter(|| rt.block_on(cache.peek(black_box("zzzzzz"))))
+    });
+}
+
+fn redirect_response(c: &mut Criterion) {
+    let cached = CachedLink::new(&link(1)).expect("valid");
+    c.bench_function("redirect/build_response", |b| {
+        b.iter(|| response::redirect(StatusCode::FOUND, black_box(&cached).location.clone()))
+    });
+}
+
+fn json_encoding(c: &mut Criterion) {
+    let user = User {
+        id: 401,
+        username: "prouduplink60".into(),
+        email: "prouduplink60@hackstack.io".into(),
+        created_at: ts(),
+    };
+    let url = Url {
+        id: 2001,
+        user_id: Some(401),
+        short_code: "CKVfY9".into(),
+        original_url: "https://relay.cloud/quiet/harvest/1".into(),
+        title: Some("Campaign page garden".into()),
+        is_active: true,
+        created_at: ts(),
+        updated_at: ts(),
+    };
+    let event = Event {
+        id: 3423,
+        url_id: 2001,
+        user_id: Some(401),
+        event_type: "click".into(),
+        timestamp: ts(),
+        details: json!({"short_code": "CKVfY9", "original_url": "https://relay.cloud/quiet/harvest/1",
+                        "user_agent": "curl/8.0"}),
+    };
+    let mut g = c.benchmark_group("json");
+    g.bench_function("user", |b| {
+        b.iter(|| response::json(StatusCode::OK, black_box(&user)))
+    });
+    g.bench_function("url", |b| {
+        b.iter(|| response::json(StatusCode::OK, black_box(&url)))
+    });
+    g.bench_function("event", |b| {
+        b.iter(|| response::json(StatusCode::OK, black_box(&event)))
+    });
+    g.finish();
+}
+
+fn csv_parsing(c: &mut Criterion) {
+    let users = include_bytes!("../seed/users.csv");
+    let mut g = c.benchmark_group("csv");
+    g.throughput(Throughput::Elements(400));
+    g.bench_function("users_400_rows", |b| {
+        b.iter(|| import::parse_users(black_box(users)).expect("parses"))
+    });
+    g.finish();
+}
+
+fn batch_encoding(c: &mut Criterion) {
+    let clicks: Vec<Click> = (0..1000)
+        .map(|i| Click {
+            url_id: i,
+            user_id: Some(i % 400),
+            details: json!({"short_code": "CKVfY9", "original_url": "https://relay.cloud/q/1",
+                            "user_agent": "Mozilla/5.0"}),
+        })
+        .collect();
+    let mut g = c.benchmark_group("click_batch");
+    g.throughput(Throughput::Elements(clicks.len() as u64));
+    g.bench_function("encode_1000", |b| {
+        b.iter_batched(
+            || BytesMut::with_capacity(256 * 1024),
+            |mut out| {
+                let cols = ClickColumns::new(black_box(&clicks));
+                cols.url_ids
+                    .to_sql(&Type::INT8_ARRAY, &mut out)
+                    .expect("encodes");
+                cols.user_ids
+                    .to_sql(&Type::INT8_ARRAY, &mut out)
+                    .expect("encodes");
+                cols.details
+                    .to_sql(&Type::JSONB_ARRAY, &mut out)
+                    .expect("encodes");
+                out
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    router,
+    cache,
+    redirect_response,
+    json_encoding,
+    csv_parsing,
+    batch_encoding
+);
+criterion_main!(benches);
