@@ -1,0 +1,14 @@
+-- Touches each generated code L0000000 .. L(N-1) (HEAD: no click) to load it into the cache.
+-- Threads interleave: thread t takes codes t, t+THREADS, t+2*THREADS, ...
+local n = tonumber(os.getenv("N") or "1000000")
+local threads = tonumber(os.getenv("THREADS") or "2")
+local created = 0
+function setup(thread)
+  thread:set("tid", created)
+  created = created + 1
+end
+local i = -1
+request = function()
+  i = i + 1
+  return wrk.format("HEAD", string.format("/L%07d", (i * threads + tid) % n))
+end
