@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prometheus_client::metrics::counter::Counter;
+use prometheus::IntCounter;
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
@@ -38,7 +38,7 @@ pub struct ClickQueueConfig {
 #[derive(Clone)]
 pub struct ClickQueue {
     tx: mpsc::Sender<Click>,
-    overflow: Counter,
+    overflow: IntCounter,
     overflow_logged: Arc<AtomicU64>,
 }
 
@@ -201,7 +201,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> GroupWriter<Req, Resp> {
     pub fn start<F, Fut>(
         max_group: usize,
         writers: usize,
-        group_sizes: prometheus_client::metrics::histogram::Histogram,
+        group_sizes: prometheus::Histogram,
         write: F,
     ) -> GroupWriter<Req, Resp>
     where

@@ -1,17 +1,16 @@
 //! Logs and metrics.
 //!
 //! Logs go through `tracing`: JSON lines when stderr is not a terminal (or when asked), readable
-//! text in a terminal. Metrics live in one prometheus-client registry owned by the app state and
-//! rendered by `GET /metrics` in the OpenMetrics text format.
+//! text in a terminal. Metrics live in one `prometheus` registry owned by the app state (with the
+//! crate's process collector for CPU, memory and file descriptors) and are rendered by
+//! `GET /metrics` in the Prometheus text format (0.0.4).
 
 use std::io::IsTerminal;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus::{
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, Settings};
@@ -38,155 +37,204 @@ pub fn init_logging(settings: &Settings) {
     };
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub route: &'static str,
-    pub method: &'static str,
-    pub status: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
-    pub route: &'static str,
-}
-
-fn latency_histogram() -> Histogram {
-    // 50 µs .. ~1.6 s
-    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
-}
-
 /// Metrics of the cache and the grouped writers (cheap to clone: handles onto shared values).
 #[derive(Clone)]
 pub struct BatchMetrics {
-    pub cache_hits: Counter,
-    pub cache_misses: Counter,
-    pub click_queue_depth: Gauge,
-    pub click_overflow: Counter,
-    pub click_lost: Counter,
+    pub cache_hits: IntCounter,
+    pub cache_misses: IntCounter,
+    pub click_queue_depth: IntGauge,
+    pub click_overflow: IntCounter,
+    pub click_lost: IntCounter,
     pub click_batch_size: Histogram,
     pub click_flush_seconds: Histogram,
     pub user_group_size: Histogram,
 }
 
-fn size_histogram() -> Histogram {
-    // 1 .. 4096
-    Histogram::new(exponential_buckets(1.0, 2.0, 13))
-}
-
 /// Every metric the service exports.
 pub struct Metrics {
     registry: Registry,
-    pub requests: Family<RequestLabels, Counter>,
-    pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
-    pub pool_connections: Gauge,
-    pub pool_idle: Gauge,
-    pub cache_entries: Gauge,
+    pub requests: IntCounterVec,
+    pub latency: HistogramVec,
+    pub pool_connections: IntGauge,
+    pub pool_idle: IntGauge,
+    pub cache_entries: IntGauge,
     pub batch: BatchMetrics,
+}
+
+fn latency_buckets() -> Vec<f64> {
+    // 50 µs .. ~1.6 s
+    exponential_buckets(0.000_05, 2.0, 16).expect("valid buckets")
+}
+
+fn size_buckets() -> Vec<f64> {
+    // 1 .. 4096
+    exponential_buckets(1.0, 2.0, 13).expect("valid buckets")
+}
+
+/// Registers a metric built from fixed, valid options.
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique and valid");
+    metric
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    register(registry, IntCounter::new(name, help).expect("valid metric"))
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    register(registry, IntGauge::new(name, help).expect("valid metric"))
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    register(
+        registry,
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+            .expect("valid metric"),
+    )
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("gitrev");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests served, by route, method and status",
-            requests.clone(),
+        let registry = Registry::new();
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("the process collector registers once");
+        let requests = register(
+            &registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "gitrev_http_requests_total",
+                    "HTTP requests served, by route, method and status",
+                ),
+                &["route", "method", "status"],
+            )
+            .expect("valid metric"),
         );
-        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            latency_histogram,
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "Time from request to response, by route",
-            latency.clone(),
-        );
-        let pool_connections = Gauge::default();
-        registry.register(
-            "db_pool_connections",
-            "Open PostgreSQL connections in the pool",
-            pool_connections.clone(),
-        );
-        let pool_idle = Gauge::default();
-        registry.register(
-            "db_pool_idle_connections",
-            "Idle PostgreSQL connections in the pool",
-            pool_idle.clone(),
+        let latency = register(
+            &registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "gitrev_http_request_duration_seconds",
+                    "Time from request to response, by route",
+                )
+                .buckets(latency_buckets()),
+                &["route"],
+            )
+            .expect("valid metric"),
         );
         let batch = BatchMetrics {
-            cache_hits: Counter::default(),
-            cache_misses: Counter::default(),
-            click_queue_depth: Gauge::default(),
-            click_overflow: Counter::default(),
-            click_lost: Counter::default(),
-            click_batch_size: size_histogram(),
-            click_flush_seconds: latency_histogram(),
-            user_group_size: size_histogram(),
+            cache_hits: counter(
+                &registry,
+                "gitrev_link_cache_hits_total",
+                "Redirect lookups answered by the cache",
+            ),
+            cache_misses: counter(
+                &registry,
+                "gitrev_link_cache_misses_total",
+                "Redirect lookups that went to the database",
+            ),
+            click_queue_depth: gauge(
+                &registry,
+                "gitrev_click_queue_depth",
+                "Clicks waiting to be written",
+            ),
+            click_overflow: counter(
+                &registry,
+                "gitrev_click_queue_overflow_total",
+                "Clicks dropped because the queue was full",
+            ),
+            click_lost: counter(
+                &registry,
+                "gitrev_clicks_lost_total",
+                "Clicks that could not be written (database error past retries)",
+            ),
+            click_batch_size: histogram(
+                &registry,
+                "gitrev_click_batch_size",
+                "Clicks per write",
+                size_buckets(),
+            ),
+            click_flush_seconds: histogram(
+                &registry,
+                "gitrev_click_flush_duration_seconds",
+                "Time to write one batch of clicks",
+                latency_buckets(),
+            ),
+            user_group_size: histogram(
+                &registry,
+                "gitrev_user_batch_size",
+                "Users inserted per grouped POST /users statement",
+                size_buckets(),
+            ),
         };
-        registry.register(
-            "link_cache_hits",
-            "Redirect lookups answered by the cache",
-            batch.cache_hits.clone(),
-        );
-        registry.register(
-            "link_cache_misses",
-            "Redirect lookups that went to the database",
-            batch.cache_misses.clone(),
-        );
-        let cache_entries = Gauge::default();
-        registry.register(
-            "link_cache_entries",
-            "Entries in the link cache",
-            cache_entries.clone(),
-        );
-        registry.register(
-            "click_queue_depth",
-            "Clicks waiting to be written",
-            batch.click_queue_depth.clone(),
-        );
-        registry.register(
-            "click_queue_overflow",
-            "Clicks dropped because the queue was full",
-            batch.click_overflow.clone(),
-        );
-        registry.register(
-            "clicks_lost",
-            "Clicks that could not be written (database error past retries)",
-            batch.click_lost.clone(),
-        );
-        registry.register(
-            "click_batch_size",
-            "Clicks per write",
-            batch.click_batch_size.clone(),
-        );
-        registry.register(
-            "click_flush_duration_seconds",
-            "Time to write one batch of clicks",
-            batch.click_flush_seconds.clone(),
-        );
-        registry.register(
-            "user_group_size",
-            "Users inserted per grouped POST /users statement",
-            batch.user_group_size.clone(),
-        );
         Metrics {
+            pool_connections: gauge(
+                &registry,
+                "gitrev_db_pool_connections",
+                "Open PostgreSQL connections in the pool",
+            ),
+            pool_idle: gauge(
+                &registry,
+                "gitrev_db_pool_idle_connections",
+                "Idle PostgreSQL connections in the pool",
+            ),
+            cache_entries: gauge(
+                &registry,
+                "gitrev_link_cache_entries",
+                "Entries in the link cache",
+            ),
             registry,
             requests,
             latency,
-            pool_connections,
-            pool_idle,
-            cache_entries,
             batch,
         }
     }
 }
 
 impl Metrics {
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing to a String cannot fail");
-        out
+    /// Counts one served request.
+    pub fn observe_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        let code = StatusLabel::new(status);
+        self.requests
+            .with_label_values(&[route, method, code.as_str()])
+            .inc();
+        self.latency.with_label_values(&[route]).observe(seconds);
+    }
+
+    /// The Prometheus text exposition and its content type.
+    pub fn render(&self) -> (String, String) {
+        let encoder = TextEncoder::new();
+        let mut out = Vec::new();
+        encoder
+            .encode(&self.registry.gather(), &mut out)
+            .expect("writing to a Vec cannot fail");
+        (
+            String::from_utf8(out).expect("the text format is UTF-8"),
+            encoder.format_type().to_owned(),
+        )
+    }
+}
+
+/// A status code as a label value, formatted on the stack.
+struct StatusLabel([u8; 3]);
+
+impl StatusLabel {
+    fn new(status: u16) -> StatusLabel {
+        let s = status.min(999);
+        StatusLabel([
+            b'0' + (s / 100) as u8,
+            b'0' + (s / 10 % 10) as u8,
+            b'0' + (s % 10) as u8,
+        ])
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("ASCII digits")
     }
 }
 

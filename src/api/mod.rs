@@ -26,7 +26,7 @@ use crate::http::router::{route, Route};
 use crate::http::{body, Response};
 use crate::model::{NewUser, User};
 use crate::store::{Store, StoreError};
-use crate::telemetry::{method_label, Metrics, RequestLabels, RouteLabels};
+use crate::telemetry::{method_label, Metrics};
 
 /// The grouped `POST /users` writer.
 pub type UserWriter = GroupWriter<NewUser, Result<User, StoreError>>;
@@ -69,20 +69,12 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp
     };
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    state
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            route: route_name,
-            method: method_label(&method),
-            status,
-        })
-        .inc();
-    state
-        .metrics
-        .latency
-        .get_or_create(&RouteLabels { route: route_name })
-        .observe(elapsed.as_secs_f64());
+    state.metrics.observe_request(
+        route_name,
+        method_label(&method),
+        status,
+        elapsed.as_secs_f64(),
+    );
     debug!(route = route_name, method = %method, status, latency_us = elapsed.as_micros() as u64, "served");
     Ok(response)
 }

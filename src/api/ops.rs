@@ -31,9 +31,6 @@ pub async fn metrics(state: &AppState) -> HandlerResult {
         .metrics
         .cache_entries
         .set(state.links.entry_count() as i64);
-    Ok(response::text(
-        StatusCode::OK,
-        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        state.metrics.render(),
-    ))
+    let (body, content_type) = state.metrics.render();
+    Ok(response::text(StatusCode::OK, content_type, body))
 }

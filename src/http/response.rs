@@ -29,8 +29,10 @@ pub fn no_content() -> Response {
     response
 }
 
-pub fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response {
-    with_body(status, HeaderValue::from_static(content_type), body.into())
+pub fn text(status: StatusCode, content_type: String, body: impl Into<Bytes>) -> Response {
+    let content_type = HeaderValue::try_from(content_type)
+        .unwrap_or_else(|_| HeaderValue::from_static("text/plain"));
+    with_body(status, content_type, body.into())
 }
 
 pub fn error(err: &ApiError) -> Response {

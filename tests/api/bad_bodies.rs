@@ -6,8 +6,8 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::common::{
-    assert_error, client, create_url, create_user, id_of, server, unique, unique_email,
-    unique_original_url,
+    assert_error, assert_invalid_field, client, create_url, create_user, fresh_database, id_of,
+    server, start_server_on, unique, unique_email, unique_original_url,
 };
 
 /// Every kind of non-object body, each with the content type a client would plausibly send it with.
@@ -229,4 +229,21 @@ fn complete_response(bytes: &[u8]) -> bool {
         Some(length) => body.len() >= length,
         None => false,
     }
+}
+
+#[tokio::test]
+async fn the_body_limit_is_configurable() {
+    let url = fresh_database("limit").await;
+    let srv = start_server_on(&url, &[("GITREV_MAX_BODY_BYTES", "1024")]);
+    let c = client();
+    let over = json!({"username": "x".repeat(2000), "email": unique_email()});
+    let reply = srv.post(&c, "/users", &over).await;
+    assert_error(&reply, 413, "payload_too_large");
+    let under = json!({"username": "x".repeat(600), "email": unique_email()});
+    let reply = srv.post(&c, "/users", &under).await;
+    assert_invalid_field(&reply, "username");
+    let fits = json!({"username": "x".repeat(200), "email": unique_email()});
+    srv.post(&c, "/users", &fits)
+        .await
+        .expect(201, "a body under the limit");
 }

@@ -68,7 +68,7 @@ fn summary(reply: &Reply) -> (i64, i64, Vec<i64>) {
         "one error per skipped row: {}",
         reply.text
     );
-    let lines = errors
+    let mut lines: Vec<i64> = errors
         .iter()
         .map(|e| {
             assert!(
@@ -80,6 +80,7 @@ fn summary(reply: &Reply) -> (i64, i64, Vec<i64>) {
                 .unwrap_or_else(|| panic!("line is an integer: {e}"))
         })
         .collect();
+    lines.sort_unstable();
     (imported, skipped, lines)
 }
 
@@ -312,7 +313,7 @@ async fn missing_username_or_email_column_is_422() {
             "username",
         ),
         (
-            "id,username,created_at\n1,x,2024-01-01 00:00:00\n".to_string(),
+            format!("id,username,created_at\n{MISSING_ID},x,2024-01-01 00:00:00\n"),
             "email",
         ),
         ("email\nsomeone@example.com\n".to_string(), "username"),

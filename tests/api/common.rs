@@ -83,6 +83,26 @@ impl Reply {
 }
 
 impl TestServer {
+    /// Closes the server's stdin, its signal to drain and stop, and waits for it to exit.
+    pub fn stop(self) -> std::process::ExitStatus {
+        drop(self._stdin);
+        let mut child = self
+            ._child
+            .into_inner()
+            .expect("no test panics while holding the child");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Ok(None) => panic!("gitrev serve did not stop within 60 s of its stdin closing"),
+                Err(e) => panic!("waiting for gitrev serve: {e}"),
+            }
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

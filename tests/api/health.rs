@@ -39,15 +39,54 @@ async fn metrics_are_prometheus_text() {
         .get(&c, "/metrics")
         .await
         .expect(200, "GET /metrics");
+    let text = &reply.text;
+    assert!(
+        text.contains("# TYPE "),
+        "Prometheus text format declares metric types:\n{text}"
+    );
+    let samples: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    assert!(
+        samples
+            .iter()
+            .any(|line| line.contains("health") && line.contains("\"200\"")),
+        "request counts by route and status include GET /health -> 200:\n{text}"
+    );
+    // Metric names are the server's to choose; each family API.md lists must be recognisable by name.
+    let names: std::collections::BTreeSet<&str> = samples
+        .iter()
+        .map(|line| line.split(['{', ' ']).next().unwrap_or(""))
+        .collect();
+    let families: [(&str, &[&str]); 7] = [
+        ("cache hits", &["cache", "hit"]),
+        ("cache misses", &["cache", "miss"]),
+        ("pool usage", &["pool"]),
+        ("batch sizes", &["batch"]),
+        ("queue depths", &["queue"]),
+        ("process CPU", &["cpu"]),
+        ("process memory", &["memory"]),
+    ];
+    let missing: Vec<&str> = families
+        .iter()
+        .filter(|(_, words)| {
+            !names
+                .iter()
+                .any(|name| words.iter().all(|w| name.contains(w)))
+        })
+        .map(|(what, _)| *what)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "/metrics lacks {missing:?}; names served: {names:?}"
+    );
+    // Checked last so a wrong type does not hide what the body lacks. Prometheus text format 0.0.4 is
+    // served as text/plain; OpenMetrics is a different exposition format with its own content type.
     let content_type = reply.header("content-type").unwrap_or("");
     assert!(
         content_type.starts_with("text/plain"),
         "Prometheus text format is served as text/plain, got {content_type:?}"
-    );
-    assert!(
-        reply.text.contains("# TYPE "),
-        "Prometheus text format declares metric types:\n{}",
-        reply.text
     );
 }
 
@@ -167,4 +206,54 @@ async fn database_outage_gives_503_on_ready_and_writes_and_recovers() {
     )
     .await
     .expect(201, "POST /users after the database came back");
+}
+
+#[tokio::test]
+async fn cached_redirects_keep_working_through_an_outage_and_their_clicks_are_kept() {
+    let url = fresh_database("outage2").await;
+    let name = url
+        .rsplit('/')
+        .next()
+        .expect("a database url has a path")
+        .to_string();
+    let srv = start_server_on(&url, &[]);
+    let c = client();
+    let link = srv
+        .post(
+            &c,
+            "/urls",
+            &json!({"original_url": "https://example.com/outage"}),
+        )
+        .await
+        .expect(201, "POST /urls");
+    let id = link.json["id"].as_i64().expect("an id");
+    let path = format!("/{}", link.json["short_code"].as_str().expect("a code"));
+    srv.get(&c, &path).await.expect(302, "warm the cache");
+
+    let admin = connect(&with_database(&url, "postgres")).await;
+    let away = unique("away");
+    rename_database(&admin, &name, &away).await;
+    poll(&srv, "/ready", |r| r.status == 503)
+        .await
+        .expect(503, "/ready during the outage");
+
+    let reply = srv
+        .get(&c, &path)
+        .await
+        .expect(302, "a cached redirect during the outage");
+    assert_eq!(reply.header("location"), Some("https://example.com/outage"));
+
+    rename_database(&admin, &away, &name).await;
+    poll(&srv, "/ready", |r| r.status == 200)
+        .await
+        .expect(200, "/ready after the outage");
+    let stats = poll(&srv, &format!("/urls/{id}/stats"), |r| {
+        r.json["clicks"] == 2
+    })
+    .await;
+    assert_eq!(
+        stats.json["clicks"], 2,
+        "the click acknowledged during the outage is written once the database is back: {}",
+        stats.text
+    );
 }

@@ -279,3 +279,30 @@ async fn seeded_data_pages_exactly() {
     let whole = get_list(&srv, "/events").await;
     assert_eq!(whole.array().len(), 3422, "the whole list is under the cap");
 }
+
+#[tokio::test]
+async fn the_unpaged_list_is_capped_by_configuration() {
+    let url = seeded_database("gitrev").await;
+    let srv = start_server_on(&url, &[("GITREV_LIST_CAP", "1000")]);
+    let capped = get_list(&srv, "/urls").await;
+    assert_eq!(
+        capped.array().len(),
+        1000,
+        "no paging parameters: up to the cap"
+    );
+    assert_eq!(
+        capped.total_count(),
+        2000,
+        "x-total-count counts every matching row"
+    );
+    let filtered = get_list(&srv, "/events?event_type=created").await;
+    assert_eq!(filtered.array().len(), 1000);
+    assert_eq!(filtered.total_count(), 2000);
+    let small = get_list(&srv, "/events?event_type=deleted").await;
+    assert_eq!(
+        small.array().len(),
+        216,
+        "under the cap: the whole filtered list"
+    );
+    assert_eq!(small.total_count(), 216);
+}

@@ -4,11 +4,14 @@
 //! Clicks may be written after the redirect is answered, so click counts are polled, and a "no click"
 //! check first waits for a later click to appear (`fence_clicks`), after which an earlier one would have.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
 
 use crate::common::{
-    assert_error, client, create_url, create_url_with, create_user, fence_clicks, id_of, server,
-    str_of, unique, unique_original_url, wait_for_clicks,
+    assert_error, client, connect, create_url, create_url_with, create_user, fence_clicks,
+    fresh_database, id_of, server, start_server_on, str_of, unique, unique_original_url,
+    wait_for_clicks, TestServer,
 };
 
 #[tokio::test]
@@ -189,5 +192,199 @@ async fn codes_are_case_sensitive() {
             .await
             .expect(302, "each case is its own code");
         assert_eq!(reply.header("location"), url["original_url"].as_str());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Servers of their own: configuration, shutdown, restart and a second replica.
+
+/// Polls `GET path` on `srv` until `done` holds or 10 s pass; returns the last answer.
+async fn poll_redirect(
+    srv: &TestServer,
+    path: &str,
+    done: impl Fn(&crate::common::Reply) -> bool,
+) -> crate::common::Reply {
+    let c = client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = srv.head(&c, path).await;
+        if done(&reply) || Instant::now() > deadline {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn create_url_on(srv: &TestServer, body: Value) -> Value {
+    let reply = srv
+        .post(&client(), "/urls", &body)
+        .await
+        .expect(201, "POST /urls");
+    reply.json
+}
+
+#[tokio::test]
+async fn redirect_status_is_configurable() {
+    let url = fresh_database("status").await;
+    let c = client();
+    for status in [301u16, 307, 308, 302] {
+        let srv = start_server_on(&url, &[("GITREV_REDIRECT_STATUS", &status.to_string())]);
+        let original = unique_original_url();
+        let link = create_url_on(&srv, json!({"original_url": original})).await;
+        let path = format!("/{}", str_of(&link, "short_code"));
+        let reply = srv.get(&c, &path).await.expect(status, "configured status");
+        assert_eq!(reply.header("location"), Some(original.as_str()));
+        let reply = srv.head(&c, &path).await.expect(status, "HEAD too");
+        assert_eq!(reply.header("location"), Some(original.as_str()));
+        assert!(srv.stop().success(), "a clean stop");
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_clicks_survive_a_shutdown() {
+    let url = fresh_database("shutdown").await;
+    let srv = start_server_on(&url, &[]);
+    let c = client();
+    let link = create_url_on(&srv, json!({"original_url": unique_original_url()})).await;
+    let path = format!("/{}", str_of(&link, "short_code"));
+    for _ in 0..20 {
+        srv.get(&c, &path).await.expect(302, "redirect");
+    }
+    // Stop at once: the clicks may still be queued, and the drain must write them.
+    let status = srv.stop();
+    assert!(status.success(), "gitrev serve stops cleanly: {status}");
+
+    let db = connect(&url).await;
+    let clicks: i64 = db
+        .query_one(
+            "SELECT count(*) FROM events WHERE url_id = $1 AND event_type = 'click'",
+            &[&id_of(&link)],
+        )
+        .await
+        .expect("counting clicks")
+        .get(0);
+    assert_eq!(clicks, 20, "every acknowledged redirect has its click");
+
+    let again = start_server_on(&url, &[]);
+    let stats = again
+        .get(&c, &format!("/urls/{}/stats", id_of(&link)))
+        .await
+        .expect(200, "stats after the restart");
+    assert_eq!(stats.json["clicks"], 20, "{}", stats.text);
+}
+
+#[tokio::test]
+async fn a_restart_never_serves_links_changed_before_it() {
+    let url = fresh_database("restart").await;
+    let data = tempfile::tempdir().expect("a temporary data dir");
+    let data_dir = data.path().to_str().expect("UTF-8 temp path").to_string();
+    let env = [("GITREV_DATA_DIR", data_dir.as_str())];
+    let c = client();
+
+    let first = start_server_on(&url, &env);
+    let mut links = Vec::new();
+    for _ in 0..3 {
+        links.push(create_url_on(&first, json!({"original_url": unique_original_url()})).await);
+    }
+    let paths: Vec<String> = links
+        .iter()
+        .map(|l| format!("/{}", str_of(l, "short_code")))
+        .collect();
+    for path in &paths {
+        first.get(&c, path).await.expect(302, "warm the cache");
+    }
+    first
+        .patch(
+            &c,
+            &format!("/urls/{}", id_of(&links[1])),
+            &json!({"is_active": false}),
+        )
+        .await
+        .expect(200, "deactivate");
+    first
+        .delete(&c, &format!("/urls/{}", id_of(&links[2])))
+        .await
+        .expect(204, "delete");
+    assert!(first.stop().success(), "a clean stop");
+
+    let second = start_server_on(&url, &env);
+    let reply = second
+        .get(&c, &paths[0])
+        .await
+        .expect(302, "unchanged link");
+    assert_eq!(reply.header("location"), links[0]["original_url"].as_str());
+    assert_error(&second.get(&c, &paths[1]).await, 404, "not_found");
+    assert_error(&second.get(&c, &paths[2]).await, 404, "not_found");
+}
+
+#[tokio::test]
+async fn changes_reach_the_other_replica() {
+    let url = fresh_database("replicas").await;
+    let a = start_server_on(&url, &[]);
+    let b = start_server_on(&url, &[]);
+    let c = client();
+
+    let owner = a
+        .post(
+            &c,
+            "/users",
+            &json!({"username": "owner", "email": crate::common::unique_email()}),
+        )
+        .await
+        .expect(201, "POST /users");
+    let uid = id_of(&owner.json);
+    let moved = create_url_on(&a, json!({"original_url": unique_original_url()})).await;
+    let paused = create_url_on(&a, json!({"original_url": unique_original_url()})).await;
+    let gone = create_url_on(&a, json!({"original_url": unique_original_url()})).await;
+    let owned = create_url_on(
+        &a,
+        json!({"original_url": unique_original_url(), "user_id": uid}),
+    )
+    .await;
+    let path = |l: &Value| format!("/{}", str_of(l, "short_code"));
+    for link in [&moved, &paused, &gone, &owned] {
+        b.get(&c, &path(link))
+            .await
+            .expect(302, "replica b serves the link");
+    }
+
+    let target = unique_original_url();
+    a.put(
+        &c,
+        &format!("/urls/{}", id_of(&moved)),
+        &json!({"original_url": target}),
+    )
+    .await
+    .expect(200, "PUT on a");
+    a.patch(
+        &c,
+        &format!("/urls/{}", id_of(&paused)),
+        &json!({"is_active": false}),
+    )
+    .await
+    .expect(200, "deactivate on a");
+    a.delete(&c, &format!("/urls/{}", id_of(&gone)))
+        .await
+        .expect(204, "delete url on a");
+    a.delete(&c, &format!("/users/{uid}"))
+        .await
+        .expect(204, "delete user on a");
+
+    let reply = poll_redirect(&b, &path(&moved), |r| {
+        r.header("location") == Some(target.as_str())
+    })
+    .await;
+    assert_eq!(
+        reply.header("location"),
+        Some(target.as_str()),
+        "replica b follows the new target"
+    );
+    for (what, link) in [
+        ("deactivated", &paused),
+        ("deleted", &gone),
+        ("owner deleted", &owned),
+    ] {
+        let reply = poll_redirect(&b, &path(link), |r| r.status == 404).await;
+        assert_eq!(reply.status, 404, "replica b stops serving a {what} link");
     }
 }

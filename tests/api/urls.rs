@@ -666,3 +666,32 @@ async fn stats_of_unknown_url_is_404() {
         .await;
     assert_error(&reply, 404, "not_found");
 }
+
+#[tokio::test]
+async fn stats_come_from_redirects_not_from_the_event_log() {
+    let c = client();
+    let url = create_url_with(&c, json!({"original_url": unique_original_url()})).await;
+    let id = id_of(&url);
+    // An event posted by a client is not a redirect: it must not move the click counter.
+    server()
+        .post(&c, "/events", &json!({"event_type": "click", "url_id": id}))
+        .await
+        .expect(201, "POST a click-typed event");
+    server()
+        .get(&c, &format!("/{}", str_of(&url, "short_code")))
+        .await
+        .expect(302, "one real redirect");
+    assert_eq!(wait_for_clicks(&c, id, 2).await.len(), 2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let stats = loop {
+        let reply = server()
+            .get(&c, &format!("/urls/{id}/stats"))
+            .await
+            .expect(200, "stats");
+        if reply.json["clicks"] != 0 || std::time::Instant::now() > deadline {
+            break reply.json;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(stats["clicks"], 1, "one redirect, one click: {stats}");
+}
