@@ -57,7 +57,10 @@ fn cache(c: &mut Criterion) {
         for i in 0..10_000 {
             let l = link(i);
             cache
-                .insert(format!("c{i:05}"), CachedLink::new(&l).expect("valid"))
+                .insert(
+                    format!("c{i:05}"),
+                    CachedLink::new("bench", &l).expect("valid"),
+                )
                 .await;
         }
     });
@@ -70,7 +73,7 @@ fn cache(c: &mut Criterion) {
 }
 
 fn redirect_response(c: &mut Criterion) {
-    let cached = CachedLink::new(&link(1)).expect("valid");
+    let cached = CachedLink::new("CKVfY9", &link(1)).expect("valid");
     c.bench_function("redirect/build_response", |b| {
         b.iter(|| response::redirect(StatusCode::FOUND, black_box(&cached).location.clone()))
     });
@@ -126,12 +129,16 @@ fn csv_parsing(c: &mut Criterion) {
 }
 
 fn batch_encoding(c: &mut Criterion) {
+    let code: std::sync::Arc<str> = "CKVfY9".into();
+    let target: std::sync::Arc<str> = "https://relay.cloud/quiet/harvest/1".into();
     let clicks: Vec<Click> = (0..1000)
         .map(|i| Click {
             url_id: i,
             user_id: Some(i % 400),
-            details: json!({"short_code": "CKVfY9", "original_url": "https://relay.cloud/q/1",
-                            "user_agent": "Mozilla/5.0"}),
+            short_code: code.clone(),
+            original_url: target.clone(),
+            referrer: None,
+            user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
         })
         .collect();
     let mut g = c.benchmark_group("click_batch");
@@ -147,9 +154,12 @@ fn batch_encoding(c: &mut Criterion) {
                 cols.user_ids
                     .to_sql(&Type::INT8_ARRAY, &mut out)
                     .expect("encodes");
-                cols.details
-                    .to_sql(&Type::JSONB_ARRAY, &mut out)
-                    .expect("encodes");
+                for text in [&cols.codes, &cols.targets] {
+                    text.to_sql(&Type::TEXT_ARRAY, &mut out).expect("encodes");
+                }
+                for text in [&cols.referrers, &cols.user_agents] {
+                    text.to_sql(&Type::TEXT_ARRAY, &mut out).expect("encodes");
+                }
                 out
             },
             BatchSize::SmallInput,

@@ -95,12 +95,12 @@ if [[ " $SECTIONS " == *" redirect "* ]]; then
   # Warm the cache (HEAD-free: these are real redirects, so they count clicks too).
   wrk -t$THREADS -c$CONNS -d3s -s perf/wrk/codes.lua "$BASE" > /dev/null
   sleep 1
-  before_302=$(metric 'gitrev_http_requests_total{route="/{short_code}",method="GET",status="302"}')
+  before_302=$(metric 'gitrev_http_requests_total{method="GET",route="/{short_code}",status="302"}')
   before_clicks=$(psql "$DBURL" -Atc "SELECT COALESCE(SUM(clicks), 0) FROM url_stats")
   run_wrk redirect_cached perf/wrk/codes.lua "$BASE"
   for _ in $(seq 1 100); do [ "$(metric gitrev_click_queue_depth)" = "0" ] && break; sleep 0.1; done
   sleep 0.5
-  after_302=$(metric 'gitrev_http_requests_total{route="/{short_code}",method="GET",status="302"}')
+  after_302=$(metric 'gitrev_http_requests_total{method="GET",route="/{short_code}",status="302"}')
   after_clicks=$(psql "$DBURL" -Atc "SELECT COALESCE(SUM(clicks), 0) FROM url_stats")
   overflow=$(metric gitrev_click_queue_overflow_total)
   note "- cached redirects reach **$(ratio "$(rps "$OUT/redirect_cached.txt")" "$(rps "$OUT/ceiling.txt")")× the ceiling** (same wrk command, same run)"

@@ -91,6 +91,10 @@ impl ClickQueue {
     }
 }
 
+/// Batches written at once: one gathers (and a second writes) while another is in flight.
+/// The counter upserts sort by url id, so concurrent batches wait on each other, never deadlock.
+const CLICK_WRITERS: usize = 2;
+
 async fn write_clicks(
     mut rx: mpsc::Receiver<Click>,
     depth: mpsc::WeakSender<Click>,
@@ -101,45 +105,51 @@ async fn write_clicks(
     drain_for: Duration,
 ) {
     let mut batch: Vec<Click> = Vec::with_capacity(config.max_batch);
+    let mut in_flight = tokio::task::JoinSet::new();
     let mut ticker = tokio::time::interval(config.flush_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stopping = false;
     let mut deadline: Option<Instant> = None;
     loop {
-        if batch.len() >= config.max_batch {
-            flush_clicks(&store, &mut batch, &metrics, deadline).await;
-            continue;
-        }
+        let full = batch.len() >= config.max_batch;
         let room = config.max_batch - batch.len();
         tokio::select! {
-            received = rx.recv_many(&mut batch, room) => {
+            received = rx.recv_many(&mut batch, room), if !full => {
                 if received == 0 {
-                    // Closed and empty: write what is left and stop.
-                    flush_clicks(&store, &mut batch, &metrics, deadline).await;
-                    break;
+                    break; // closed and empty
                 }
-                if stopping {
-                    continue; // drain as fast as possible
+                if batch.len() < config.max_batch {
+                    continue;
                 }
             }
-            _ = ticker.tick() => {
-                if !batch.is_empty() {
-                    flush_clicks(&store, &mut batch, &metrics, deadline).await;
-                }
-            }
-            _ = shutdown.changed(), if !stopping => {
-                stopping = true;
+            _ = ticker.tick() => {}
+            _ = shutdown.changed(), if deadline.is_none() => {
                 deadline = Some(Instant::now() + drain_for);
                 rx.close();
                 info!(queued = rx.len() + batch.len(), "draining the click queue");
+                continue;
             }
         }
+        if batch.is_empty() {
+            continue;
+        }
+        while in_flight.len() >= CLICK_WRITERS {
+            in_flight.join_next().await;
+        }
+        let full_batch = std::mem::replace(&mut batch, Vec::with_capacity(config.max_batch));
+        let (writer_store, writer_metrics) = (store.clone(), metrics.clone());
+        in_flight.spawn(async move {
+            flush_clicks(&writer_store, full_batch, &writer_metrics, deadline).await
+        });
         if let Some(sender) = depth.upgrade() {
             metrics
                 .click_queue_depth
                 .set((sender.max_capacity() - sender.capacity()) as i64);
         }
     }
+    if !batch.is_empty() {
+        flush_clicks(&store, batch, &metrics, deadline).await;
+    }
+    while in_flight.join_next().await.is_some() {}
     metrics.click_queue_depth.set(0);
     info!("click writer stopped");
 }
@@ -147,20 +157,19 @@ async fn write_clicks(
 /// Writes one batch, retrying while the database is unavailable (until `deadline`, when set).
 async fn flush_clicks(
     store: &Store,
-    batch: &mut Vec<Click>,
+    batch: Vec<Click>,
     metrics: &BatchMetrics,
     deadline: Option<Instant>,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
         let started = Instant::now();
-        match store.record_clicks(batch).await {
+        match store.record_clicks(&batch).await {
             Ok(()) => {
                 metrics.click_batch_size.observe(batch.len() as f64);
                 metrics
                     .click_flush_seconds
                     .observe(started.elapsed().as_secs_f64());
-                batch.clear();
                 return;
             }
             Err(StoreError::Unavailable(reason)) if deadline.is_none_or(|d| Instant::now() < d) => {
@@ -171,7 +180,6 @@ async fn flush_clicks(
             Err(err) => {
                 metrics.click_lost.inc_by(batch.len() as u64);
                 error!(error = %err, clicks = batch.len(), "clicks could not be written and are lost");
-                batch.clear();
                 return;
             }
         }

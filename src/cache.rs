@@ -41,27 +41,24 @@ pub struct CachedLink {
     pub user_id: Option<i64>,
     /// The `location` header value.
     pub location: HeaderValue,
-    /// The target as stored (it goes into the click's details).
-    pub original_url: Bytes,
+    /// The code and the target as stored; every click of this link shares them.
+    pub short_code: Arc<str>,
+    pub original_url: Arc<str>,
 }
 
 impl CachedLink {
     /// `None` when the stored target cannot be a `location` (it was validated on the way in, so
     /// only a hand-edited row gets here).
-    pub fn new(link: &Link) -> Option<CachedLink> {
-        let original_url = Bytes::copy_from_slice(link.original_url.as_bytes());
+    pub fn new(code: &str, link: &Link) -> Option<CachedLink> {
         let normalized = url::Url::parse(&link.original_url).ok()?;
-        let location = if normalized.as_str() == link.original_url {
-            // Share the one allocation between the header and the click details.
-            HeaderValue::from_maybe_shared(original_url.clone()).ok()?
-        } else {
-            HeaderValue::from_str(normalized.as_str()).ok()?
-        };
+        let location =
+            HeaderValue::from_maybe_shared(Bytes::from(String::from(normalized))).ok()?;
         Some(CachedLink {
             url_id: link.url_id,
             user_id: link.user_id,
             location,
-            original_url,
+            short_code: Arc::from(code),
+            original_url: Arc::from(link.original_url.as_str()),
         })
     }
 }
@@ -134,7 +131,7 @@ impl LinkCache {
                     if self.epoch.load(Ordering::Acquire) == before {
                         return Ok::<Entry, StoreError>(
                             link.filter(|l| l.is_active)
-                                .and_then(|l| CachedLink::new(&l))
+                                .and_then(|l| CachedLink::new(code, &l))
                                 .map(Arc::new),
                         );
                     }

@@ -49,10 +49,10 @@ pub type HandlerResult = Result<Response, ApiError>;
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response, Infallible> {
     let started = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let route = route(&path);
+    let (parts, incoming) = req.into_parts();
+    let route = route(parts.uri.path());
     let route_name = route.name();
-    let response = match dispatch(&state, route, req).await {
+    let response = match dispatch(&state, route, &parts, incoming).await {
         Ok(response) => response,
         Err(err) => {
             if err.status().is_server_error() {
@@ -92,8 +92,12 @@ fn allowed(route: Route<'_>) -> &'static str {
     }
 }
 
-async fn dispatch(state: &AppState, route: Route<'_>, req: Request<Incoming>) -> HandlerResult {
-    let (parts, incoming) = req.into_parts();
+async fn dispatch(
+    state: &AppState,
+    route: Route<'_>,
+    parts: &hyper::http::request::Parts,
+    incoming: Incoming,
+) -> HandlerResult {
     let query = parts.uri.query();
     let method = if parts.method == Method::HEAD {
         // HEAD answers like GET without a body (hyper drops it); only the redirect tells them apart.

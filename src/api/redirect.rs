@@ -7,7 +7,6 @@
 
 use hyper::header::{REFERER, USER_AGENT};
 use hyper::HeaderMap;
-use serde_json::{Map, Value};
 
 use super::{AppState, HandlerResult};
 use crate::cache::CachedLink;
@@ -15,29 +14,22 @@ use crate::error::ApiError;
 use crate::http::response;
 use crate::store::urls::Click;
 
-fn header_text(headers: &HeaderMap, name: hyper::header::HeaderName) -> Option<Value> {
+/// A request header as text for the click's details (bounded: a header is at most what the
+/// server accepted).
+fn header_text(headers: &HeaderMap, name: hyper::header::HeaderName) -> Option<Box<str>> {
     headers
         .get(name)
-        .map(|v| Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into())
 }
 
-fn click(code: &str, link: &CachedLink, headers: &HeaderMap) -> Click {
-    let mut details = Map::new();
-    details.insert("short_code".into(), Value::String(code.to_owned()));
-    details.insert(
-        "original_url".into(),
-        Value::String(String::from_utf8_lossy(&link.original_url).into_owned()),
-    );
-    if let Some(referrer) = header_text(headers, REFERER) {
-        details.insert("referrer".into(), referrer);
-    }
-    if let Some(agent) = header_text(headers, USER_AGENT) {
-        details.insert("user_agent".into(), agent);
-    }
+fn click(link: &CachedLink, headers: &HeaderMap) -> Click {
     Click {
         url_id: link.url_id,
         user_id: link.user_id,
-        details: Value::Object(details),
+        short_code: link.short_code.clone(),
+        original_url: link.original_url.clone(),
+        referrer: header_text(headers, REFERER),
+        user_agent: header_text(headers, USER_AGENT),
     }
 }
 
@@ -63,7 +55,7 @@ pub async fn redirect(
     };
     let link = entry.ok_or_else(|| ApiError::not_found("short code"))?;
     if count_click {
-        state.clicks.record(click(code, &link, headers));
+        state.clicks.record(click(&link, headers));
     }
     Ok(response::redirect(
         state.redirect_status,

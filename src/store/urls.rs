@@ -1,5 +1,7 @@
 //! The `urls` table, its `created` / `updated` / `deleted` events and the click counters.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 use tokio_postgres::Row;
 
@@ -32,24 +34,34 @@ pub struct Link {
     pub is_active: bool,
 }
 
-/// A batch of clicks as the three array parameters of the click statement.
+/// A batch of clicks as the array parameters of the click statement, one array per column.
 pub struct ClickColumns<'a> {
     pub url_ids: Vec<i64>,
     pub user_ids: Vec<Option<i64>>,
-    pub details: Vec<&'a Value>,
+    pub codes: Vec<&'a str>,
+    pub targets: Vec<&'a str>,
+    pub referrers: Vec<Option<&'a str>>,
+    pub user_agents: Vec<Option<&'a str>>,
 }
 
 impl<'a> ClickColumns<'a> {
     pub fn new(clicks: &'a [Click]) -> ClickColumns<'a> {
+        let n = clicks.len();
         let mut columns = ClickColumns {
-            url_ids: Vec::with_capacity(clicks.len()),
-            user_ids: Vec::with_capacity(clicks.len()),
-            details: Vec::with_capacity(clicks.len()),
+            url_ids: Vec::with_capacity(n),
+            user_ids: Vec::with_capacity(n),
+            codes: Vec::with_capacity(n),
+            targets: Vec::with_capacity(n),
+            referrers: Vec::with_capacity(n),
+            user_agents: Vec::with_capacity(n),
         };
         for c in clicks {
             columns.url_ids.push(c.url_id);
             columns.user_ids.push(c.user_id);
-            columns.details.push(&c.details);
+            columns.codes.push(&c.short_code);
+            columns.targets.push(&c.original_url);
+            columns.referrers.push(c.referrer.as_deref());
+            columns.user_agents.push(c.user_agent.as_deref());
         }
         columns
     }
@@ -63,12 +75,16 @@ pub struct UrlFilter {
     pub short_code: Option<String>,
 }
 
-/// A click to record.
+/// A click to record. Kept compact (it may wait in a queue of 100k): the code and target are
+/// shared with the cache entry, and the JSON details are built by the database at write time.
 #[derive(Clone, Debug)]
 pub struct Click {
     pub url_id: i64,
     pub user_id: Option<i64>,
-    pub details: Value,
+    pub short_code: Arc<str>,
+    pub original_url: Arc<str>,
+    pub referrer: Option<Box<str>>,
+    pub user_agent: Option<Box<str>>,
 }
 
 const INSERT: &str = "WITH u AS (
@@ -276,17 +292,17 @@ impl Store {
         if clicks.is_empty() {
             return Ok(());
         }
-        let ClickColumns {
-            url_ids,
-            user_ids,
-            details,
-        } = ClickColumns::new(clicks);
+        let c = ClickColumns::new(clicks);
         let mut conn = self.conn().await?;
         let stmt = conn
             .prepared(
                 "WITH c AS (
-                    SELECT c.url_id, c.user_id, c.details
-                    FROM unnest($1::bigint[], $2::bigint[], $3::jsonb[]) AS c(url_id, user_id, details)
+                    SELECT c.url_id, c.user_id,
+                           jsonb_strip_nulls(jsonb_build_object('short_code', c.code,
+                               'original_url', c.target, 'referrer', c.referrer,
+                               'user_agent', c.agent)) AS details
+                    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                                $6::text[]) AS c(url_id, user_id, code, target, referrer, agent)
                     WHERE EXISTS (SELECT 1 FROM urls WHERE urls.id = c.url_id)),
                  logged AS (
                     INSERT INTO events (url_id, user_id, event_type, details)
@@ -301,7 +317,17 @@ impl Store {
             )
             .await?;
         conn.client
-            .execute(&stmt, &[&url_ids, &user_ids, &details])
+            .execute(
+                &stmt,
+                &[
+                    &c.url_ids,
+                    &c.user_ids,
+                    &c.codes,
+                    &c.targets,
+                    &c.referrers,
+                    &c.user_agents,
+                ],
+            )
             .await?;
         Ok(())
     }
