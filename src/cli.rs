@@ -53,18 +53,29 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Ask the server at GITREV_LISTEN for /health; exit 0 when it answers 200 (for container
+    /// HEALTHCHECKs: the runtime image has no curl).
+    Healthcheck {
+        /// Check /ready (database and schema) instead of /health.
+        #[arg(long)]
+        ready: bool,
+    },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = cli.settings;
     settings.validate()?;
-    telemetry::init_logging(&settings);
+    let _log_guard = telemetry::init_logging(&settings);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
         let command = cli.command.unwrap_or(Command::Serve);
+        if let Command::Healthcheck { ready } = command {
+            let path = if ready { "/ready" } else { "/health" };
+            return healthcheck(settings.listen, path).await;
+        }
         let mut database = Database::open(&settings).await?;
         let result = run_command(command, &settings, &database.url).await;
         database.close().await;
@@ -153,6 +164,7 @@ async fn run_command(command: Command, settings: &Settings, url: &str) -> anyhow
                 Ok(ExitCode::FAILURE)
             }
         }
+        Command::Healthcheck { .. } => unreachable!("answered before opening the database"),
         Command::Reset { dir } => {
             if settings.environment == Environment::Production {
                 bail!("refusing to reset a production database");
@@ -257,6 +269,52 @@ async fn serve(settings: &Settings, store: Store, url: &str) -> anyhow::Result<E
         return Err(err);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One plain HTTP/1.1 GET on a fresh connection; success when the status is 200.
+async fn healthcheck(listen: std::net::SocketAddr, path: &str) -> anyhow::Result<ExitCode> {
+    use tokio::io::AsyncWriteExt;
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let check = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        Ok::<_, std::io::Error>(head)
+    };
+    match tokio::time::timeout(Duration::from_secs(3), check).await {
+        Ok(Ok(head)) if head.starts_with(b"HTTP/1.1 200") => {
+            println!("healthy: {path} answered 200");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Ok(head)) => {
+            println!(
+                "unhealthy: {path} answered {}",
+                String::from_utf8_lossy(&head)
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        Ok(Err(err)) => {
+            println!("unhealthy: {addr}: {err}");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(_) => {
+            println!("unhealthy: {addr} did not answer within 3 s");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn write_ready_file(path: &Path, listen: &str, database_url: &str) -> anyhow::Result<()> {

@@ -51,6 +51,16 @@ pub enum LogFormat {
     Text,
 }
 
+/// Which requests get an access log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AccessLog {
+    /// Every request (one line each: costly at redirect rates).
+    All,
+    /// Only requests answered with a 5xx.
+    Errors,
+    Off,
+}
+
 #[derive(Clone, Debug, Args)]
 pub struct Settings {
     /// PostgreSQL connection URL. Unset: start the embedded PostgreSQL under the data directory.
@@ -203,6 +213,17 @@ pub struct Settings {
         global = true
     )]
     pub log: String,
+
+    /// Access log: all, errors (5xx only) or off. Request counts and latencies are always in
+    /// /metrics.
+    #[arg(
+        long,
+        env = "GITREV_ACCESS_LOG",
+        value_enum,
+        default_value = "errors",
+        global = true
+    )]
+    pub access_log: AccessLog,
 
     /// Log format: auto (JSON unless stderr is a terminal), json or text.
     #[arg(

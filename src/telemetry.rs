@@ -15,8 +15,11 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, Settings};
 
-/// Installs the global subscriber; later calls (tests) are ignored.
-pub fn init_logging(settings: &Settings) {
+/// Installs the global subscriber; later calls (tests) are ignored. Lines are written by a
+/// background thread, so a slow stderr never blocks a request; keep the returned guard alive
+/// until exit, when it flushes what is left.
+pub fn init_logging(settings: &Settings) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let filter = EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match settings.log_format {
         LogFormat::Json => true,
@@ -25,7 +28,7 @@ pub fn init_logging(settings: &Settings) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = if json {
         builder
             .json()
@@ -35,6 +38,7 @@ pub fn init_logging(settings: &Settings) {
     } else {
         builder.try_init()
     };
+    guard
 }
 
 /// Metrics of the cache and the grouped writers (cheap to clone: handles onto shared values).

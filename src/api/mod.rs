@@ -4,6 +4,7 @@
 pub mod events;
 pub mod ops;
 pub mod redirect;
+pub mod request_id;
 pub mod urls;
 pub mod users;
 
@@ -14,11 +15,11 @@ use std::time::Instant;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, ALLOW};
 use hyper::{Method, Request, StatusCode};
-use tracing::{debug, error};
+use tracing::{error, info};
 
 use crate::batch::{ClickQueue, GroupWriter};
 use crate::cache::LinkCache;
-use crate::config::Settings;
+use crate::config::{AccessLog, Settings};
 use crate::error::ApiError;
 use crate::http::query::{Pagination, Query};
 use crate::http::response;
@@ -45,18 +46,19 @@ pub struct AppState {
 
 pub type HandlerResult = Result<Response, ApiError>;
 
-/// The service function: route, handle, turn errors into responses, count.
+/// The service function: route, handle, turn errors into responses, count and log.
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response, Infallible> {
     let started = Instant::now();
-    let method = req.method().clone();
     let (parts, incoming) = req.into_parts();
+    let request_id = request_id::from_request(&parts.headers);
     let route = route(parts.uri.path());
     let route_name = route.name();
-    let response = match dispatch(&state, route, &parts, incoming).await {
+    let mut response = match dispatch(&state, route, &parts, incoming).await {
         Ok(response) => response,
         Err(err) => {
             if err.status().is_server_error() {
-                error!(route = route_name, error = %err, "request failed");
+                error!(request_id = %request_id.to_str().unwrap_or("-"), route = route_name,
+                       method = %parts.method, error = %err, "request failed");
             }
             let mut response = response::error(&err);
             if matches!(err, ApiError::MethodNotAllowed) {
@@ -71,11 +73,25 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp
     let elapsed = started.elapsed();
     state.metrics.observe_request(
         route_name,
-        method_label(&method),
+        method_label(&parts.method),
         status,
         elapsed.as_secs_f64(),
     );
-    debug!(route = route_name, method = %method, status, latency_us = elapsed.as_micros() as u64, "served");
+    if state.settings.access_log == AccessLog::All
+        || (state.settings.access_log == AccessLog::Errors && status >= 500)
+    {
+        info!(
+            request_id = %request_id.to_str().unwrap_or("-"),
+            route = route_name,
+            method = %parts.method,
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "served"
+        );
+    }
+    response
+        .headers_mut()
+        .insert(request_id::HEADER, request_id);
     Ok(response)
 }
 
