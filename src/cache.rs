@@ -34,6 +34,9 @@ use crate::store::{Store, StoreError};
 pub const CHANNEL: &str = "gitrev_links";
 pub const CLEAR_ALL: &str = "*";
 
+/// Reads of one code retried while invalidations land under them.
+const LOAD_ATTEMPTS: u32 = 4;
+
 /// What a redirect needs, ready to send.
 #[derive(Debug)]
 pub struct CachedLink {
@@ -125,10 +128,14 @@ impl LinkCache {
         let entry = self
             .cache
             .try_get_with_by_ref(code, async {
+                let mut attempts = 0;
                 loop {
                     let before = self.epoch.load(Ordering::Acquire);
                     let link = store.find_link(code).await?;
-                    if self.epoch.load(Ordering::Acquire) == before {
+                    attempts += 1;
+                    // Under constant invalidation churn, stop retrying: the check after the
+                    // insert below still evicts a value that raced.
+                    if self.epoch.load(Ordering::Acquire) == before || attempts >= LOAD_ATTEMPTS {
                         return Ok::<Entry, StoreError>(
                             link.filter(|l| l.is_active)
                                 .and_then(|l| CachedLink::new(code, &l))

@@ -25,6 +25,9 @@ fn url_error(err: StoreError) -> ApiError {
 pub async fn create(state: &AppState, body: Map<String, Value>) -> HandlerResult {
     let new = NewUrl::from_json(&body)?;
     let url = state.store.create_url(&new).await.map_err(url_error)?;
+    if new.short_code.is_some() {
+        state.links.invalidate(&url.short_code).await;
+    }
     Ok(response::json(StatusCode::CREATED, &url))
 }
 

@@ -184,6 +184,9 @@ impl Store {
         let pool = bb8::Pool::builder()
             .max_size(settings.pool_size)
             .connection_timeout(settings.pool_timeout())
+            // A broken connection is noticed by `has_broken` (the driver closes it); a liveness
+            // round trip before every checkout would double the latency of every query.
+            .test_on_check_out(false)
             .build_unchecked(Manager { config });
         Ok(Store { pool, maintenance })
     }

@@ -131,7 +131,22 @@ impl Store {
                 .await
                 .map_err(StoreError::classify);
             match result {
-                Ok(row) => return Ok(url_from_row(&row)),
+                Ok(row) => {
+                    if new.short_code.is_some() {
+                        // A custom code may have been probed (and negatively cached) before it
+                        // existed: tell every replica to forget that.
+                        // The row is committed: a failed announcement must not fail the
+                        // request (the negative entry expires within its short TTL anyway).
+                        if let Err(err) = conn
+                            .client
+                            .execute("SELECT pg_notify($1, $2)", &[&crate::cache::CHANNEL, &code])
+                            .await
+                        {
+                            tracing::warn!(error = %err, "could not announce a new custom code");
+                        }
+                    }
+                    return Ok(url_from_row(&row));
+                }
                 Err(StoreError::Conflict("short_code"))
                     if new.short_code.is_none() && attempts < GENERATE_ATTEMPTS => {}
                 Err(StoreError::Conflict("id")) if !repaired => {
