@@ -52,7 +52,7 @@ pub enum MigrateError {
         applied: String,
         file: String,
     },
-    #[error("the database has migration {0}, which this build does not know: is an older build running against a newer schema?")]
+    #[error("the database has migration {0}, which this build does not know (a newer build applied it)")]
     Unknown(i32),
     #[error("the schema is at migration {current}, this build expects {expected}")]
     Behind { current: i32, expected: i32 },
@@ -131,8 +131,15 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, MigrateError> {
 async fn migrate_locked(client: &mut Client) -> Result<Vec<i32>, MigrateError> {
     client.batch_execute(CREATE_LEDGER).await?;
     let done = applied(client).await?;
-    if let Some(problem) = ledger_problems(&done).into_iter().next() {
-        return Err(problem);
+    for problem in ledger_problems(&done) {
+        match problem {
+            // A newer build migrated already (a rolling upgrade, a rollback): migrations are
+            // additive, so this build runs on that schema.
+            MigrateError::Unknown(version) => {
+                info!(version, "the database has a newer migration than this build")
+            }
+            other => return Err(other),
+        }
     }
     let mut newly = Vec::new();
     for m in MIGRATIONS {
@@ -153,16 +160,22 @@ async fn migrate_locked(client: &mut Client) -> Result<Vec<i32>, MigrateError> {
     Ok(newly)
 }
 
-/// Readiness: the schema is at exactly the migration this build expects.
+/// Readiness: every migration this build knows is applied, unedited. Newer migrations (applied by
+/// a newer build during a rolling upgrade or before a rollback) are fine: migrations are additive.
 pub async fn check_current(client: &Client) -> Result<(), MigrateError> {
     let done = applied(client).await?;
-    if let Some(problem) = ledger_problems(&done).into_iter().next() {
+    if let Some(problem) = ledger_problems(&done)
+        .into_iter()
+        .find(|p| !matches!(p, MigrateError::Unknown(_)))
+    {
         return Err(problem);
     }
-    let current = done.last().map_or(0, |a| a.version);
-    if current != latest_version() {
+    if let Some(missing) = MIGRATIONS
+        .iter()
+        .find(|m| !done.iter().any(|a| a.version == m.version))
+    {
         return Err(MigrateError::Behind {
-            current,
+            current: missing.version - 1,
             expected: latest_version(),
         });
     }
