@@ -70,7 +70,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let command = cli.command.unwrap_or(Command::Serve);
         if let Command::Healthcheck { ready } = command {
             let path = if ready { "/ready" } else { "/health" };
@@ -80,7 +80,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         let result = run_command(command, &settings, &database.url).await;
         database.close().await;
         result
-    })
+    });
+    // Don't wait for blocking tasks that cannot be cancelled (the stdin watcher's read).
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }
 
 /// The database a command works on, and the embedded server behind it if there is one.

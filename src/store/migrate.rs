@@ -52,7 +52,9 @@ pub enum MigrateError {
         applied: String,
         file: String,
     },
-    #[error("the database has migration {0}, which this build does not know (a newer build applied it)")]
+    #[error(
+        "the database has migration {0}, which this build does not know (a newer build applied it)"
+    )]
     Unknown(i32),
     #[error("the schema is at migration {current}, this build expects {expected}")]
     Behind { current: i32, expected: i32 },
@@ -136,7 +138,10 @@ async fn migrate_locked(client: &mut Client) -> Result<Vec<i32>, MigrateError> {
             // A newer build migrated already (a rolling upgrade, a rollback): migrations are
             // additive, so this build runs on that schema.
             MigrateError::Unknown(version) => {
-                info!(version, "the database has a newer migration than this build")
+                info!(
+                    version,
+                    "the database has a newer migration than this build"
+                )
             }
             other => return Err(other),
         }

@@ -748,3 +748,144 @@ pub async fn seeded_database(set: &str) -> String {
     assert_cli_ok(&gitrev(&["seed", "--dir", dir], &url), "gitrev seed");
     url
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Signals, processes of a test's own and metrics
+
+impl TestServer {
+    /// The server's process id, for signals.
+    pub fn pid(&self) -> i32 {
+        let child = self
+            ._child
+            .lock()
+            .expect("no test panics while holding the child");
+        i32::try_from(child.id()).expect("process ids fit in an i32")
+    }
+
+    /// Sends `signal` (SIGTERM, SIGINT) and waits, at most 30 s, for the server to exit. Its stdin stays
+    /// open until then, so the signal alone is what stops it (and nothing else may keep it running).
+    pub fn stop_with_signal(self, signal: i32) -> std::process::ExitStatus {
+        self.send_signal(signal);
+        let mut child = self
+            ._child
+            .into_inner()
+            .expect("no test panics while holding the child");
+        let status = wait_for_exit(&mut child, Duration::from_secs(30));
+        drop(self._stdin);
+        if let Some(status) = status {
+            return status;
+        }
+        let after_eof = wait_for_exit(&mut child, Duration::from_secs(60));
+        panic!(
+            "gitrev serve did not exit within 30 s of signal {signal} while its stdin stayed open; \
+             after its stdin was closed: {}",
+            match after_eof {
+                Some(status) => format!("it exited ({status})"),
+                None => "it still runs".to_string(),
+            }
+        )
+    }
+
+    /// Sends `signal`, waits (at most 60 s) until the server has taken it, seen from outside as its
+    /// listener going away, then closes its stdin and waits (at most 60 s) for it to exit.
+    ///
+    /// With stdin still open when the listener closed, the signal is what started the graceful stop (the
+    /// drain, the shutdown order); closing stdin afterwards only releases the blocking stdin read that
+    /// `GITREV_STOP_ON_STDIN_EOF` starts, which otherwise keeps the process from exiting (see
+    /// `stop_with_signal` and the lifecycle test that holds stdin open).
+    pub fn stop_after_signal(self, signal: i32) -> std::process::ExitStatus {
+        let address: std::net::SocketAddr = self
+            .base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the base is http://IP:PORT");
+        self.send_signal(signal);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "gitrev serve still accepts connections 60 s after signal {signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.stop()
+    }
+
+    fn send_signal(&self, signal: i32) {
+        let pid = self.pid();
+        // SAFETY: a signal to the child this value owns and has not yet reaped, so the pid is its own.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({pid}, {signal}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Polls `child` until it exits (its status) or `limit` passes (`None`, the child left running).
+pub fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => return None,
+            Err(e) => panic!("waiting for pid {}: {e}", child.id()),
+        }
+    }
+}
+
+/// Whether a process with this id exists (a zombie counts until it is reaped).
+pub fn pid_exists(pid: i32) -> bool {
+    process_alive(pid)
+}
+
+/// A directory named like the harness's own (`gitrev-test-<pid>-<name>`), so a run that dies before
+/// removing it has it removed by the next run's stale-directory cleanup.
+pub fn own_test_dir(name: &str) -> PathBuf {
+    test_dir(name)
+}
+
+/// `gitrev` with none of this shell's gitrev settings (no `GITREV_*`, no `DATABASE_URL`): the caller says
+/// exactly what it wants.
+pub fn bare_gitrev_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitrev"));
+    scrub_env(&mut cmd);
+    cmd
+}
+
+/// The sum of every sample of metric `name` (all label sets) in a Prometheus text body; `None` when the
+/// body has no sample of that name.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    let mut found = None;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with(' ') || rest.starts_with('{')) {
+            continue;
+        }
+        let value: f64 = rest
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no number at the end of metric line {line:?}"));
+        *found.get_or_insert(0.0) += value;
+    }
+    found
+}
+
+/// `GET /metrics` on `srv` and the value of `name` in it; panics, showing the names served, when absent.
+pub async fn read_metric(srv: &TestServer, client: &Client, name: &str) -> f64 {
+    let reply = srv
+        .get(client, "/metrics")
+        .await
+        .expect(200, "GET /metrics");
+    metric_value(&reply.text, name)
+        .unwrap_or_else(|| panic!("/metrics has no sample named {name}:\n{}", reply.text))
+}

@@ -13,6 +13,8 @@ mod bulk;
 mod concurrency;
 mod events;
 mod health;
+mod hotpaths;
+mod lifecycle;
 mod pagination;
 mod redirect;
 mod schema;
