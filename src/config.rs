@@ -132,6 +132,16 @@ pub struct Settings {
     #[arg(long, env = "GITREV_MAX_UPLOAD_BYTES", default_value_t = DEFAULT_MAX_UPLOAD_BYTES, global = true)]
     pub max_upload_bytes: usize,
 
+    /// How long a client may take to send a request's headers, and how long an idle keep-alive
+    /// connection stays open, in milliseconds (0: no limit).
+    #[arg(
+        long,
+        env = "GITREV_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub header_read_timeout_ms: u64,
+
     /// How long a stopping server waits for in-flight requests, in milliseconds.
     #[arg(long, env = "GITREV_SHUTDOWN_GRACE_MS", default_value_t = DEFAULT_SHUTDOWN_GRACE_MS, global = true)]
     pub shutdown_grace_ms: u64,
@@ -324,6 +334,11 @@ impl Settings {
 
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn header_read_timeout(&self) -> Option<Duration> {
+        (self.header_read_timeout_ms > 0)
+            .then(|| Duration::from_millis(self.header_read_timeout_ms))
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -1,4 +1,5 @@
--- Touches each generated code L0000000 .. L(N-1) (HEAD: no click) to load it into the cache.
+-- Requests each generated code L0000000 .. L(N-1) once to load it into the cache (GET: wrk cannot
+-- read bodiless HEAD answers on keep-alive connections; the clicks go to the click queue).
 -- Threads interleave: thread t takes codes t, t+THREADS, t+2*THREADS, ...
 local n = tonumber(os.getenv("N") or "1000000")
 local threads = tonumber(os.getenv("THREADS") or "2")
@@ -10,5 +11,5 @@ end
 local i = -1
 request = function()
   i = i + 1
-  return wrk.format("HEAD", string.format("/L%07d", (i * threads + tid) % n))
+  return wrk.format("GET", string.format("/L%07d", (i * threads + tid) % n))
 end

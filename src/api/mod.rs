@@ -97,9 +97,12 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp
 
 fn allowed(route: Route<'_>) -> &'static str {
     match route {
-        Route::Health | Route::Ready | Route::Metrics | Route::UrlStats(_) | Route::Event(_) => {
-            "GET, HEAD"
-        }
+        Route::Health
+        | Route::Ready
+        | Route::Metrics
+        | Route::OpenApi
+        | Route::UrlStats(_)
+        | Route::Event(_) => "GET, HEAD",
         Route::Redirect(_) => "GET, HEAD",
         Route::Users | Route::Urls | Route::Events => "GET, HEAD, POST",
         Route::UsersBulk => "POST",
@@ -129,6 +132,7 @@ async fn dispatch(
         (Route::Health, Method::GET) => ops::health(),
         (Route::Ready, Method::GET) => ops::ready(state).await,
         (Route::Metrics, Method::GET) => ops::metrics(state).await,
+        (Route::OpenApi, Method::GET) => ops::openapi(),
 
         (Route::Users, Method::GET) => users::list(state, query).await,
         (Route::Users, Method::POST) => users::create(state, json_body(incoming).await?).await,

@@ -1,10 +1,14 @@
-//! Health (liveness), readiness and metrics.
+//! Health (liveness), readiness, metrics and the OpenAPI description.
 
+use bytes::Bytes;
 use hyper::StatusCode;
 use serde_json::json;
 
 use super::{AppState, HandlerResult};
 use crate::http::response;
+
+/// The OpenAPI 3.1 description of the API (`openapi.json` at the crate root), built into the binary.
+pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
 /// Liveness: the process serves. Never touches the database.
 pub fn health() -> HandlerResult {
@@ -33,4 +37,13 @@ pub async fn metrics(state: &AppState) -> HandlerResult {
         .set(state.links.entry_count() as i64);
     let (body, content_type) = state.metrics.render();
     Ok(response::text(StatusCode::OK, content_type, body))
+}
+
+/// `GET /openapi.json`: the API's OpenAPI description, as built into this binary.
+pub fn openapi() -> HandlerResult {
+    Ok(response::text(
+        StatusCode::OK,
+        "application/json".to_owned(),
+        Bytes::from_static(OPENAPI_JSON.as_bytes()),
+    ))
 }

@@ -9,6 +9,7 @@ pub enum Route<'a> {
     Health,
     Ready,
     Metrics,
+    OpenApi,
     Users,
     UsersBulk,
     User(i64),
@@ -28,6 +29,7 @@ impl Route<'_> {
             Route::Health => "/health",
             Route::Ready => "/ready",
             Route::Metrics => "/metrics",
+            Route::OpenApi => "/openapi.json",
             Route::Users => "/users",
             Route::UsersBulk => "/users/bulk",
             Route::User(_) => "/users/{id}",
@@ -64,6 +66,7 @@ pub fn route(path: &str) -> Route<'_> {
         ("health", None, None) => Route::Health,
         ("ready", None, None) => Route::Ready,
         ("metrics", None, None) => Route::Metrics,
+        ("openapi.json", None, None) => Route::OpenApi,
         ("users", None, None) => Route::Users,
         ("users", Some("bulk"), None) => Route::UsersBulk,
         ("users", Some(s), None) => id(s).map_or(Route::NotFound, Route::User),
@@ -93,6 +96,7 @@ mod tests {
         assert_eq!(route("/health"), Route::Health);
         assert_eq!(route("/ready"), Route::Ready);
         assert_eq!(route("/metrics"), Route::Metrics);
+        assert_eq!(route("/openapi.json"), Route::OpenApi);
         assert_eq!(route("/users"), Route::Users);
         assert_eq!(route("/users/"), Route::Users);
         assert_eq!(route("/users/bulk"), Route::UsersBulk);
@@ -124,7 +128,9 @@ mod tests {
             "/users/1/x",
             "/urls/1/stats/x",
             "/a/b/c/d",
-            "/openapi.json",
+            "/openapi.json/x",
+            "/openapi.yaml",
+            "/OpenAPI.json",
             "/favicon.ico",
             "/api",
             "/bad%20code",

@@ -14,9 +14,6 @@ use tracing::{debug, info, warn};
 
 use crate::api::{self, AppState};
 
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Serves connections from `listener` until `shutdown` completes, then drains.
 pub async fn serve(
     listener: TcpListener,
@@ -26,10 +23,18 @@ pub async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
+    builder.keep_alive(true);
+    match state.settings.header_read_timeout() {
+        // Bounds both a slow client's request head and an idle keep-alive connection.
+        Some(timeout) => {
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeout);
+        }
+        None => {
+            builder.header_read_timeout(None);
+        }
+    }
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

@@ -368,10 +368,18 @@ pub async fn is_empty(client: &Client) -> Result<bool, StoreError> {
     Ok(row.get(0))
 }
 
-/// Empties every table and restarts the id sequences.
+/// Empties every table and restarts the id sequences, and tells every running replica to drop
+/// its whole link cache (in the same transaction, so the announcement comes with the change).
 pub async fn truncate(client: &Client) -> Result<(), StoreError> {
     client
-        .batch_execute("TRUNCATE url_stats, events, urls, users RESTART IDENTITY")
+        .batch_execute(&format!(
+            "BEGIN;
+             TRUNCATE url_stats, events, urls, users RESTART IDENTITY;
+             SELECT pg_notify('{}', '{}');
+             COMMIT;",
+            crate::cache::CHANNEL,
+            crate::cache::CLEAR_ALL
+        ))
         .await?;
     Ok(())
 }
