@@ -138,11 +138,14 @@ fi
 if [[ " $SECTIONS " == *" locust "* ]]; then
   note ""
   note "## Locust: the prototype's journey"
+  # Every Locust run starts from the seed state, not from the tables the wrk runs filled.
+  reset_cmd="gitrev reset"
   for users in 50 200 500; do
+    GITREV_DATA_DIR="$DATA" GITREV_ENV=development GITREV_LOG=warn "$BIN" reset > /dev/null
     cmd="locust -f perf/locustfile.py --headless -u $users -r 100 -t ${LOCUST_TIME:-40s} --host $BASE --csv $OUT/locust_$users --only-summary"
     $cmd > "$OUT/locust_$users.txt" 2>&1 || true
     note ""
-    note "### $users users — \`$cmd\`"
+    note "### $users users, after \`$reset_cmd\` — \`$cmd\`"
     python3 perf/locust_table.py "$OUT/locust_${users}_stats.csv" | tee -a "$SUMMARY"
   done
 fi
@@ -162,7 +165,7 @@ if [[ " $SECTIONS " == *" rss "* ]]; then
     [ "$entries" -ge 1000000 ] && break
   done
   rss_after=$(awk '/VmRSS/ { print $2 }' /proc/$GPID/status)
-  note "- cache entries $entries; RSS $((rss_before / 1024)) MB after start, $((rss_after / 1024)) MB with the links cached (VmRSS of the gitrev process; warmed with \`wrk -s perf/wrk/warm.lua\`, HEAD requests over codes L0000000..L0999999)"
+  note "- cache entries $entries; RSS $((rss_before / 1024)) MB after start, $((rss_after / 1024)) MB with the links cached (VmRSS of the gitrev process; warmed with \`wrk -s perf/wrk/warm.lua\`, GET requests over codes L0000000..L0999999)"
 fi
 
 stop_gitrev

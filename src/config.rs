@@ -215,6 +215,16 @@ pub struct Settings {
     )]
     pub click_flush_ms: u64,
 
+    /// How long a stopping service keeps trying to write queued clicks to a database that is
+    /// down, in milliseconds; clicks still queued after that are counted as lost.
+    #[arg(
+        long,
+        env = "GITREV_CLICK_DRAIN_MS",
+        default_value_t = 15_000,
+        global = true
+    )]
+    pub click_drain_ms: u64,
+
     /// Log filter, in tracing's EnvFilter syntax (e.g. `info`, `gitrev=debug`).
     #[arg(
         long,

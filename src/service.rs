@@ -26,8 +26,6 @@ use crate::telemetry::Metrics;
 /// Concurrent grouped-insert writers for POST /users: two let one group gather while the
 /// previous one is in flight.
 const USER_WRITERS: usize = 2;
-/// How long a stopping service keeps retrying to write queued clicks to a database that is down.
-const CLICK_DRAIN: Duration = Duration::from_secs(15);
 /// How long start-up waits for the LISTEN connection before serving anyway.
 const LISTEN_WAIT: Duration = Duration::from_secs(5);
 
@@ -41,6 +39,9 @@ pub async fn run(
     on_ready: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
+    metrics
+        .pool_max_connections
+        .set(i64::from(settings.pool_size));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let links = LinkCache::new(CacheConfig {
@@ -71,7 +72,7 @@ pub async fn run(
         },
         metrics.batch.clone(),
         stop_rx.clone(),
-        CLICK_DRAIN,
+        Duration::from_millis(settings.click_drain_ms),
     );
 
     let user_writer = settings.user_batch.then(|| {

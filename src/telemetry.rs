@@ -61,6 +61,7 @@ pub struct Metrics {
     pub latency: HistogramVec,
     pub pool_connections: IntGauge,
     pub pool_idle: IntGauge,
+    pub pool_max_connections: IntGauge,
     pub cache_entries: IntGauge,
     pub batch: BatchMetrics,
 }
@@ -186,6 +187,11 @@ impl Default for Metrics {
                 &registry,
                 "gitrev_db_pool_idle_connections",
                 "Idle PostgreSQL connections in the pool",
+            ),
+            pool_max_connections: gauge(
+                &registry,
+                "gitrev_db_pool_max_connections",
+                "Most PostgreSQL connections the pool opens (GITREV_POOL_SIZE)",
             ),
             cache_entries: gauge(
                 &registry,
