@@ -56,11 +56,9 @@ fn cache(c: &mut Criterion) {
     rt.block_on(async {
         for i in 0..10_000 {
             let l = link(i);
+            let code: std::sync::Arc<str> = format!("c{i:05}").into();
             cache
-                .insert(
-                    format!("c{i:05}"),
-                    CachedLink::new("bench", &l).expect("valid"),
-                )
+                .insert(CachedLink::new(code, &l).expect("valid"))
                 .await;
         }
     });
@@ -73,7 +71,7 @@ fn cache(c: &mut Criterion) {
 }
 
 fn redirect_response(c: &mut Criterion) {
-    let cached = CachedLink::new("CKVfY9", &link(1)).expect("valid");
+    let cached = CachedLink::new("CKVfY9".into(), &link(1)).expect("valid");
     c.bench_function("redirect/build_response", |b| {
         b.iter(|| response::redirect(StatusCode::FOUND, black_box(&cached).location.clone()))
     });
@@ -130,7 +128,7 @@ fn csv_parsing(c: &mut Criterion) {
 
 fn batch_encoding(c: &mut Criterion) {
     let code: std::sync::Arc<str> = "CKVfY9".into();
-    let target: std::sync::Arc<str> = "https://relay.cloud/quiet/harvest/1".into();
+    let target = gitrev::cache::ClickTarget::Stored("https://relay.cloud/quiet/harvest/1".into());
     let clicks: Vec<Click> = (0..1000)
         .map(|i| Click {
             url_id: i,

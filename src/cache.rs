@@ -18,12 +18,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::header::HeaderValue;
 use moka::future::Cache;
-use moka::Expiry;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -34,54 +33,76 @@ use crate::store::{Store, StoreError};
 pub const CHANNEL: &str = "gitrev_links";
 pub const CLEAR_ALL: &str = "*";
 
+/// A cached answer: the link, or `None` for a code that is unknown or inactive.
+pub type Entry = Option<Arc<CachedLink>>;
+
 /// Reads of one code retried while invalidations land under them.
 const LOAD_ATTEMPTS: u32 = 4;
 
-/// What a redirect needs, ready to send.
+/// What a redirect needs, ready to send. Kept small: a million of these should fit in a few
+/// hundred MB, so the code is shared with the cache key and the stored target is kept only when
+/// it differs from the `location` (it is usually the same text).
 #[derive(Debug)]
 pub struct CachedLink {
     pub url_id: i64,
     pub user_id: Option<i64>,
-    /// The `location` header value.
+    /// The `location` header value: the target in its normalized ASCII form.
     pub location: HeaderValue,
-    /// The code and the target as stored; every click of this link shares them.
+    /// The code, the same allocation as the cache key.
     pub short_code: Arc<str>,
-    pub original_url: Arc<str>,
+    /// The target as stored, when it differs from `location`.
+    stored_target: Option<Arc<str>>,
 }
 
 impl CachedLink {
     /// `None` when the stored target cannot be a `location` (it was validated on the way in, so
     /// only a hand-edited row gets here).
-    pub fn new(code: &str, link: &Link) -> Option<CachedLink> {
-        let normalized = url::Url::parse(&link.original_url).ok()?;
-        let location =
-            HeaderValue::from_maybe_shared(Bytes::from(String::from(normalized))).ok()?;
+    pub fn new(code: Arc<str>, link: &Link) -> Option<CachedLink> {
+        let normalized = String::from(url::Url::parse(&link.original_url).ok()?);
+        let stored_target =
+            (normalized != link.original_url).then(|| Arc::from(link.original_url.as_str()));
+        let location = HeaderValue::from_maybe_shared(Bytes::from(normalized)).ok()?;
         Some(CachedLink {
             url_id: link.url_id,
             user_id: link.user_id,
             location,
-            short_code: Arc::from(code),
-            original_url: Arc::from(link.original_url.as_str()),
+            short_code: code,
+            stored_target,
         })
+    }
+
+    /// The target exactly as stored (what click details report).
+    pub fn original_url(&self) -> ClickTarget {
+        match &self.stored_target {
+            Some(stored) => ClickTarget::Stored(stored.clone()),
+            None => ClickTarget::Location(self.location.clone()),
+        }
     }
 }
 
-/// A cached answer: the link, or `None` for a code that is unknown or inactive.
-pub type Entry = Option<Arc<CachedLink>>;
-
-struct TtlPolicy {
-    positive: Duration,
-    negative: Duration,
+/// A link's stored target as a click carries it: a shared reference either way, no copy.
+#[derive(Clone, Debug)]
+pub enum ClickTarget {
+    Location(HeaderValue),
+    Stored(Arc<str>),
 }
 
-impl Expiry<String, Entry> for TtlPolicy {
-    fn expire_after_create(&self, _: &String, value: &Entry, _: Instant) -> Option<Duration> {
-        Some(if value.is_some() {
-            self.positive
-        } else {
-            self.negative
-        })
+impl ClickTarget {
+    pub fn as_str(&self) -> &str {
+        match self {
+            // A location is visible ASCII by construction.
+            ClickTarget::Location(value) => value.to_str().unwrap_or_default(),
+            ClickTarget::Stored(stored) => stored,
+        }
     }
+}
+
+/// Why a load did not produce a link.
+#[derive(Debug)]
+enum Miss {
+    /// Unknown or inactive: remembered in the negative cache.
+    Absent,
+    Store(StoreError),
 }
 
 /// Cache settings.
@@ -92,62 +113,86 @@ pub struct CacheConfig {
     pub negative_ttl: Duration,
 }
 
+/// Links by code, and (separately, with a short TTL) codes known to lead nowhere. Two caches with
+/// one TTL each rather than one with per-entry expiry: per-entry timers cost memory per link.
 #[derive(Clone)]
 pub struct LinkCache {
-    cache: Cache<String, Entry>,
+    links: Cache<Arc<str>, Arc<CachedLink>>,
+    absent: Cache<Arc<str>, ()>,
     epoch: Arc<AtomicU64>,
 }
 
 impl LinkCache {
     pub fn new(config: CacheConfig) -> LinkCache {
-        let cache = Cache::builder()
-            .max_capacity(config.capacity)
-            .expire_after(TtlPolicy {
-                positive: config.ttl,
-                negative: config.negative_ttl,
-            })
-            .build();
         LinkCache {
-            cache,
+            links: Cache::builder()
+                .max_capacity(config.capacity)
+                .time_to_live(config.ttl)
+                .build(),
+            absent: Cache::builder()
+                .max_capacity((config.capacity / 10).max(1_000))
+                .time_to_live(config.negative_ttl)
+                .build(),
             epoch: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// The cached answer for `code`, if there is one (no loading).
+    /// The cached answer for `code` without loading: `Some(Some(link))`, `Some(None)` for a code
+    /// known to lead nowhere, `None` when the cache does not know.
     pub async fn peek(&self, code: &str) -> Option<Entry> {
-        self.cache.get(code).await
+        if let Some(link) = self.links.get(code).await {
+            return Some(Some(link));
+        }
+        self.absent.get(code).await.map(|()| None)
     }
 
     /// The answer for `code`, loading it through `store` on a miss. Concurrent misses of one
-    /// code share one load. `Err` only when the database could not answer.
+    /// code share one load (found or not). `Err` only when the database could not answer.
     pub async fn get(&self, code: &str, store: &Store) -> Result<Entry, Arc<StoreError>> {
-        if let Some(entry) = self.cache.get(code).await {
+        if let Some(entry) = self.peek(code).await {
             return Ok(entry);
         }
+        let key: Arc<str> = Arc::from(code);
         let started_at = self.epoch.load(Ordering::Acquire);
-        let entry = self
-            .cache
-            .try_get_with_by_ref(code, async {
+        let loaded = self
+            .links
+            .try_get_with(key.clone(), async {
                 let mut attempts = 0;
                 loop {
                     let before = self.epoch.load(Ordering::Acquire);
-                    let link = store.find_link(code).await?;
+                    let link = store.find_link(code).await.map_err(Miss::Store)?;
                     attempts += 1;
                     // Under constant invalidation churn, stop retrying: the check after the
                     // insert below still evicts a value that raced.
                     if self.epoch.load(Ordering::Acquire) == before || attempts >= LOAD_ATTEMPTS {
-                        return Ok::<Entry, StoreError>(
-                            link.filter(|l| l.is_active)
-                                .and_then(|l| CachedLink::new(code, &l))
-                                .map(Arc::new),
-                        );
+                        return link
+                            .filter(|l| l.is_active)
+                            .and_then(|l| CachedLink::new(key.clone(), &l))
+                            .map(Arc::new)
+                            .ok_or(Miss::Absent);
                     }
                 }
             })
-            .await?;
+            .await;
+        let entry = match loaded {
+            Ok(link) => Some(link),
+            Err(miss) => match &*miss {
+                Miss::Absent => {
+                    self.absent.insert(key, ()).await;
+                    None
+                }
+                Miss::Store(err) => {
+                    return Err(Arc::new(match err {
+                        StoreError::Unavailable(r) => StoreError::Unavailable(r.clone()),
+                        other => StoreError::Internal(other.to_string()),
+                    }))
+                }
+            },
+        };
         if self.epoch.load(Ordering::Acquire) != started_at {
             // An invalidation landed while we loaded: don't let a value read before it linger.
-            self.cache.invalidate(code).await;
+            self.links.invalidate(code).await;
+            self.absent.invalidate(code).await;
         }
         Ok(entry)
     }
@@ -156,29 +201,40 @@ impl LinkCache {
     pub async fn invalidate(&self, code: &str) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         if code == CLEAR_ALL {
-            self.cache.invalidate_all();
+            self.links.invalidate_all();
+            self.absent.invalidate_all();
         } else {
-            self.cache.invalidate(code).await;
+            self.links.invalidate(code).await;
+            self.absent.invalidate(code).await;
         }
     }
 
     pub fn clear(&self) {
+        self.invalidate_all_now();
+    }
+
+    fn invalidate_all_now(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.cache.invalidate_all();
+        self.links.invalidate_all();
+        self.absent.invalidate_all();
     }
 
-    /// Puts an entry in directly (warming).
-    pub async fn insert(&self, code: String, link: CachedLink) {
-        self.cache.insert(code, Some(Arc::new(link))).await;
+    /// Puts a link in directly (warming).
+    pub async fn insert(&self, link: CachedLink) {
+        self.links
+            .insert(link.short_code.clone(), Arc::new(link))
+            .await;
     }
 
+    /// Links cached (codes known to be absent not counted).
     pub fn entry_count(&self) -> u64 {
-        self.cache.entry_count()
+        self.links.entry_count()
     }
 
     /// Runs pending maintenance (tests and metrics want exact counts).
     pub async fn sync(&self) {
-        self.cache.run_pending_tasks().await;
+        self.links.run_pending_tasks().await;
+        self.absent.run_pending_tasks().await;
     }
 }
 

@@ -27,7 +27,7 @@ fn click(link: &CachedLink, headers: &HeaderMap) -> Click {
         url_id: link.url_id,
         user_id: link.user_id,
         short_code: link.short_code.clone(),
-        original_url: link.original_url.clone(),
+        original_url: link.original_url(),
         referrer: header_text(headers, REFERER),
         user_agent: header_text(headers, USER_AGENT),
     }

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use tokio_postgres::Row;
 
 use super::{sequences, Filter, Page, Store, StoreError};
+use crate::cache::ClickTarget;
 use crate::model::{NewUrl, Url, UrlChanges, UrlStats};
 use crate::shortcode;
 
@@ -59,7 +60,7 @@ impl<'a> ClickColumns<'a> {
             columns.url_ids.push(c.url_id);
             columns.user_ids.push(c.user_id);
             columns.codes.push(&c.short_code);
-            columns.targets.push(&c.original_url);
+            columns.targets.push(c.original_url.as_str());
             columns.referrers.push(c.referrer.as_deref());
             columns.user_agents.push(c.user_agent.as_deref());
         }
@@ -82,7 +83,7 @@ pub struct Click {
     pub url_id: i64,
     pub user_id: Option<i64>,
     pub short_code: Arc<str>,
-    pub original_url: Arc<str>,
+    pub original_url: ClickTarget,
     pub referrer: Option<Box<str>>,
     pub user_agent: Option<Box<str>>,
 }
