@@ -23,6 +23,7 @@ FROM deps AS build
 COPY src ./src
 COPY sql ./sql
 COPY seed ./seed
+COPY openapi.json ./
 COPY benches ./benches
 # Stub-built artifacts of our own crate must not be mistaken for fresh ones.
 RUN touch src/main.rs src/lib.rs \

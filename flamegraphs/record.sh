@@ -41,4 +41,19 @@ export CODES
 CODES=$(curl -s "$BASE/urls?is_active=true&per_page=1000" | python3 -c 'import json,sys; print(",".join(u["short_code"] for u in json.load(sys.stdin)))')
 wrk -t2 -c100 -d3s -s perf/wrk/codes.lua "$BASE" > /dev/null   # warm the cache
 profile redirect perf/wrk/codes.lua
+
+# The whole machine under the same redirect load: where the two cores go (wrk, gitrev, and the
+# PostgreSQL backends writing the clicks), which the per-process graph above cannot show.
+wrk -t2 -c${CONNS:-100} -d$((DUR + 2))s -s perf/wrk/codes.lua "$BASE" > "$DATA/system.wrk" &
+wpid=$!
+sleep 1
+perf record -a -e cpu-clock -F 499 -g -o "$DATA/system.data" -- sleep "$DUR" 2> /dev/null
+wait $wpid
+perf script -i "$DATA/system.data" 2>/dev/null | inferno-collapse-perf > "$DATA/system.folded"
+inferno-flamegraph --title "whole machine under cached redirects ($(awk '/Requests\/sec/ {print $2}' "$DATA/system.wrk") req/s under sampling)" \
+  < "$DATA/system.folded" > flamegraphs/redirect_system.svg
+echo flamegraphs/redirect_system.svg
+# Share of samples per process name, for the notes.
+awk '{ n = $NF; split($1, f, ";"); c[f[1]] += n; t += n } END { for (k in c) printf "%5.1f%% %s\n", 100 * c[k] / t, k }' \
+  "$DATA/system.folded" | sort -rn | head -8 | tee flamegraphs/redirect_system.txt
 CONNS=256 RUN_TAG=flame$$ profile post_users perf/wrk/users.lua

@@ -46,6 +46,7 @@ fn matching_allocates_nothing() {
         "/urls/42/stats",
         "/events/9",
         "/health",
+        "/openapi.json",
         "/no/such/route",
         "/users/not-a-number",
     ];

@@ -889,3 +889,15 @@ pub async fn read_metric(srv: &TestServer, client: &Client, name: &str) -> f64 {
     metric_value(&reply.text, name)
         .unwrap_or_else(|| panic!("/metrics has no sample named {name}:\n{}", reply.text))
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Addresses
+
+impl TestServer {
+    /// The address the server listens on (`127.0.0.1:PORT`, from its ready file), as `--listen` takes it.
+    pub fn listen_addr(&self) -> &str {
+        self.base
+            .strip_prefix("http://")
+            .expect("the base is http://IP:PORT")
+    }
+}

@@ -1,0 +1,195 @@
+//! Operations features: `x-request-id`, `gitrev healthcheck`, readiness and `gitrev migrate` on a
+//! database another build migrated (newer, or with an edited migration), and the process metrics.
+
+use std::process::Output;
+
+use crate::common::{
+    assert_cli_ok, bare_gitrev_command, client, connect, fresh_database, gitrev, output_text,
+    server, start_server_on,
+};
+
+const REQUEST_ID: &str = "x-request-id";
+
+async fn health_with_id(id: Option<&str>) -> String {
+    let mut request = client().get(server().url("/health"));
+    if let Some(id) = id {
+        request = request.header(REQUEST_ID, id);
+    }
+    let response = request.send().await.expect("GET /health");
+    assert_eq!(response.status().as_u16(), 200);
+    response
+        .headers()
+        .get(REQUEST_ID)
+        .unwrap_or_else(|| panic!("no {REQUEST_ID} on the answer (sent {id:?})"))
+        .to_str()
+        .expect("a request id is ASCII")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_sane_request_id_is_echoed() {
+    assert_eq!(health_with_id(Some("abc-123")).await, "abc-123");
+    assert_eq!(
+        health_with_id(Some("Req_1.2:3")).await,
+        "Req_1.2:3",
+        "letters, digits, `-`, `_`, `.` and `:` are kept"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_request_id_is_generated_and_unique() {
+    let first = health_with_id(None).await;
+    let second = health_with_id(None).await;
+    assert!(!first.is_empty(), "a generated id is not empty");
+    assert_ne!(first, second, "each request gets its own id");
+}
+
+#[tokio::test]
+async fn an_unacceptable_request_id_is_replaced() {
+    for sent in ["has space", "semi;colon", &"x".repeat(200)] {
+        let got = health_with_id(Some(sent)).await;
+        assert_ne!(got, sent, "{sent:?} is replaced");
+        assert!(
+            !got.is_empty()
+                && got.len() <= 128
+                && got
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')),
+            "the replacement {got:?} is itself a sane id"
+        );
+    }
+}
+
+fn healthcheck(listen: &str, ready: bool) -> Output {
+    let mut cmd = bare_gitrev_command();
+    cmd.arg("healthcheck").arg("--listen").arg(listen);
+    if ready {
+        cmd.arg("--ready");
+    }
+    cmd.env("GITREV_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running gitrev healthcheck")
+}
+
+#[test]
+fn healthcheck_passes_against_a_serving_server() {
+    let output = healthcheck(server().listen_addr(), false);
+    assert_cli_ok(&output, "gitrev healthcheck");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("healthy"),
+        "gitrev healthcheck prints healthy: {}",
+        output_text(&output)
+    );
+    let output = healthcheck(server().listen_addr(), true);
+    assert_cli_ok(&output, "gitrev healthcheck --ready");
+}
+
+#[test]
+fn healthcheck_fails_against_a_closed_port() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a free port");
+    let addr = listener.local_addr().expect("a bound address").to_string();
+    drop(listener);
+    let output = healthcheck(&addr, false);
+    assert!(
+        !output.status.success(),
+        "gitrev healthcheck against closed {addr} must fail: {}",
+        output_text(&output)
+    );
+}
+
+/// A fresh database that `gitrev migrate` brought to this build's schema.
+async fn migrated_database(prefix: &str) -> String {
+    let url = fresh_database(prefix).await;
+    assert_cli_ok(&gitrev(&["migrate"], &url), "gitrev migrate");
+    url
+}
+
+#[tokio::test]
+async fn a_database_a_newer_build_migrated_is_ready() {
+    let url = migrated_database("newer").await;
+    connect(&url)
+        .await
+        .batch_execute(
+            "INSERT INTO schema_migrations (version, name, checksum) \
+             VALUES (9999, '9999_future.sql', 'x')",
+        )
+        .await
+        .expect("recording a future migration");
+    let srv = start_server_on(&url, &[]);
+    let reply = srv.get(&client(), "/ready").await;
+    assert_eq!(
+        reply.status, 200,
+        "/ready on a database with a newer migration: {}",
+        reply.text
+    );
+    assert_eq!(reply.json["status"], "ready", "{}", reply.text);
+    drop(srv);
+    assert_cli_ok(
+        &gitrev(&["migrate"], &url),
+        "gitrev migrate on a database a newer build migrated",
+    );
+}
+
+#[tokio::test]
+async fn an_edited_applied_migration_is_not_ready() {
+    let url = migrated_database("edited").await;
+    // The server migrates as it starts, so it starts on the intact ledger and the edit comes after.
+    let srv = start_server_on(&url, &[]);
+    let c = client();
+    srv.get(&c, "/ready").await.expect(200, "GET /ready before");
+    connect(&url)
+        .await
+        .batch_execute("UPDATE schema_migrations SET checksum = 'x' WHERE version = 1")
+        .await
+        .expect("editing the ledger");
+    let reply = srv.get(&c, "/ready").await;
+    assert_eq!(
+        reply.status, 503,
+        "/ready with an edited migration: {}",
+        reply.text
+    );
+    assert_eq!(reply.json["status"], "unavailable", "{}", reply.text);
+    let reason = reply.json["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("edited"),
+        "the reason says edited: {}",
+        reply.text
+    );
+    drop(srv);
+    let output = gitrev(&["migrate"], &url);
+    assert!(
+        !output.status.success(),
+        "gitrev migrate on an edited migration must fail: {}",
+        output_text(&output)
+    );
+    assert!(
+        output_text(&output).contains("edited"),
+        "gitrev migrate says which migration was edited: {}",
+        output_text(&output)
+    );
+}
+
+#[tokio::test]
+async fn metrics_include_process_figures() {
+    let reply = server()
+        .get(&client(), "/metrics")
+        .await
+        .expect(200, "GET /metrics");
+    let content_type = reply.header("content-type").unwrap_or("");
+    assert!(
+        content_type.starts_with("text/plain"),
+        "/metrics is Prometheus text, got {content_type:?}"
+    );
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+    ] {
+        assert!(
+            crate::common::metric_value(&reply.text, name).is_some(),
+            "/metrics has a {name} sample:\n{}",
+            reply.text
+        );
+    }
+}
