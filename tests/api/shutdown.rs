@@ -17,6 +17,11 @@ use crate::common::*;
 async fn wait_until_insert_waits(db: &tokio_postgres::Client) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
+        // `db` holds its lock inside a transaction, and a transaction sees one snapshot of
+        // pg_stat_activity until it is cleared: without this, the INSERT would never show up.
+        db.batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await
+            .expect("clearing the statistics snapshot");
         let waiting: i64 = db
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity
@@ -29,10 +34,20 @@ async fn wait_until_insert_waits(db: &tokio_postgres::Client) {
         if waiting > 0 {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the POST /users never reached the database"
-        );
+        if Instant::now() >= deadline {
+            let seen: Vec<String> = db
+                .query(
+                    "SELECT coalesce(wait_event_type, '-') || ' ' || state || ': ' || query
+                     FROM pg_stat_activity WHERE backend_type = 'client backend'",
+                    &[],
+                )
+                .await
+                .expect("reading pg_stat_activity")
+                .iter()
+                .map(|row| row.get(0))
+                .collect();
+            panic!("the POST /users never reached the database; backends: {seen:#?}");
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
