@@ -48,11 +48,17 @@ fn cache(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let cache = LinkCache::new(CacheConfig {
-        capacity: 1_000_000,
-        ttl: std::time::Duration::from_secs(300),
-        negative_ttl: std::time::Duration::from_secs(1),
-    });
+    let cache = LinkCache::new(
+        CacheConfig {
+            capacity: 1_000_000,
+            ttl: std::time::Duration::from_secs(300),
+            negative_ttl: std::time::Duration::from_secs(1),
+        },
+        gitrev::telemetry::Metrics::default()
+            .batch
+            .cache_evictions
+            .clone(),
+    );
     rt.block_on(async {
         for i in 0..10_000 {
             let l = link(i);

@@ -23,6 +23,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::header::HeaderValue;
 use moka::future::Cache;
+use moka::notification::RemovalCause;
+use prometheus::IntCounterVec;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -123,11 +125,20 @@ pub struct LinkCache {
 }
 
 impl LinkCache {
-    pub fn new(config: CacheConfig) -> LinkCache {
+    /// `evictions` counts the links the cache drops on its own, by reason (`size`, `expired`);
+    /// invalidations are not evictions and are not counted.
+    pub fn new(config: CacheConfig, evictions: IntCounterVec) -> LinkCache {
+        let by_size = evictions.with_label_values(&["size"]);
+        let by_ttl = evictions.with_label_values(&["expired"]);
         LinkCache {
             links: Cache::builder()
                 .max_capacity(config.capacity)
                 .time_to_live(config.ttl)
+                .eviction_listener(move |_code, _link, cause| match cause {
+                    RemovalCause::Size => by_size.inc(),
+                    RemovalCause::Expired => by_ttl.inc(),
+                    RemovalCause::Explicit | RemovalCause::Replaced => {}
+                })
                 .build(),
             absent: Cache::builder()
                 .max_capacity((config.capacity / 10).max(1_000))

@@ -44,11 +44,14 @@ pub async fn run(
         .set(i64::from(settings.pool_size));
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let links = LinkCache::new(CacheConfig {
-        capacity: settings.cache_capacity,
-        ttl: Duration::from_secs(settings.cache_ttl_secs),
-        negative_ttl: Duration::from_millis(settings.negative_ttl_ms),
-    });
+    let links = LinkCache::new(
+        CacheConfig {
+            capacity: settings.cache_capacity,
+            ttl: Duration::from_secs(settings.cache_ttl_secs),
+            negative_ttl: Duration::from_millis(settings.negative_ttl_ms),
+        },
+        metrics.batch.cache_evictions.clone(),
+    );
     let (listening_tx, mut listening_rx) = watch::channel(false);
     let listen_task = tokio::spawn(cache::listen(
         store.side_config(),

@@ -46,6 +46,8 @@ pub fn init_logging(settings: &Settings) -> tracing_appender::non_blocking::Work
 pub struct BatchMetrics {
     pub cache_hits: IntCounter,
     pub cache_misses: IntCounter,
+    /// Links the cache dropped on its own, by `reason`: `size` (capacity) or `expired` (TTL).
+    pub cache_evictions: IntCounterVec,
     pub click_queue_depth: IntGauge,
     pub click_overflow: IntCounter,
     pub click_lost: IntCounter,
@@ -61,6 +63,8 @@ pub struct Metrics {
     pub latency: HistogramVec,
     pub pool_connections: IntGauge,
     pub pool_idle: IntGauge,
+    pub pool_in_use: IntGauge,
+    pub pool_waiting: IntGauge,
     pub pool_max_connections: IntGauge,
     pub cache_entries: IntGauge,
     pub batch: BatchMetrics,
@@ -143,6 +147,17 @@ impl Default for Metrics {
                 "gitrev_link_cache_misses_total",
                 "Redirect lookups that went to the database",
             ),
+            cache_evictions: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gitrev_link_cache_evictions_total",
+                        "Links the cache dropped on its own, by reason (size: over capacity, expired: TTL)",
+                    ),
+                    &["reason"],
+                )
+                .expect("valid metric"),
+            ),
             click_queue_depth: gauge(
                 &registry,
                 "gitrev_click_queue_depth",
@@ -187,6 +202,16 @@ impl Default for Metrics {
                 &registry,
                 "gitrev_db_pool_idle_connections",
                 "Idle PostgreSQL connections in the pool",
+            ),
+            pool_in_use: gauge(
+                &registry,
+                "gitrev_db_pool_in_use_connections",
+                "PostgreSQL connections checked out of the pool",
+            ),
+            pool_waiting: gauge(
+                &registry,
+                "gitrev_db_pool_waiters",
+                "Requests waiting for a PostgreSQL connection from the pool",
             ),
             pool_max_connections: gauge(
                 &registry,

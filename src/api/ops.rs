@@ -27,9 +27,14 @@ pub async fn ready(state: &AppState) -> HandlerResult {
 }
 
 pub async fn metrics(state: &AppState) -> HandlerResult {
-    let (open, idle) = state.store.pool_state();
-    state.metrics.pool_connections.set(i64::from(open));
-    state.metrics.pool_idle.set(i64::from(idle));
+    let pool = state.store.pool_state();
+    let metrics = &state.metrics;
+    metrics.pool_connections.set(i64::from(pool.open));
+    metrics.pool_idle.set(i64::from(pool.idle));
+    metrics
+        .pool_in_use
+        .set(i64::from(pool.open.saturating_sub(pool.idle)));
+    metrics.pool_waiting.set(i64::from(pool.waiting));
     state.links.sync().await;
     state
         .metrics

@@ -14,6 +14,8 @@ pub mod urls;
 pub mod users;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
@@ -146,10 +148,20 @@ impl bb8::ManageConnection for Manager {
 
 pub type Pool = bb8::Pool<Manager>;
 
+/// The pool's connections and the callers waiting for one.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolState {
+    pub open: u32,
+    pub idle: u32,
+    pub waiting: u32,
+}
+
 /// The service's handle on the database.
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// Callers waiting in [`Store::conn`] for a connection (bb8 does not count them).
+    waiting: Arc<AtomicU32>,
     /// Connection settings without the statement timeout, for long maintenance work (seeding).
     maintenance: tokio_postgres::Config,
 }
@@ -188,10 +200,23 @@ impl Store {
             // round trip before every checkout would double the latency of every query.
             .test_on_check_out(false)
             .build_unchecked(Manager { config });
-        Ok(Store { pool, maintenance })
+        Ok(Store {
+            pool,
+            waiting: Arc::default(),
+            maintenance,
+        })
     }
 
     pub async fn conn(&self) -> Result<bb8::PooledConnection<'_, Manager>, StoreError> {
+        /// Uncounts the waiter however the wait ends (answered, timed out or dropped).
+        struct Waiter<'a>(&'a AtomicU32);
+        impl Drop for Waiter<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiter = Waiter(&self.waiting);
         Ok(self.pool.get().await?)
     }
 
@@ -205,10 +230,14 @@ impl Store {
         self.maintenance.clone()
     }
 
-    /// Pool state: (connections open, idle).
-    pub fn pool_state(&self) -> (u32, u32) {
+    /// How the pool stands right now.
+    pub fn pool_state(&self) -> PoolState {
         let state = self.pool.state();
-        (state.connections, state.idle_connections)
+        PoolState {
+            open: state.connections,
+            idle: state.idle_connections,
+            waiting: self.waiting.load(Ordering::Relaxed),
+        }
     }
 
     /// The database answers and is at the expected migration; otherwise why not.

@@ -193,3 +193,65 @@ async fn metrics_include_process_figures() {
         );
     }
 }
+
+#[tokio::test]
+async fn metrics_count_cache_evictions_and_pool_use() {
+    let url = migrated_database("evict").await;
+    let srv = start_server_on(
+        &url,
+        &[
+            ("GITREV_CACHE_CAPACITY", "4"),
+            ("GITREV_CACHE_TTL_SECS", "1"),
+        ],
+    );
+    let c = client();
+    let mut codes = Vec::new();
+    for _ in 0..24 {
+        let body = serde_json::json!({"original_url": crate::common::unique_original_url()});
+        let url = srv.post(&c, "/urls", &body).await.expect(201, "POST /urls");
+        codes.push(crate::common::str_of(&url.json, "short_code").to_owned());
+    }
+    for code in &codes {
+        srv.get(&c, &format!("/{code}"))
+            .await
+            .expect(302, "redirect");
+    }
+    // Wait out the TTL of what is still cached: those go as `expired`.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let text = srv
+        .get(&c, "/metrics")
+        .await
+        .expect(200, "GET /metrics")
+        .text;
+    let by_reason = |reason: &str| {
+        crate::common::metric_value(
+            &text,
+            &format!("gitrev_link_cache_evictions_total{{reason=\"{reason}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(
+        by_reason("size") >= 1.0,
+        "24 links through a cache of 4 evict by size:\n{text}"
+    );
+    assert!(
+        by_reason("expired") >= 1.0,
+        "links older than the 1 s TTL expire:\n{text}"
+    );
+    for name in [
+        "gitrev_db_pool_connections",
+        "gitrev_db_pool_idle_connections",
+        "gitrev_db_pool_in_use_connections",
+        "gitrev_db_pool_waiters",
+    ] {
+        assert!(
+            crate::common::metric_value(&text, name).is_some(),
+            "/metrics has {name}:\n{text}"
+        );
+    }
+    let open = crate::common::metric_value(&text, "gitrev_db_pool_connections").unwrap_or(0.0);
+    assert!(
+        open >= 1.0,
+        "the pool has a connection after serving writes"
+    );
+}
