@@ -105,6 +105,12 @@ if [[ " $SECTIONS " == *" redirect "* ]]; then
   overflow=$(metric gitrev_click_queue_overflow_total)
   note "- cached redirects reach **$(ratio "$(rps "$OUT/redirect_cached.txt")" "$(rps "$OUT/ceiling.txt")")× the ceiling** (same wrk command, same run)"
   note "- clicks: $((after_302 - before_302)) redirects served (302s counted by /metrics), $((after_clicks - before_clicks)) clicks added to url_stats after the queue drained, overflow counter $overflow"
+  # The same cached lookups as HEAD, which records no click: what the redirect costs without the
+  # database writes of its clicks competing for the same cores.
+  export METHOD=HEAD
+  run_wrk redirect_cached_head perf/wrk/codes.lua "$BASE"
+  unset METHOD
+  note "- HEAD (no click recorded) reaches **$(ratio "$(rps "$OUT/redirect_cached_head.txt")" "$(rps "$OUT/ceiling.txt")")× the ceiling**"
   export UNKNOWN_PCT=10
   run_wrk redirect_10pct_unknown perf/wrk/codes.lua "$BASE"
   unset UNKNOWN_PCT

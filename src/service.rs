@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::api::AppState;
+use crate::api::{AppState, Writers};
 use crate::batch::{ClickQueue, ClickQueueConfig, GroupWriter};
 use crate::cache::{self, CacheConfig, LinkCache};
 use crate::config::Settings;
@@ -23,9 +23,9 @@ use crate::http::server;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
-/// Concurrent grouped-insert writers for POST /users: two let one group gather while the
-/// previous one is in flight.
-const USER_WRITERS: usize = 2;
+/// Concurrent writers per grouped insert (POST /users, /urls, /events): two let one group gather
+/// while the previous one is in flight.
+const WRITERS: usize = 2;
 /// How long start-up waits for the LISTEN connection before serving anyway.
 const LISTEN_WAIT: Duration = Duration::from_secs(5);
 
@@ -78,17 +78,25 @@ pub async fn run(
         Duration::from_millis(settings.click_drain_ms),
     );
 
-    let user_writer = settings.user_batch.then(|| {
-        let store = store.clone();
-        GroupWriter::start(
-            settings.user_batch_max,
-            USER_WRITERS,
-            metrics.batch.user_group_size.clone(),
-            move |group| {
-                let store = store.clone();
-                async move { store.create_users(&group).await }
-            },
-        )
+    let writers = settings.user_batch.then(|| {
+        let (max, sizes) = (settings.user_batch_max, &metrics.batch);
+        let users = store.clone();
+        let urls = store.clone();
+        let events = store.clone();
+        Writers {
+            users: GroupWriter::start(max, WRITERS, sizes.user_group_size.clone(), move |g| {
+                let store = users.clone();
+                async move { store.create_users(&g).await }
+            }),
+            urls: GroupWriter::start(max, WRITERS, sizes.url_group_size.clone(), move |g| {
+                let store = urls.clone();
+                async move { store.create_urls(&g).await }
+            }),
+            events: GroupWriter::start(max, WRITERS, sizes.event_group_size.clone(), move |g| {
+                let store = events.clone();
+                async move { store.create_events(&g).await }
+            }),
+        }
     });
 
     let grace = settings.shutdown_grace();
@@ -100,7 +108,7 @@ pub async fn run(
         metrics,
         links,
         clicks,
-        user_writer,
+        writers,
     });
     on_ready(listener.local_addr()?);
     server::serve(listener, state, shutdown, grace).await;

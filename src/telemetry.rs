@@ -54,6 +54,8 @@ pub struct BatchMetrics {
     pub click_batch_size: Histogram,
     pub click_flush_seconds: Histogram,
     pub user_group_size: Histogram,
+    pub url_group_size: Histogram,
+    pub event_group_size: Histogram,
 }
 
 /// Every metric the service exports.
@@ -189,6 +191,18 @@ impl Default for Metrics {
                 &registry,
                 "gitrev_user_batch_size",
                 "Users inserted per grouped POST /users statement",
+                size_buckets(),
+            ),
+            url_group_size: histogram(
+                &registry,
+                "gitrev_url_batch_size",
+                "Urls inserted per grouped POST /urls statement",
+                size_buckets(),
+            ),
+            event_group_size: histogram(
+                &registry,
+                "gitrev_event_batch_size",
+                "Events inserted per grouped POST /events statement",
                 size_buckets(),
             ),
         };

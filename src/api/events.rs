@@ -20,7 +20,12 @@ fn event_error(err: StoreError) -> ApiError {
 
 pub async fn create(state: &AppState, body: Map<String, Value>) -> HandlerResult {
     let new = NewEvent::from_json(&body)?;
-    let event = state.store.create_event(&new).await.map_err(event_error)?;
+    let writer = state.writers.as_ref().map(|w| &w.events);
+    let event = super::write(writer, new, |new| async move {
+        state.store.create_event(&new).await
+    })
+    .await
+    .map_err(event_error)?;
     Ok(response::json(StatusCode::CREATED, &event))
 }
 

@@ -9,6 +9,7 @@ pub mod urls;
 pub mod users;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -25,12 +26,40 @@ use crate::http::query::{Pagination, Query};
 use crate::http::response;
 use crate::http::router::{route, Route};
 use crate::http::{body, Response};
-use crate::model::{NewUser, User};
+use crate::model::{Event, NewEvent, NewUrl, NewUser, Url, User};
 use crate::store::{Store, StoreError};
 use crate::telemetry::{method_label, Metrics};
 
-/// The grouped `POST /users` writer.
-pub type UserWriter = GroupWriter<NewUser, Result<User, StoreError>>;
+/// A grouped writer of one kind of row: each request gets its own row or its own error.
+pub type Grouped<Req, T> = GroupWriter<Req, Result<T, StoreError>>;
+
+/// The grouped writers of `POST /users`, `POST /urls` and `POST /events`.
+pub struct Writers {
+    pub users: Grouped<NewUser, User>,
+    pub urls: Grouped<NewUrl, Url>,
+    pub events: Grouped<NewEvent, Event>,
+}
+
+/// Writes `request` through its group writer when grouping is on, else `alone`.
+pub(crate) async fn write<Req, T, Fut>(
+    writer: Option<&Grouped<Req, T>>,
+    request: Req,
+    alone: impl FnOnce(Req) -> Fut,
+) -> Result<T, StoreError>
+where
+    Req: Send + 'static,
+    T: Send + 'static,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    match writer {
+        Some(writer) => writer.submit(request).await.unwrap_or_else(|| {
+            Err(StoreError::Unavailable(
+                "the grouped writer has stopped".into(),
+            ))
+        }),
+        None => alone(request).await,
+    }
+}
 
 /// Everything a handler needs, built once at start (see `service`) and shared.
 pub struct AppState {
@@ -41,7 +70,7 @@ pub struct AppState {
     pub links: LinkCache,
     pub clicks: ClickQueue,
     /// `None` when `GITREV_USER_BATCH=off`: one insert per request.
-    pub user_writer: Option<UserWriter>,
+    pub writers: Option<Writers>,
 }
 
 pub type HandlerResult = Result<Response, ApiError>;

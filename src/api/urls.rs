@@ -24,8 +24,14 @@ fn url_error(err: StoreError) -> ApiError {
 
 pub async fn create(state: &AppState, body: Map<String, Value>) -> HandlerResult {
     let new = NewUrl::from_json(&body)?;
-    let url = state.store.create_url(&new).await.map_err(url_error)?;
-    if new.short_code.is_some() {
+    let custom = new.short_code.is_some();
+    let writer = state.writers.as_ref().map(|w| &w.urls);
+    let url = super::write(writer, new, |new| async move {
+        state.store.create_url(&new).await
+    })
+    .await
+    .map_err(url_error)?;
+    if custom {
         state.links.invalidate(&url.short_code).await;
     }
     Ok(response::json(StatusCode::CREATED, &url))

@@ -28,15 +28,12 @@ pub(crate) fn user_error(err: StoreError) -> ApiError {
 
 pub async fn create(state: &AppState, body: Map<String, Value>) -> HandlerResult {
     let new = NewUser::from_json(&body)?;
-    let result = match &state.user_writer {
-        Some(writer) => writer.submit(new).await.unwrap_or_else(|| {
-            Err(StoreError::Unavailable(
-                "the user writer has stopped".into(),
-            ))
-        }),
-        None => state.store.create_user(&new).await,
-    };
-    let user = result.map_err(user_error)?;
+    let writer = state.writers.as_ref().map(|w| &w.users);
+    let user = super::write(writer, new, |new| async move {
+        state.store.create_user(&new).await
+    })
+    .await
+    .map_err(user_error)?;
     Ok(response::json(StatusCode::CREATED, &user))
 }
 

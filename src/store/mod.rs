@@ -249,6 +249,72 @@ impl Store {
     }
 }
 
+/// Runs `stmt`; when it collides with an imported id (the id sequence fell behind rows written
+/// with explicit ids), moves the sequences of `tables` past their largest ids once and runs it
+/// again.
+pub(crate) async fn query_fixing_sequences(
+    client: &Client,
+    stmt: &Statement,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    tables: &[&str],
+) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+    let mut repaired = false;
+    loop {
+        match client
+            .query(stmt, params)
+            .await
+            .map_err(StoreError::classify)
+        {
+            Ok(rows) => return Ok(rows),
+            Err(StoreError::Conflict("id")) if !repaired => {
+                sequences::fix(client, tables).await?;
+                repaired = true;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// One answer per request of a grouped write. `grouped` is the group statement's outcome: an
+/// answer per request, where `None` asks for that request to be retried `alone`. When the
+/// database is unavailable every request gets that answer; when the statement failed for any
+/// other reason every request is retried alone, so one bad row fails only its own request.
+pub(crate) async fn answer_group<'a, R, T, Fut>(
+    group: &'a [R],
+    grouped: Result<Vec<Option<Result<T, StoreError>>>, StoreError>,
+    alone: impl Fn(&'a R) -> Fut,
+) -> Vec<Result<T, StoreError>>
+where
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let answers = match grouped {
+        Ok(answers) if answers.len() == group.len() => answers,
+        Ok(answers) => {
+            warn!(
+                answers = answers.len(),
+                requests = group.len(),
+                "a grouped insert answered the wrong number of rows; retrying each alone"
+            );
+            group.iter().map(|_| None).collect()
+        }
+        Err(StoreError::Unavailable(reason)) => {
+            return group
+                .iter()
+                .map(|_| Err(StoreError::Unavailable(reason.clone())))
+                .collect()
+        }
+        Err(_) => group.iter().map(|_| None).collect(),
+    };
+    let mut results = Vec::with_capacity(group.len());
+    for (request, answer) in group.iter().zip(answers) {
+        results.push(match answer {
+            Some(result) => result,
+            None => alone(request).await,
+        });
+    }
+    results
+}
+
 /// Runs a set of independent statements back to back on one connection without waiting for
 /// each answer (tokio-postgres pipelines queries issued concurrently on one client), keeping
 /// their order and each one's own result.

@@ -99,6 +99,30 @@ const INSERT: &str = "WITH u AS (
         FROM u)
     SELECT id, user_id, short_code, original_url, title, is_active, created_at, updated_at FROM u";
 
+/// One statement for a group of `POST /urls`, inserted in arrival order: rows whose user is
+/// missing are left out, a code that is already taken is skipped (`DO NOTHING`), and each inserted
+/// url gets its `created` event. Every request's row comes back, in arrival order, with whether
+/// its user exists and, when it was inserted, its url.
+const INSERT_GROUP: &str = "WITH input AS (
+        SELECT g.*, (g.user_id IS NULL OR EXISTS (SELECT 1 FROM users WHERE id = g.user_id)) AS user_ok
+        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bool[])
+             WITH ORDINALITY AS g(user_id, short_code, original_url, title, is_active, arrival)),
+    u AS (
+        INSERT INTO urls (user_id, short_code, original_url, title, is_active)
+        SELECT user_id, short_code, original_url, title, is_active FROM input WHERE user_ok
+        ORDER BY arrival
+        ON CONFLICT (short_code) DO NOTHING
+        RETURNING id, user_id, short_code, original_url, title, is_active, created_at, updated_at),
+    logged AS (
+        INSERT INTO events (url_id, user_id, event_type, details)
+        SELECT id, user_id, 'created',
+               jsonb_build_object('short_code', short_code, 'original_url', original_url)
+        FROM u ORDER BY id)
+    SELECT input.user_ok, u.id, u.user_id, u.short_code, u.original_url, u.title, u.is_active,
+           u.created_at, u.updated_at
+    FROM input LEFT JOIN u ON u.short_code = input.short_code
+    ORDER BY input.arrival";
+
 /// Attempts at a fresh generated code before giving up (each collision has odds of 1 in 62^6
 /// times the table's fill ratio).
 const GENERATE_ATTEMPTS: usize = 8;
@@ -157,6 +181,89 @@ impl Store {
                 Err(err) => return Err(err),
             }
         }
+    }
+
+    /// Inserts a group of urls (each with its `created` event) in one statement and answers each
+    /// request with its own row or error: an unknown `user_id` is `NotFound("user")`, a custom
+    /// code that is taken (or was claimed earlier in the same group) is `Conflict("short_code")`.
+    /// A generated code that happened to collide, and any row of a group whose statement failed
+    /// for a reason other than the database being down, is retried alone.
+    pub async fn create_urls(&self, group: &[NewUrl]) -> Vec<Result<Url, StoreError>> {
+        let grouped = self.insert_urls(group).await;
+        super::answer_group(group, grouped, |new| self.create_url(new)).await
+    }
+
+    /// `None` for a request to retry alone.
+    async fn insert_urls(
+        &self,
+        group: &[NewUrl],
+    ) -> Result<Vec<Option<Result<Url, StoreError>>>, StoreError> {
+        let codes: Vec<String> = group
+            .iter()
+            .map(|new| new.short_code.clone().unwrap_or_else(shortcode::generate))
+            .collect();
+        let user_ids: Vec<Option<i64>> = group.iter().map(|u| u.user_id).collect();
+        let targets: Vec<&str> = group.iter().map(|u| u.original_url.as_str()).collect();
+        let titles: Vec<Option<&str>> = group.iter().map(|u| u.title.as_deref()).collect();
+        let active: Vec<bool> = group.iter().map(|u| u.is_active).collect();
+        let mut conn = self.conn().await?;
+        let stmt = conn.prepared(INSERT_GROUP).await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&user_ids, &codes, &targets, &titles, &active];
+        let rows = super::query_fixing_sequences(&conn.client, &stmt, &params, &["urls", "events"])
+            .await?;
+        // Rows come back in arrival order; two requests for one code both see its row, and the
+        // first one (inserted first) is the one that got it.
+        let mut claimed = std::collections::HashSet::with_capacity(group.len());
+        let mut custom_codes = Vec::new();
+        let answers = group
+            .iter()
+            .zip(&rows)
+            .map(|(new, row)| {
+                if !row.get::<_, bool>(0) {
+                    return Some(Err(StoreError::NotFound("user")));
+                }
+                let inserted = row.get::<_, Option<i64>>(1).is_some();
+                let code: Option<&str> = row.get(3);
+                if inserted && code.is_some_and(|c| claimed.insert(c.to_owned())) {
+                    let url = Url {
+                        id: row.get(1),
+                        user_id: row.get(2),
+                        short_code: row.get(3),
+                        original_url: row.get(4),
+                        title: row.get(5),
+                        is_active: row.get(6),
+                        created_at: row.get(7),
+                        updated_at: row.get(8),
+                    };
+                    if new.short_code.is_some() {
+                        custom_codes.push(url.short_code.clone());
+                    }
+                    return Some(Ok(url));
+                }
+                // A taken custom code is a conflict; a generated one that collided (`None`) is
+                // drawn again, alone.
+                new.short_code
+                    .as_ref()
+                    .map(|_| Err(StoreError::Conflict("short_code")))
+            })
+            .collect();
+        if !custom_codes.is_empty() {
+            // A custom code may have been probed (and negatively cached) before it existed. The
+            // rows are committed: a failed announcement must not fail the requests (the negative
+            // entry expires within its short TTL anyway).
+            if let Err(err) = conn
+                .client
+                .execute(
+                    "SELECT pg_notify($1, code) FROM unnest($2::text[]) AS code",
+                    &[&crate::cache::CHANNEL, &custom_codes],
+                )
+                .await
+            {
+                tracing::warn!(error = %err, "could not announce new custom codes");
+            }
+        }
+        Ok(answers)
     }
 
     pub async fn get_url(&self, id: i64) -> Result<Url, StoreError> {

@@ -64,46 +64,21 @@ impl Store {
     /// get `Conflict("email")`. If the statement fails for a reason other than the database being
     /// unavailable, each user is retried alone so one bad row fails only its own request.
     pub async fn create_users(&self, group: &[NewUser]) -> Vec<Result<User, StoreError>> {
-        match self.insert_group(group).await {
-            Ok(answers) => answers,
-            Err(StoreError::Unavailable(reason)) => group
-                .iter()
-                .map(|_| Err(StoreError::Unavailable(reason.clone())))
-                .collect(),
-            Err(_) => {
-                let mut answers = Vec::with_capacity(group.len());
-                for new in group {
-                    answers.push(self.create_user(new).await);
-                }
-                answers
-            }
-        }
+        let grouped = self.insert_group(group).await;
+        super::answer_group(group, grouped, |new| self.create_user(new)).await
     }
 
     async fn insert_group(
         &self,
         group: &[NewUser],
-    ) -> Result<Vec<Result<User, StoreError>>, StoreError> {
+    ) -> Result<Vec<Option<Result<User, StoreError>>>, StoreError> {
         let usernames: Vec<&str> = group.iter().map(|u| u.username.as_str()).collect();
         let emails: Vec<&str> = group.iter().map(|u| u.email.as_str()).collect();
         let mut conn = self.conn().await?;
         let stmt = conn.prepared(INSERT_GROUP).await?;
-        let mut repaired = false;
-        let rows = loop {
-            match conn
-                .client
-                .query(&stmt, &[&usernames, &emails])
-                .await
-                .map_err(StoreError::classify)
-            {
-                Ok(rows) => break rows,
-                Err(StoreError::Conflict("id")) if !repaired => {
-                    sequences::fix(&conn.client, &["users"]).await?;
-                    repaired = true;
-                }
-                Err(err) => return Err(err),
-            }
-        };
+        let rows =
+            super::query_fixing_sequences(&conn.client, &stmt, &[&usernames, &emails], &["users"])
+                .await?;
         let mut inserted: std::collections::HashMap<String, User> = rows
             .iter()
             .map(|r| {
@@ -114,9 +89,11 @@ impl Store {
         Ok(group
             .iter()
             .map(|new| {
-                inserted
-                    .remove(&new.email.to_lowercase())
-                    .ok_or(StoreError::Conflict("email"))
+                Some(
+                    inserted
+                        .remove(&new.email.to_lowercase())
+                        .ok_or(StoreError::Conflict("email")),
+                )
             })
             .collect())
     }

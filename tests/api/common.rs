@@ -395,8 +395,13 @@ pub fn bulk_id_block() -> i64 {
 // Making data on the shared server
 
 pub async fn create_user(client: &Client) -> Value {
+    create_user_on(server(), client).await
+}
+
+/// A fresh user created through `srv`.
+pub async fn create_user_on(srv: &TestServer, client: &Client) -> Value {
     let body = json!({"username": unique("user"), "email": unique_email()});
-    let reply = server()
+    let reply = srv
         .post(client, "/users", &body)
         .await
         .expect(201, "POST /users");

@@ -12,6 +12,7 @@ mod bad_bodies;
 mod bulk;
 mod concurrency;
 mod events;
+mod grouping;
 mod health;
 mod hotpaths;
 mod lifecycle;
