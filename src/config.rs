@@ -20,6 +20,10 @@ pub const DEFAULT_LIST_CAP: u32 = 10_000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 32 << 20;
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 << 10;
+/// hyper's own default: any other value makes it allocate the header array per request.
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// `per_page` may not exceed this; the list cap must be a multiple of it so the `next` link of a
 /// capped list lines up with a real page.
 pub const MAX_PER_PAGE: u32 = 1_000;
@@ -141,6 +145,35 @@ pub struct Settings {
         global = true
     )]
     pub header_read_timeout_ms: u64,
+
+    /// Largest request head (request line and headers), in bytes; above it the connection is
+    /// answered 431 and closed.
+    #[arg(long, env = "GITREV_MAX_HEADER_BYTES", default_value_t = DEFAULT_MAX_HEADER_BYTES, global = true)]
+    pub max_header_bytes: usize,
+
+    /// Most headers in one request; above it the connection is answered 431 and closed.
+    #[arg(long, env = "GITREV_MAX_HEADERS", default_value_t = DEFAULT_MAX_HEADERS, global = true)]
+    pub max_headers: usize,
+
+    /// How long a client may take to send a request's body once its headers are in, in
+    /// milliseconds (0: no limit); then 408.
+    #[arg(
+        long,
+        env = "GITREV_BODY_READ_TIMEOUT_MS",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub body_read_timeout_ms: u64,
+
+    /// Most client connections served at once; further ones wait in the listen backlog until
+    /// one closes.
+    #[arg(long, env = "GITREV_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, global = true)]
+    pub max_connections: usize,
+
+    /// When set, every write (POST, PUT, PATCH, DELETE) needs `authorization: Bearer <token>`;
+    /// reads and redirects stay open.
+    #[arg(long, env = "GITREV_API_TOKEN", global = true, hide_env_values = true)]
+    pub api_token: Option<Secret>,
 
     /// How long a stopping server waits for in-flight requests, in milliseconds.
     #[arg(long, env = "GITREV_SHUTDOWN_GRACE_MS", default_value_t = DEFAULT_SHUTDOWN_GRACE_MS, global = true)]
@@ -266,6 +299,29 @@ pub struct Settings {
     pub stop_on_stdin_eof: bool,
 }
 
+/// A setting that must never be printed (the API token): `Debug` shows only that it is set.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
 /// A setting that cannot work, named by its environment variable.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid setting {name}: {reason}")]
@@ -327,6 +383,24 @@ impl Settings {
                 return Err(invalid(name, "must be greater than 0"));
             }
         }
+        if self.max_header_bytes < 1024 {
+            return Err(invalid("GITREV_MAX_HEADER_BYTES", "must be at least 1024"));
+        }
+        if !(1..=10_000).contains(&self.max_headers) {
+            return Err(invalid("GITREV_MAX_HEADERS", "must be between 1 and 10000"));
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("GITREV_MAX_CONNECTIONS", "must be greater than 0"));
+        }
+        if let Some(token) = &self.api_token {
+            let token = token.expose();
+            if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(invalid(
+                    "GITREV_API_TOKEN",
+                    "must be at least 16 visible ASCII characters",
+                ));
+            }
+        }
         if let Some(url) = &self.database_url {
             url.parse::<tokio_postgres::Config>()
                 .map_err(|e| invalid("DATABASE_URL", e.to_string()))?;
@@ -349,6 +423,10 @@ impl Settings {
     pub fn header_read_timeout(&self) -> Option<Duration> {
         (self.header_read_timeout_ms > 0)
             .then(|| Duration::from_millis(self.header_read_timeout_ms))
+    }
+
+    pub fn body_read_timeout(&self) -> Option<Duration> {
+        (self.body_read_timeout_ms > 0).then(|| Duration::from_millis(self.body_read_timeout_ms))
     }
 
     pub fn shutdown_grace(&self) -> Duration {
@@ -374,6 +452,15 @@ mod tests {
     }
 
     #[test]
+    fn the_api_token_never_prints() {
+        let s = parse(&["--api-token", "a-very-secret-token-value"]);
+        s.validate().expect("a long visible token is fine");
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("a-very-secret"), "{printed}");
+        assert!(printed.contains("Secret(***)"));
+    }
+
+    #[test]
     fn defaults_are_valid() {
         let s = parse(&[]);
         assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
@@ -389,6 +476,14 @@ mod tests {
         assert_eq!(err.name, "GITREV_LIST_CAP");
         let err = parse(&["--pool-size", "0"]).validate().unwrap_err();
         assert_eq!(err.name, "GITREV_POOL_SIZE");
+        let err = parse(&["--api-token", "short"]).validate().unwrap_err();
+        assert_eq!(err.name, "GITREV_API_TOKEN");
+        let err = parse(&["--max-header-bytes", "100"])
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.name, "GITREV_MAX_HEADER_BYTES");
+        let err = parse(&["--max-connections", "0"]).validate().unwrap_err();
+        assert_eq!(err.name, "GITREV_MAX_CONNECTIONS");
         let err = parse(&["--database-url", "not a url"])
             .validate()
             .unwrap_err();

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::api::auth::ApiToken;
 use crate::api::{AppState, Writers};
 use crate::batch::{ClickQueue, ClickQueueConfig, GroupWriter};
 use crate::cache::{self, CacheConfig, LinkCache};
@@ -103,6 +104,10 @@ pub async fn run(
     let state = Arc::new(AppState {
         redirect_status: StatusCode::from_u16(settings.redirect_status)
             .expect("validated at start"),
+        api_token: settings
+            .api_token
+            .as_ref()
+            .map(|token| ApiToken::new(token.expose())),
         settings,
         store,
         metrics,

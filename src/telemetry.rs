@@ -63,6 +63,8 @@ pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
     pub latency: HistogramVec,
+    /// Client connections open now.
+    pub connections: IntGauge,
     pub pool_connections: IntGauge,
     pub pool_idle: IntGauge,
     pub pool_in_use: IntGauge,
@@ -207,6 +209,11 @@ impl Default for Metrics {
             ),
         };
         Metrics {
+            connections: gauge(
+                &registry,
+                "gitrev_http_connections",
+                "Client connections open now (at most GITREV_MAX_CONNECTIONS)",
+            ),
             pool_connections: gauge(
                 &registry,
                 "gitrev_db_pool_connections",

@@ -1,6 +1,7 @@
 //! Request handling: one module per resource. Handlers validate input, call the store and shape
 //! the response; the error type alone decides error statuses and bodies.
 
+pub mod auth;
 pub mod events;
 pub mod ops;
 pub mod redirect;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub redirect_status: StatusCode,
     pub links: LinkCache,
     pub clicks: ClickQueue,
+    /// `Some` when `GITREV_API_TOKEN` is set: writes need it.
+    pub api_token: Option<auth::ApiToken>,
     /// `None` when `GITREV_USER_BATCH=off`: one insert per request.
     pub writers: Option<Writers>,
 }
@@ -156,6 +159,15 @@ async fn dispatch(
     } else {
         parts.method.clone()
     };
+    if let Some(token) = &state.api_token {
+        let write = matches!(
+            method,
+            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        );
+        if write && route != Route::NotFound && !token.admits(&parts.headers) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
     let json_body = |incoming| json_object(state, &parts.headers, incoming);
     match (route, method) {
         (Route::Health, Method::GET) => ops::health(),
@@ -199,7 +211,13 @@ async fn json_object(
     headers: &hyper::HeaderMap,
     incoming: Incoming,
 ) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
-    let bytes = body::read(headers, incoming, state.settings.max_body_bytes).await?;
+    let bytes = body::read(
+        headers,
+        incoming,
+        state.settings.max_body_bytes,
+        state.settings.body_read_timeout(),
+    )
+    .await?;
     body::json_object(&bytes)
 }
 

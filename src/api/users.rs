@@ -118,7 +118,13 @@ async fn csv_bytes(headers: &HeaderMap, bytes: Bytes) -> Result<Bytes, ApiError>
 
 /// `POST /users/bulk`: imports a users CSV, row by row, reporting rows it skipped.
 pub async fn bulk(state: &AppState, headers: &HeaderMap, incoming: Incoming) -> HandlerResult {
-    let bytes = body::read(headers, incoming, state.settings.max_upload_bytes).await?;
+    let bytes = body::read(
+        headers,
+        incoming,
+        state.settings.max_upload_bytes,
+        state.settings.body_read_timeout(),
+    )
+    .await?;
     let csv = csv_bytes(headers, bytes).await?;
     let parsed = import::parse_users(&csv).map_err(|e| ApiError::field("file", e.to_string()))?;
     let conn = state.store.conn().await?;

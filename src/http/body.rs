@@ -1,5 +1,7 @@
 //! Reading request bodies within a size limit, and insisting on a JSON object.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -9,8 +11,14 @@ use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 
-/// The whole body, or 413 when it is (or announces itself) larger than `limit` bytes.
-pub async fn read(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+/// The whole body, or 413 when it is (or announces itself) larger than `limit` bytes, or 408 when
+/// it has not all arrived within `timeout`.
+pub async fn read(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: usize,
+    timeout: Option<Duration>,
+) -> Result<Bytes, ApiError> {
     let announced = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -18,7 +26,14 @@ pub async fn read(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<B
     if announced.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    match Limited::new(body, limit).collect().await {
+    let collect = Limited::new(body, limit).collect();
+    let collected = match timeout {
+        Some(timeout) => tokio::time::timeout(timeout, collect)
+            .await
+            .map_err(|_| ApiError::BodyTimeout(timeout.as_millis() as u64))?,
+        None => collect.await,
+    };
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(err) if err.is::<http_body_util::LengthLimitError>() => {
             Err(ApiError::PayloadTooLarge(limit))

@@ -1,7 +1,9 @@
 //! Building responses: JSON bodies, errors, redirects and the list headers.
 
 use bytes::Bytes;
-use hyper::header::{HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use hyper::header::{
+    HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use hyper::StatusCode;
 use serde::Serialize;
 
@@ -37,10 +39,18 @@ pub fn text(status: StatusCode, content_type: String, body: impl Into<Bytes>) ->
 
 pub fn error(err: &ApiError) -> Response {
     let mut response = json(err.status(), &err.body());
-    if matches!(err, ApiError::Unavailable(_)) {
-        response
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+    match err {
+        ApiError::Unavailable(_) => {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
+        ApiError::Unauthorized => {
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        _ => {}
     }
     response
 }
@@ -49,6 +59,10 @@ pub fn error(err: &ApiError) -> Response {
 pub fn redirect(status: StatusCode, location: HeaderValue) -> Response {
     let mut response = Response::new(Body::default());
     *response.status_mut() = status;
-    response.headers_mut().insert(LOCATION, location);
+    let headers = response.headers_mut();
+    headers.insert(LOCATION, location);
+    // Said outright so a HEAD answer (which hyper sends without a body or a length) tells clients
+    // there is no body to wait for.
+    headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
     response
 }

@@ -1,5 +1,6 @@
-//! The listener and connection lifecycle: accept, serve HTTP/1.1 with keep-alive, and on shutdown
-//! stop accepting, let in-flight requests finish within the grace period, then return.
+//! The listener and connection lifecycle: accept (at most `GITREV_MAX_CONNECTIONS` at once), serve
+//! HTTP/1.1 with keep-alive within the head size, header count and header read time limits, and on
+//! shutdown stop accepting, let in-flight requests finish within the grace period, then return.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,9 +11,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::api::{self, AppState};
+use crate::config::DEFAULT_MAX_HEADERS;
 
 /// Serves connections from `listener` until `shutdown` completes, then drains.
 pub async fn serve(
@@ -23,7 +26,13 @@ pub async fn serve(
 ) {
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
-    builder.keep_alive(true);
+    builder
+        .keep_alive(true)
+        .max_header_size(state.settings.max_header_bytes);
+    if state.settings.max_headers != DEFAULT_MAX_HEADERS {
+        // Any value but hyper's default moves the header array to the heap, per request.
+        builder.max_headers(state.settings.max_headers);
+    }
     match state.settings.header_read_timeout() {
         // Bounds both a slow client's request head and an idle keep-alive connection.
         Some(timeout) => {
@@ -35,8 +44,16 @@ pub async fn serve(
             builder.header_read_timeout(None);
         }
     }
+    // A connection is accepted only with a permit in hand: beyond the limit, clients wait in the
+    // listen backlog instead of costing memory and file descriptors here.
+    let permits = Arc::new(Semaphore::new(state.settings.max_connections));
+    let open = state.metrics.connections.clone();
     tokio::pin!(shutdown);
     loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -53,10 +70,14 @@ pub async fn serve(
                 let service = service_fn(move |req| api::handle(state.clone(), req));
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
+                let open = open.clone();
+                open.inc();
                 tokio::spawn(async move {
                     if let Err(err) = conn.await {
                         debug!(%peer, error = %err, "connection ended with an error");
                     }
+                    open.dec();
+                    drop(permit);
                 });
             }
             () = &mut shutdown => break,

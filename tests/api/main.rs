@@ -16,6 +16,7 @@ mod grouping;
 mod health;
 mod hotpaths;
 mod lifecycle;
+mod limits;
 mod openapi;
 mod ops;
 mod pagination;

@@ -708,6 +708,78 @@ impl Driver<'_> {
     }
 }
 
+/// Every write on a server with `GITREV_API_TOKEN`: 401 without the token; with it, every write
+/// with a body whose body never arrives is a 408 once `GITREV_BODY_READ_TIMEOUT_MS` passes.
+async fn guarded(spec: &mut Spec) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const TOKEN: &str = "openapi-token-4b1e9d";
+    let url = fresh_database("oas401").await;
+    let srv = start_server_on(
+        &url,
+        &[
+            ("GITREV_API_TOKEN", TOKEN),
+            ("GITREV_BODY_READ_TIMEOUT_MS", "200"),
+        ],
+    );
+    let mut d = Driver {
+        spec,
+        srv: &srv,
+        c: client(),
+    };
+    let json_ct = "application/json";
+    let writes: [(Method, &str, Option<&str>); 10] = [
+        (Method::POST, "/users", Some(json_ct)),
+        (Method::POST, "/users/bulk", Some("text/csv")),
+        (Method::PUT, "/users/1", Some(json_ct)),
+        (Method::PATCH, "/users/1", Some(json_ct)),
+        (Method::DELETE, "/users/1", None),
+        (Method::POST, "/urls", Some(json_ct)),
+        (Method::PUT, "/urls/1", Some(json_ct)),
+        (Method::PATCH, "/urls/1", Some(json_ct)),
+        (Method::DELETE, "/urls/1", None),
+        (Method::POST, "/events", Some(json_ct)),
+    ];
+    for (method, path, content_type) in &writes {
+        let body = content_type.map(|_| b"{}".to_vec());
+        d.send(method.clone(), path, *content_type, body, 401).await;
+    }
+    for (method, path, content_type) in &writes {
+        let Some(content_type) = content_type else {
+            continue;
+        };
+        let mut stream = tokio::net::TcpStream::connect(srv.listen_addr())
+            .await
+            .expect("connecting to the server");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {TOKEN}\r\n\
+             content-type: {content_type}\r\ncontent-length: 64\r\n\r\n{{"
+        );
+        stream.write_all(head.as_bytes()).await.expect("writing");
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        let reply = loop {
+            if let Some(reply) = parse_response(&answer) {
+                break reply;
+            }
+            match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&buf[..n]),
+                end => panic!("{method} {path} with a stalled body: no answer ({end:?})"),
+            }
+        };
+        assert_eq!(reply.status, 408, "{method} {path}: {}", reply.text);
+        d.spec.check(
+            &Sent {
+                method,
+                path,
+                content_type: Some(content_type),
+                body: None,
+            },
+            &reply,
+        );
+    }
+}
+
 /// A whole HTTP/1.1 response with a `content-length` body, or `None` while more is needed.
 fn parse_response(bytes: &[u8]) -> Option<Reply> {
     let split = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
@@ -1114,6 +1186,8 @@ async fn the_document_is_served_and_true() {
 
     // 503: a server whose database goes away.
     unavailable(d.spec).await;
+    // 401 and 408: a server with an API token and a short body read timeout.
+    guarded(d.spec).await;
 
     spec.assert_complete();
 }
