@@ -25,3 +25,6 @@ pub mod service;
 pub mod shortcode;
 pub mod store;
 pub mod telemetry;
+
+#[cfg(test)]
+mod proptests;
