@@ -1,8 +1,8 @@
 //! The embedded PostgreSQL: when no `DATABASE_URL` is given, gitrev runs its own private cluster.
 //!
 //! The cluster lives in `<data dir>/pg`, is created with `initdb` on first use (password auth,
-//! the password kept in `<data dir>/pg.password`), and is started on a free loopback port with no
-//! Unix socket, so two services with different data dirs run side by side. The server runs in its
+//! the password kept in `<data dir>/pg.password`), and is started on a free loopback port (the
+//! previous start's, kept in `<data dir>/pg.port`, while it is free) with no Unix socket, so two services with different data dirs run side by side. The server runs in its
 //! own process group: a Ctrl-C in the terminal reaches gitrev, which drains its work and only then
 //! stops PostgreSQL. If gitrev was killed without stopping it, the next start finds the running
 //! server through `postmaster.pid` and adopts it. PostgreSQL refuses to run as root, so as root the
@@ -209,7 +209,16 @@ impl EmbeddedPostgres {
                 owner_file,
             }
         } else {
-            let port = free_port()?;
+            // The port of the last start when it is still free, so URLs handed out stay good
+            // across restarts; else a fresh one.
+            let port_file = data_dir.join("pg.port");
+            let port = fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|t| t.trim().parse::<u16>().ok())
+                .filter(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+                .map_or_else(free_port, Ok)?;
+            fs::write(&port_file, port.to_string())
+                .map_err(io(format!("writing {}", port_file.display())))?;
             let log_path = data_dir.join("postgres.log");
             let log = fs::OpenOptions::new()
                 .create(true)

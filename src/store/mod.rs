@@ -14,7 +14,7 @@ pub mod urls;
 pub mod users;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -113,6 +113,79 @@ impl Conn {
 /// Opens connections for the pool.
 pub struct Manager {
     config: tokio_postgres::Config,
+    reachability: Arc<Reachability>,
+}
+
+/// Whether the database answered the last connection attempt, so that while it is down requests
+/// fail at once instead of each waiting out the pool timeout: one request per probe interval
+/// still goes through and tries to connect, and the first success lets everyone through again.
+#[derive(Debug)]
+pub struct Reachability {
+    clock: std::time::Instant,
+    /// Milliseconds (since `clock`) of the first failed attempt of the current outage; 0: up.
+    down_since: AtomicU64,
+    /// Milliseconds (since `clock`) before which no further probe is let through.
+    next_probe: AtomicU64,
+}
+
+/// How often a request is let through to try the database while it is down.
+const PROBE_INTERVAL_MS: u64 = 250;
+
+impl Reachability {
+    fn new() -> Reachability {
+        Reachability {
+            clock: std::time::Instant::now(),
+            down_since: AtomicU64::new(0),
+            next_probe: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        // +1: 0 means "up".
+        self.clock.elapsed().as_millis() as u64 + 1
+    }
+
+    fn failed(&self) {
+        let now = self.now_ms();
+        let _ = self
+            .down_since
+            .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        self.next_probe
+            .store(now + PROBE_INTERVAL_MS, Ordering::Relaxed);
+    }
+
+    fn succeeded(&self) {
+        if self.down_since.swap(0, Ordering::Relaxed) != 0 {
+            tracing::info!("the database answers again");
+        }
+    }
+
+    /// `Some(why)` when this request should not wait for a connection.
+    fn refuse(&self) -> Option<String> {
+        let down_since = self.down_since.load(Ordering::Relaxed);
+        if down_since == 0 {
+            return None;
+        }
+        let now = self.now_ms();
+        let probe_at = self.next_probe.load(Ordering::Relaxed);
+        if now >= probe_at
+            && self
+                .next_probe
+                .compare_exchange(
+                    probe_at,
+                    now + PROBE_INTERVAL_MS,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            return None; // this one probes
+        }
+        Some(format!(
+            "the database has been unreachable for {} ms",
+            now.saturating_sub(down_since)
+        ))
+    }
 }
 
 /// Opens one connection and drives it on a background task.
@@ -131,10 +204,21 @@ impl bb8::ManageConnection for Manager {
     type Error = tokio_postgres::Error;
 
     async fn connect(&self) -> Result<Conn, tokio_postgres::Error> {
-        Ok(Conn {
-            client: connect(&self.config).await?,
-            statements: HashMap::new(),
-        })
+        match connect(&self.config).await {
+            Ok(client) => {
+                self.reachability.succeeded();
+                Ok(Conn {
+                    client,
+                    statements: HashMap::new(),
+                })
+            }
+            Err(err) => {
+                // A refusal by a live server (bad password, too many connections) still means
+                // the database is not usable; either way requests should not queue for it.
+                self.reachability.failed();
+                Err(err)
+            }
+        }
     }
 
     async fn is_valid(&self, conn: &mut Conn) -> Result<(), tokio_postgres::Error> {
@@ -162,6 +246,7 @@ pub struct Store {
     pool: Pool,
     /// Callers waiting in [`Store::conn`] for a connection (bb8 does not count them).
     waiting: Arc<AtomicU32>,
+    reachability: Arc<Reachability>,
     /// Connection settings without the statement timeout, for long maintenance work (seeding).
     maintenance: tokio_postgres::Config,
 }
@@ -193,16 +278,21 @@ impl Store {
     pub fn new(database_url: &str, settings: &Settings) -> Result<Store, StoreError> {
         let config = client_config(database_url, settings, Some(settings.statement_timeout()))?;
         let maintenance = client_config(database_url, settings, None)?;
+        let reachability = Arc::new(Reachability::new());
         let pool = bb8::Pool::builder()
             .max_size(settings.pool_size)
             .connection_timeout(settings.pool_timeout())
             // A broken connection is noticed by `has_broken` (the driver closes it); a liveness
             // round trip before every checkout would double the latency of every query.
             .test_on_check_out(false)
-            .build_unchecked(Manager { config });
+            .build_unchecked(Manager {
+                config,
+                reachability: reachability.clone(),
+            });
         Ok(Store {
             pool,
             waiting: Arc::default(),
+            reachability,
             maintenance,
         })
     }
@@ -213,6 +303,11 @@ impl Store {
         impl Drop for Waiter<'_> {
             fn drop(&mut self) {
                 self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        if let Some(why) = self.reachability.refuse() {
+            if self.pool.state().idle_connections == 0 {
+                return Err(StoreError::Unavailable(why));
             }
         }
         self.waiting.fetch_add(1, Ordering::Relaxed);

@@ -19,6 +19,7 @@ mod lifecycle;
 mod limits;
 mod openapi;
 mod ops;
+mod outage;
 mod pagination;
 mod redirect;
 mod schema;
