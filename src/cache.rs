@@ -237,6 +237,16 @@ impl LinkCache {
             .await;
     }
 
+    /// Every link cached now (for the snapshot).
+    pub fn links(&self) -> impl Iterator<Item = Arc<CachedLink>> + '_ {
+        self.links.iter().map(|(_, link)| link)
+    }
+
+    /// Moves on every invalidation: a warm-up that saw it move may have raced one.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
     /// Links cached (codes known to be absent not counted).
     pub fn entry_count(&self) -> u64 {
         self.links.entry_count()

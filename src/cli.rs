@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use crate::config::{Environment, Settings};
 use crate::embedded::EmbeddedPostgres;
 use crate::service;
+use crate::snapshot;
 use crate::store::seed::{self, SeedReport, SeedSource};
 use crate::store::{migrate, schema, sequences, Store, StoreError};
 use crate::telemetry;
@@ -181,21 +182,53 @@ async fn run_command(command: Command, settings: &Settings, url: &str) -> anyhow
     }
 }
 
-/// Applies migrations, waiting (bounded) for a database that is still coming up.
-async fn run_migrations(store: &Store) -> anyhow::Result<Vec<i32>> {
-    const WAIT: Duration = Duration::from_secs(60);
+/// How long a command waits for a database that is still coming up.
+const DATABASE_WAIT: Duration = Duration::from_secs(60);
+/// How long `serve` waits for the database before serving from the link snapshot without it.
+const SNAPSHOT_START_WAIT: Duration = Duration::from_secs(3);
+
+/// A connection outside the pool, waiting up to `wait` for a database that is still coming up.
+async fn wait_for_database(
+    store: &Store,
+    wait: Duration,
+) -> Result<tokio_postgres::Client, StoreError> {
     let started = Instant::now();
-    let mut client = loop {
+    loop {
         match store.maintenance_client().await {
-            Ok(client) => break client,
-            Err(StoreError::Unavailable(reason)) if started.elapsed() < WAIT => {
+            Ok(client) => return Ok(client),
+            Err(StoreError::Unavailable(reason)) if started.elapsed() < wait => {
                 warn!(%reason, "database not reachable yet; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            Err(err) => return Err(err.into()),
+            Err(err) => return Err(err),
         }
-    };
+    }
+}
+
+/// Applies migrations, waiting (bounded) for a database that is still coming up.
+async fn run_migrations(store: &Store) -> anyhow::Result<Vec<i32>> {
+    let mut client = wait_for_database(store, DATABASE_WAIT).await?;
     Ok(migrate::migrate(&mut client).await?)
+}
+
+/// Serving from the snapshot without a database: migrate once it answers (until then `/ready`
+/// says why not and writes answer 503).
+async fn migrate_when_back(store: Store) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Ok(mut client) = store.maintenance_client().await else {
+            continue;
+        };
+        match migrate::migrate(&mut client).await {
+            Ok(applied) => {
+                info!(?applied, "the database is back; migrations checked");
+                return;
+            }
+            Err(err) => {
+                warn!(error = %err, "migrating after the database came back failed; retrying")
+            }
+        }
+    }
 }
 
 async fn load_seed(
@@ -230,11 +263,32 @@ fn print_seed_report(report: &SeedReport) {
 }
 
 async fn serve(settings: &Settings, store: Store, url: &str) -> anyhow::Result<ExitCode> {
-    let applied = run_migrations(&store).await?;
-    if !applied.is_empty() {
-        info!(?applied, "migrations applied");
-    }
-    if settings.environment == Environment::Development
+    // With a link snapshot to serve from, a database that does not answer soon is no reason not
+    // to start: cached redirects work without it.
+    let have_snapshot =
+        settings.snapshot_secs > 0 && snapshot::path_in(&settings.data_dir).exists();
+    let wait = if have_snapshot {
+        SNAPSHOT_START_WAIT
+    } else {
+        DATABASE_WAIT
+    };
+    let migrated = match wait_for_database(&store, wait).await {
+        Ok(mut client) => {
+            let applied = migrate::migrate(&mut client).await?;
+            if !applied.is_empty() {
+                info!(?applied, "migrations applied");
+            }
+            true
+        }
+        Err(StoreError::Unavailable(reason)) if have_snapshot => {
+            warn!(%reason, "the database is unreachable: starting from the link snapshot");
+            tokio::spawn(migrate_when_back(store.clone()));
+            false
+        }
+        Err(err) => return Err(err.into()),
+    };
+    if migrated
+        && settings.environment == Environment::Development
         && seed::is_empty(&store.maintenance_client().await?).await?
     {
         info!("first start in development: loading the demo seed data");

@@ -175,6 +175,17 @@ pub struct Settings {
     #[arg(long, env = "GITREV_API_TOKEN", global = true, hide_env_values = true)]
     pub api_token: Option<Secret>,
 
+    /// How often the cached links are written to the snapshot (`<data dir>/links.snapshot`) that a
+    /// restart warms its cache from, in seconds; it is also written at shutdown. 0: no snapshot
+    /// (none written, none read).
+    #[arg(
+        long,
+        env = "GITREV_SNAPSHOT_SECS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub snapshot_secs: u64,
+
     /// How long a stopping server waits for in-flight requests, in milliseconds.
     #[arg(long, env = "GITREV_SHUTDOWN_GRACE_MS", default_value_t = DEFAULT_SHUTDOWN_GRACE_MS, global = true)]
     pub shutdown_grace_ms: u64,

@@ -147,10 +147,17 @@ fn parse<T>(
         rows: Vec::new(),
         errors: Vec::new(),
     };
+    // The csv reader counts lines by '\n' alone, so in a file with bare '\r' line ends every row
+    // would be "line 1": a row is always on a later line than the one before it.
+    let mut last_line = 1;
+    let mut line_of = |position: Option<&csv::Position>| {
+        last_line = position.map_or(0, csv::Position::line).max(last_line + 1);
+        last_line
+    };
     for result in reader.records() {
         match result {
             Ok(record) => {
-                let line = record.position().map_or(0, |p| p.line());
+                let line = line_of(record.position());
                 if record.iter().all(|cell| cell.trim().is_empty()) {
                     continue;
                 }
@@ -164,7 +171,7 @@ fn parse<T>(
                 }
             }
             Err(err) => {
-                let line = err.position().map_or(0, |p| p.line());
+                let line = line_of(err.position());
                 parsed.errors.push(RowError {
                     line,
                     error: format!("unreadable row: {err}"),
@@ -264,6 +271,16 @@ pub fn parse_events(data: &[u8]) -> Result<Parsed<EventRow>, ImportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_of_a_file_with_bare_cr_line_ends_get_their_own_lines() {
+        // Found by the csv_import fuzz target: with '\r' line ends every row was "line 1".
+        let parsed = parse_users(b"id,username,email\r1,a,not-an-email\r2,b,b@x.co\rx,c,c@x.co\r")
+            .expect("a readable file");
+        let lines: Vec<u64> = parsed.errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, vec![2, 4], "{:?}", parsed.errors);
+        assert_eq!(parsed.rows.len(), 1);
+    }
 
     #[test]
     fn users_with_and_without_optional_columns() {

@@ -23,6 +23,7 @@ pub mod import;
 pub mod model;
 pub mod service;
 pub mod shortcode;
+pub mod snapshot;
 pub mod store;
 pub mod telemetry;
 

@@ -21,6 +21,7 @@ use crate::batch::{ClickQueue, ClickQueueConfig, GroupWriter};
 use crate::cache::{self, CacheConfig, LinkCache};
 use crate::config::Settings;
 use crate::http::server;
+use crate::snapshot;
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
@@ -66,6 +67,20 @@ pub async fn run(
     {
         warn!("serving before the link invalidation connection is up");
     }
+
+    let database_up = *listening_rx.borrow();
+    if settings.snapshot_secs > 0 {
+        let warmed = warm_from_snapshot(&settings, &store, &links, database_up).await;
+        metrics.snapshot_links.set(warmed as i64);
+    }
+    let snapshot_task = (settings.snapshot_secs > 0).then(|| {
+        tokio::spawn(write_snapshots(
+            snapshot::path_in(&settings.data_dir),
+            links.clone(),
+            Duration::from_secs(settings.snapshot_secs),
+            stop_rx.clone(),
+        ))
+    });
 
     let (clicks, click_writer) = ClickQueue::start(
         store.clone(),
@@ -119,10 +134,88 @@ pub async fn run(
     server::serve(listener, state, shutdown, grace).await;
 
     let _ = stop_tx.send(true);
+    if let Some(task) = snapshot_task {
+        // It writes a last snapshot of what the cache holds now, then ends.
+        let _ = task.await;
+    }
     if let Err(err) = click_writer.await {
         warn!(error = %err, "the click writer ended abnormally");
     }
     let _ = listen_task.await;
     info!("service stopped");
     Ok(())
+}
+
+/// Warms `links` from the snapshot, if there is a usable one. With the database up, links changed
+/// since the snapshot are dropped first; with it down, the snapshot is all there is (and the first
+/// LISTEN connection after it returns clears the cache). Returns how many links went in.
+async fn warm_from_snapshot(
+    settings: &Settings,
+    store: &Store,
+    links: &LinkCache,
+    database_up: bool,
+) -> usize {
+    let path = snapshot::path_in(&settings.data_dir);
+    let Some(saved) = tokio::task::spawn_blocking(move || snapshot::load(&path))
+        .await
+        .ok()
+        .flatten()
+    else {
+        return 0;
+    };
+    let epoch = links.epoch();
+    let current = if database_up {
+        match snapshot::reconcile(store, saved).await {
+            Ok(current) => current,
+            Err(err) => {
+                warn!(error = %err, "could not check the snapshot against the database; not using it");
+                return 0;
+            }
+        }
+    } else {
+        warn!(
+            links = saved.len(),
+            "the database is unreachable: serving the link snapshot as it was taken"
+        );
+        saved
+    };
+    let warmed = snapshot::warm(links, &current).await;
+    if database_up && links.epoch() != epoch {
+        // A change was announced while we warmed: it may concern a link we just put in.
+        links.clear();
+        info!("a link changed during the warm-up; starting cold instead");
+        return 0;
+    }
+    info!(links = warmed, "cache warmed from the snapshot");
+    warmed
+}
+
+/// Writes the cached links to the snapshot every `every`, and once more when `stop` flips.
+async fn write_snapshots(
+    path: std::path::PathBuf,
+    links: LinkCache,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await; // the first tick is immediate; the cache was just warmed
+    loop {
+        let last = tokio::select! {
+            _ = ticker.tick() => false,
+            _ = stop.changed() => true,
+        };
+        let taken = snapshot::take(&links);
+        let count = taken.links.len();
+        let target = path.clone();
+        match tokio::task::spawn_blocking(move || snapshot::write(&target, &taken)).await {
+            Ok(Ok(())) => tracing::debug!(links = count, "link snapshot written"),
+            Ok(Err(err)) => warn!(error = %err, "could not write the link snapshot"),
+            Err(err) => warn!(error = %err, "the snapshot writer panicked"),
+        }
+        if last {
+            info!(links = count, path = %path.display(), "final link snapshot written");
+            return;
+        }
+    }
 }

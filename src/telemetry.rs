@@ -65,6 +65,8 @@ pub struct Metrics {
     pub latency: HistogramVec,
     /// Client connections open now.
     pub connections: IntGauge,
+    /// Links the cache was warmed with from the snapshot at start.
+    pub snapshot_links: IntGauge,
     pub pool_connections: IntGauge,
     pub pool_idle: IntGauge,
     pub pool_in_use: IntGauge,
@@ -209,6 +211,11 @@ impl Default for Metrics {
             ),
         };
         Metrics {
+            snapshot_links: gauge(
+                &registry,
+                "gitrev_snapshot_links_loaded",
+                "Links the cache was warmed with from the snapshot at start",
+            ),
             connections: gauge(
                 &registry,
                 "gitrev_http_connections",

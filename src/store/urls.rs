@@ -266,6 +266,34 @@ impl Store {
         Ok(answers)
     }
 
+    /// The codes of `links` whose row no longer matches: gone, inactive, or with another id,
+    /// owner or target. One query, however many links.
+    pub async fn stale_links(
+        &self,
+        links: &[crate::snapshot::SnapshotLink],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let codes: Vec<&str> = links.iter().map(|l| l.code.as_str()).collect();
+        let ids: Vec<i64> = links.iter().map(|l| l.url_id).collect();
+        let owners: Vec<Option<i64>> = links.iter().map(|l| l.user_id).collect();
+        let targets: Vec<&str> = links.iter().map(|l| l.target.as_str()).collect();
+        let mut conn = self.conn().await?;
+        let stmt = conn
+            .prepared(
+                "SELECT s.code
+                 FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[])
+                      AS s(code, id, user_id, target)
+                 LEFT JOIN urls u ON u.short_code = s.code
+                 WHERE u.id IS NULL OR NOT u.is_active OR u.id <> s.id
+                    OR u.user_id IS DISTINCT FROM s.user_id OR u.original_url <> s.target",
+            )
+            .await?;
+        let rows = conn
+            .client
+            .query(&stmt, &[&codes, &ids, &owners, &targets])
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     pub async fn get_url(&self, id: i64) -> Result<Url, StoreError> {
         let mut conn = self.conn().await?;
         let stmt = conn

@@ -36,6 +36,8 @@ pub struct TestServer {
     pub base: String,
     /// The database this server uses (for the shared server, its embedded cluster's `gitrev` database).
     pub database_url: String,
+    /// Where its standard output and error go.
+    pub log: PathBuf,
     /// Holds the child so it is not reaped early; the server stops when `_stdin` closes.
     _child: Mutex<Child>,
     /// Never written to: closing it (dropping the server, or the test process exiting) stops the server.
@@ -288,6 +290,7 @@ fn spawn_server(
             return Ok(TestServer {
                 base: format!("http://{listen}"),
                 database_url: url,
+                log: log_path,
                 _child: Mutex::new(child),
                 _stdin: Mutex::new(stdin),
             });

@@ -25,5 +25,6 @@ mod redirect;
 mod schema;
 mod seed;
 mod shutdown;
+mod snapshot;
 mod urls;
 mod users;
