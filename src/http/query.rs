@@ -97,7 +97,7 @@ impl<'a> Query<'a> {
     }
 
     /// This query string with `page` and `per_page` replaced.
-    fn with_page(&self, page: u64, per_page: u32) -> String {
+    fn with_page(&self, page: u32, per_page: u32) -> String {
         let mut out = form_urlencoded::Serializer::new(String::new());
         for (k, v) in &self.pairs {
             if k != "page" && k != "per_page" {
@@ -140,15 +140,17 @@ impl Pagination {
     /// The page after this one as (page, per_page), if rows remain past it. A capped list
     /// continues at the page of MAX_PER_PAGE rows that starts right after the cap (the cap is a
     /// multiple of MAX_PER_PAGE).
-    pub fn next(self, total: i64) -> Option<(u64, u32)> {
+    /// The last page number there is has no next page, whatever the total: its link could not
+    /// be followed (`page` is refused above `u32::MAX`; found by the query-string fuzz target).
+    pub fn next(self, total: i64) -> Option<(u32, u32)> {
         let Page { limit, offset } = self.page();
         if offset + limit >= total {
             return None;
         }
-        Some(match self {
-            Pagination::Capped { cap } => (u64::from(cap / MAX_PER_PAGE) + 1, MAX_PER_PAGE),
-            Pagination::Paged { page, per_page } => (u64::from(page) + 1, per_page),
-        })
+        match self {
+            Pagination::Capped { cap } => Some((cap / MAX_PER_PAGE + 1, MAX_PER_PAGE)),
+            Pagination::Paged { page, per_page } => Some((page.checked_add(1)?, per_page)),
+        }
     }
 
     /// The `link` header value for the next page, if any.
@@ -169,6 +171,14 @@ mod tests {
         let mut query = Query::parse(Some(q));
         let p = query.pagination(10_000);
         query.finish().map(|()| p)
+    }
+
+    #[test]
+    fn the_last_page_number_has_no_next_link() {
+        let last = pagination("page=4294967295&per_page=1000").unwrap();
+        assert_eq!(last.next(i64::MAX), None);
+        let before = pagination("page=4294967294&per_page=1000").unwrap();
+        assert_eq!(before.next(i64::MAX), Some((u32::MAX, 1000)));
     }
 
     #[test]
