@@ -160,6 +160,36 @@ fn running_server(cluster: &Path) -> Option<(i32, u16)> {
     (pid_alive(pid) && comm.trim() == "postgres").then_some((pid, port))
 }
 
+/// Starts `postgres` on `cluster` and `port`, its output appended to `log_path`.
+fn spawn_postgres(
+    bin: &Path,
+    cluster: &Path,
+    port: u16,
+    run_as: Option<RunAs>,
+    log_path: &Path,
+) -> Result<Child, EmbeddedError> {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .map_err(io(format!("opening {}", log_path.display())))?;
+    let log_err = log.try_clone().map_err(io("duplicating the log handle"))?;
+    let child = command(bin, "postgres", run_as)
+        .arg("-D")
+        .arg(cluster)
+        .args(["-p", &port.to_string()])
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .args(["-c", "unix_socket_directories="])
+        .args(["-c", "max_connections=300"])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .spawn()
+        .map_err(io("starting postgres"))?;
+    info!(port, pid = child.id(), cluster = %cluster.display(), "started embedded PostgreSQL");
+    Ok(child)
+}
+
 impl EmbeddedPostgres {
     /// Creates the cluster if needed, starts it (or adopts one already running on it) and makes
     /// sure the `gitrev` database exists.
@@ -219,26 +249,8 @@ impl EmbeddedPostgres {
                 .map_or_else(free_port, Ok)?;
             fs::write(&port_file, port.to_string())
                 .map_err(io(format!("writing {}", port_file.display())))?;
-            let log_path = data_dir.join("postgres.log");
-            let log = fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log_path)
-                .map_err(io(format!("opening {}", log_path.display())))?;
-            let log_err = log.try_clone().map_err(io("duplicating the log handle"))?;
-            let child = command(&bin, "postgres", run_as)
-                .arg("-D")
-                .arg(&cluster)
-                .args(["-p", &port.to_string()])
-                .args(["-c", "listen_addresses=127.0.0.1"])
-                .args(["-c", "unix_socket_directories="])
-                .args(["-c", "max_connections=300"])
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(log_err)
-                .spawn()
-                .map_err(io("starting postgres"))?;
-            info!(port, pid = child.id(), cluster = %cluster.display(), "started embedded PostgreSQL");
+            let child =
+                spawn_postgres(&bin, &cluster, port, run_as, &data_dir.join("postgres.log"))?;
             EmbeddedPostgres {
                 pid: child.id() as i32,
                 child: Some(child),
@@ -252,9 +264,28 @@ impl EmbeddedPostgres {
             fs::write(&server.owner_file, std::process::id().to_string())
                 .map_err(io(format!("writing {}", server.owner_file.display())))?;
         }
-        if let Err(err) = server.wait_ready(&data_dir.join("postgres.log")).await {
-            server.stop().await;
-            return Err(err);
+        let log = data_dir.join("postgres.log");
+        let mut attempts = 1;
+        while let Err(err) = server.wait_ready(&log).await {
+            // The port was free when picked, but something (another test's outgoing connection,
+            // another service starting) may have taken it before postgres bound it: pick again.
+            let port_taken =
+                matches!(&err, EmbeddedError::Start(why) if why.contains("Address already in use"));
+            if !port_taken || server.child.is_none() || attempts >= 5 {
+                server.stop().await;
+                return Err(err);
+            }
+            attempts += 1;
+            let port = free_port()?;
+            warn!(
+                port,
+                "the embedded PostgreSQL's port was taken; retrying on another"
+            );
+            fs::write(data_dir.join("pg.port"), port.to_string()).map_err(io("writing pg.port"))?;
+            server.child = Some(spawn_postgres(&bin, &cluster, port, run_as, &log)?);
+            server.pid = server.child.as_ref().map_or(0, |c| c.id() as i32);
+            server.port = port;
+            server.stopped = false;
         }
         Ok(server)
     }

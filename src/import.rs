@@ -252,7 +252,10 @@ pub fn parse_events(data: &[u8]) -> Result<Parsed<EventRow>, ImportError> {
         let details = match r.get("details") {
             None => Value::Object(Map::new()),
             Some(text) => match serde_json::from_str::<Value>(text) {
-                Ok(v @ Value::Object(_)) => v,
+                Ok(v @ Value::Object(_)) if !crate::model::contains_nul(&v) => v,
+                Ok(Value::Object(_)) => {
+                    return Err("details must not contain NUL (U+0000) characters".into())
+                }
                 _ => return Err("details must be a JSON object".into()),
             },
         };

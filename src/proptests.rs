@@ -144,7 +144,7 @@ proptest! {
 
     #[test]
     fn valid_users_round_trip(
-        username in "[^\\s]{1,40}( [^\\s]{1,10})?",
+        username in "[^\\s\\x00]{1,40}( [^\\s\\x00]{1,10})?",
         local in "[a-z0-9._%+-]{1,30}",
         domain in "[a-z0-9-]{1,20}\\.[a-z]{2,6}",
     ) {

@@ -27,11 +27,21 @@ impl<'a> Query<'a> {
         }
     }
 
-    fn raw(&self, name: &str) -> Option<&str> {
-        self.pairs
+    /// The value of `name`; one holding U+0000 (which PostgreSQL text cannot hold) is refused.
+    fn raw(&mut self, name: &str) -> Option<&str> {
+        let value = self
+            .pairs
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_ref())
+            .map(|(_, v)| v.as_ref())?;
+        if value.contains('\0') {
+            self.errors.push((
+                name.into(),
+                "must not contain NUL (U+0000) characters".into(),
+            ));
+            return None;
+        }
+        Some(value)
     }
 
     pub fn int(&mut self, name: &str) -> Option<i64> {

@@ -247,3 +247,67 @@ async fn the_body_limit_is_configurable() {
         .await
         .expect(201, "a body under the limit");
 }
+
+/// PostgreSQL text cannot hold U+0000: every way of sending one is a 422 naming the field, never a
+/// 500 (found by Schemathesis).
+#[tokio::test]
+async fn nul_characters_are_refused_by_field() {
+    let c = client();
+    let srv = server();
+    let user = create_user(&c).await;
+    let link = create_url(&c, id_of(&user)).await;
+    let url_id = id_of(&link);
+    let cases = [
+        (
+            "/users",
+            json!({"username": "a\u{0}b", "email": unique_email()}),
+            "username",
+        ),
+        (
+            "/urls",
+            json!({"original_url": unique_original_url(), "title": "t\u{0}"}),
+            "title",
+        ),
+        (
+            "/events",
+            json!({"event_type": "x\u{0}", "url_id": url_id}),
+            "event_type",
+        ),
+        (
+            "/events",
+            json!({"event_type": "x", "url_id": url_id, "details": {"k\u{0}": 1}}),
+            "details",
+        ),
+        (
+            "/events",
+            json!({"event_type": "x", "url_id": url_id, "details": {"k": ["v\u{0}"]}}),
+            "details",
+        ),
+    ];
+    for (path, body, field) in cases {
+        let reply = srv.post(&c, path, &body).await;
+        assert_invalid_field(&reply, field);
+    }
+    for query in ["short_code=%00", "event_type=a%00b"] {
+        let path = if query.starts_with("short") {
+            "/urls"
+        } else {
+            "/events"
+        };
+        let reply = srv.get(&c, &format!("{path}?{query}")).await;
+        assert_eq!(reply.status, 422, "{path}?{query}: {}", reply.text);
+    }
+    let csv = "username,email\na\u{0}b,nul@example.com\n";
+    let reply = crate::common::read_reply(
+        c.post(srv.url("/users/bulk"))
+            .header("content-type", "text/csv")
+            .body(csv),
+    )
+    .await
+    .expect(201, "a bulk import with a NUL row");
+    assert_eq!(
+        reply.json["skipped"], 1,
+        "the NUL row is skipped: {}",
+        reply.text
+    );
+}
