@@ -174,7 +174,7 @@ if [[ " $SECTIONS " == *" rss "* ]]; then
   done
   for _ in $(seq 1 100); do [ "$(metric gitrev_click_queue_depth)" = "0" ] && break; sleep 0.2; done
   rss_after=$(awk '/VmRSS/ { print $2 }' /proc/$GPID/status)
-  note "- cache entries $entries; RSS $((rss_before / 1024)) MB after start, $((rss_after / 1024)) MB with the links cached (VmRSS of the gitrev process; warmed with \`wrk -s perf/wrk/warm.lua\`, GET requests over codes L0000000..L0999999)"
+  note "- cache entries $entries; RSS $((rss_before / 1024)) MB after start, $((rss_after / 1024)) MB with the links cached (VmRSS of the gitrev process; warmed with \`wrk -s perf/wrk/warm.lua\`, HEAD requests over codes L0000000..L0999999, so no clicks are queued)"
 fi
 
 stop_gitrev
