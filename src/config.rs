@@ -155,7 +155,7 @@ pub struct Settings {
     #[arg(long, env = "GITREV_MAX_HEADERS", default_value_t = DEFAULT_MAX_HEADERS, global = true)]
     pub max_headers: usize,
 
-    /// How long a client may take to send a request's body once its headers are in, in
+    /// Longest a request body may stall (no bytes arriving) once its headers are in, in
     /// milliseconds (0: no limit); then 408.
     #[arg(
         long,

@@ -22,7 +22,7 @@ use crate::cache::{self, CacheConfig, LinkCache};
 use crate::config::Settings;
 use crate::http::server;
 use crate::snapshot;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 
 /// Concurrent writers per grouped insert (POST /users, /urls, /events): two let one group gather
@@ -68,9 +68,8 @@ pub async fn run(
         warn!("serving before the link invalidation connection is up");
     }
 
-    let database_up = *listening_rx.borrow();
     if settings.snapshot_secs > 0 {
-        let warmed = warm_from_snapshot(&settings, &store, &links, database_up).await;
+        let warmed = warm_from_snapshot(&settings, &store, &links).await;
         metrics.snapshot_links.set(warmed as i64);
     }
     let snapshot_task = (settings.snapshot_secs > 0).then(|| {
@@ -146,15 +145,15 @@ pub async fn run(
     Ok(())
 }
 
-/// Warms `links` from the snapshot, if there is a usable one. With the database up, links changed
-/// since the snapshot are dropped first; with it down, the snapshot is all there is (and the first
-/// LISTEN connection after it returns clears the cache). Returns how many links went in.
-async fn warm_from_snapshot(
-    settings: &Settings,
-    store: &Store,
-    links: &LinkCache,
-    database_up: bool,
-) -> usize {
+/// Warms `links` from the snapshot, if there is a usable one. Links changed since the snapshot
+/// are dropped first, by asking the database; only when it cannot be asked is the snapshot served
+/// unchecked, and then only if it is younger than the cache TTL (the longest a link is ever served
+/// unconfirmed) — the first LISTEN connection after the database returns clears the cache anyway.
+/// Returns how many links went in.
+async fn warm_from_snapshot(settings: &Settings, store: &Store, links: &LinkCache) -> usize {
+    // Read before anything: a LISTEN (re)connect clears the cache and moves it, and a clear
+    // during the warm-up would otherwise be undone by what we put in after it.
+    let epoch = links.epoch();
     let path = snapshot::path_in(&settings.data_dir);
     let Some(saved) = tokio::task::spawn_blocking(move || snapshot::load(&path))
         .await
@@ -163,27 +162,30 @@ async fn warm_from_snapshot(
     else {
         return 0;
     };
-    let epoch = links.epoch();
-    let current = if database_up {
-        match snapshot::reconcile(store, saved).await {
-            Ok(current) => current,
-            Err(err) => {
-                warn!(error = %err, "could not check the snapshot against the database; not using it");
+    let taken_at_ms = saved.taken_at_ms;
+    let current = match snapshot::reconcile(store, saved.links).await {
+        Ok(current) => current,
+        Err((StoreError::Unavailable(reason), unchecked)) => {
+            let age_ms = chrono::Utc::now().timestamp_millis() - taken_at_ms;
+            let ttl_ms =
+                i64::try_from(settings.cache_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+            if age_ms > ttl_ms {
+                warn!(%reason, age_ms, "the database is unreachable and the link snapshot is older than the cache TTL; not using it");
                 return 0;
             }
+            warn!(%reason, age_ms, "the database is unreachable: serving the link snapshot as it was taken");
+            unchecked
         }
-    } else {
-        warn!(
-            links = saved.len(),
-            "the database is unreachable: serving the link snapshot as it was taken"
-        );
-        saved
+        Err((err, _)) => {
+            warn!(error = %err, "could not check the snapshot against the database; not using it");
+            return 0;
+        }
     };
     let warmed = snapshot::warm(links, &current).await;
-    if database_up && links.epoch() != epoch {
-        // A change was announced while we warmed: it may concern a link we just put in.
+    if links.epoch() != epoch {
+        // Cleared or invalidated while we warmed: it may concern a link we just put in.
         links.clear();
-        info!("a link changed during the warm-up; starting cold instead");
+        info!("links changed during the warm-up; starting cold instead");
         return 0;
     }
     info!(links = warmed, "cache warmed from the snapshot");
@@ -205,14 +207,27 @@ async fn write_snapshots(
             _ = ticker.tick() => false,
             _ = stop.changed() => true,
         };
-        let taken = snapshot::take(&links);
-        let count = taken.links.len();
-        let target = path.clone();
-        match tokio::task::spawn_blocking(move || snapshot::write(&target, &taken)).await {
-            Ok(Ok(())) => tracing::debug!(links = count, "link snapshot written"),
-            Ok(Err(err)) => warn!(error = %err, "could not write the link snapshot"),
-            Err(err) => warn!(error = %err, "the snapshot writer panicked"),
-        }
+        // Walking a million links takes a while: not on the threads that serve requests.
+        let (target, cache) = (path.clone(), links.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            let taken = snapshot::take(&cache);
+            snapshot::write(&target, &taken).map(|()| taken.links.len())
+        })
+        .await;
+        let count = match written {
+            Ok(Ok(count)) => {
+                tracing::debug!(links = count, "link snapshot written");
+                count
+            }
+            Ok(Err(err)) => {
+                warn!(error = %err, "could not write the link snapshot");
+                0
+            }
+            Err(err) => {
+                warn!(error = %err, "the snapshot writer panicked");
+                0
+            }
+        };
         if last {
             info!(links = count, path = %path.display(), "final link snapshot written");
             return;

@@ -108,7 +108,7 @@ pub fn write(path: &Path, snapshot: &Snapshot) -> Result<(), SnapshotError> {
 }
 
 /// Reads and checks the snapshot at `path`; `Ok(None)` when there is none.
-pub fn read(path: &Path) -> Result<Option<Vec<SnapshotLink>>, SnapshotError> {
+pub fn read(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
     let file = match fs::File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -138,8 +138,9 @@ pub fn read(path: &Path) -> Result<Option<Vec<SnapshotLink>>, SnapshotError> {
     // aligned as rkyv requires.
     let archived = rkyv::access::<ArchivedSnapshot, rancor::Error>(payload)
         .map_err(|e| SnapshotError::BadArchive(path.to_owned(), e.to_string()))?;
-    Ok(Some(
-        archived
+    Ok(Some(Snapshot {
+        taken_at_ms: archived.taken_at_ms.to_native(),
+        links: archived
             .links
             .iter()
             .map(|l| SnapshotLink {
@@ -149,15 +150,15 @@ pub fn read(path: &Path) -> Result<Option<Vec<SnapshotLink>>, SnapshotError> {
                 target: l.target.as_str().to_owned(),
             })
             .collect(),
-    ))
+    }))
 }
 
 /// Reads the snapshot, logging (and otherwise ignoring) one that cannot be used.
-pub fn load(path: &Path) -> Option<Vec<SnapshotLink>> {
+pub fn load(path: &Path) -> Option<Snapshot> {
     match read(path) {
-        Ok(Some(links)) => {
-            info!(links = links.len(), path = %path.display(), "read the link snapshot");
-            Some(links)
+        Ok(Some(snapshot)) => {
+            info!(links = snapshot.links.len(), path = %path.display(), "read the link snapshot");
+            Some(snapshot)
         }
         Ok(None) => None,
         Err(err) => {
@@ -167,13 +168,16 @@ pub fn load(path: &Path) -> Option<Vec<SnapshotLink>> {
     }
 }
 
-/// The snapshot links whose row changed since (deleted, deactivated, retargeted, re-owned), in one
-/// query; the rest are current.
+/// The snapshot links whose row has not changed since (deleted, deactivated, retargeted,
+/// re-owned), found in one query. On failure the links come back with the error, unchecked.
 pub async fn reconcile(
     store: &Store,
     links: Vec<SnapshotLink>,
-) -> Result<Vec<SnapshotLink>, StoreError> {
-    let stale = store.stale_links(&links).await?;
+) -> Result<Vec<SnapshotLink>, (StoreError, Vec<SnapshotLink>)> {
+    let stale = match store.stale_links(&links).await {
+        Ok(stale) => stale,
+        Err(err) => return Err((err, links)),
+    };
     if !stale.is_empty() {
         info!(
             stale = stale.len(),
@@ -234,7 +238,7 @@ mod tests {
         let path = path_in(dir.path());
         assert!(read(&path).expect("no file is fine").is_none());
         write(&path, &sample()).expect("writing");
-        assert_eq!(read(&path).expect("reading"), Some(sample().links));
+        assert_eq!(read(&path).expect("reading"), Some(sample()));
     }
 
     #[test]

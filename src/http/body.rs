@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::header::CONTENT_LENGTH;
@@ -12,12 +12,12 @@ use serde_json::{Map, Value};
 use crate::error::ApiError;
 
 /// The whole body, or 413 when it is (or announces itself) larger than `limit` bytes, or 408 when
-/// it has not all arrived within `timeout`.
+/// no part of it arrives for `idle` (a stalled client; a slow but steady upload is fine).
 pub async fn read(
     headers: &HeaderMap,
     body: Incoming,
     limit: usize,
-    timeout: Option<Duration>,
+    idle: Option<Duration>,
 ) -> Result<Bytes, ApiError> {
     let announced = headers
         .get(CONTENT_LENGTH)
@@ -26,21 +26,31 @@ pub async fn read(
     if announced.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    let collect = Limited::new(body, limit).collect();
-    let collected = match timeout {
-        Some(timeout) => tokio::time::timeout(timeout, collect)
-            .await
-            .map_err(|_| ApiError::BodyTimeout(timeout.as_millis() as u64))?,
-        None => collect.await,
-    };
-    match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::PayloadTooLarge(limit))
+    let mut body = Limited::new(body, limit);
+    let mut out = BytesMut::with_capacity(announced.unwrap_or(0).min(limit as u64) as usize);
+    loop {
+        let next = match idle {
+            Some(idle) => tokio::time::timeout(idle, body.frame())
+                .await
+                .map_err(|_| ApiError::BodyTimeout(idle.as_millis() as u64))?,
+            None => body.frame().await,
+        };
+        match next {
+            None => return Ok(out.freeze()),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    out.extend_from_slice(&data);
+                }
+            }
+            Some(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
+                return Err(ApiError::PayloadTooLarge(limit))
+            }
+            Some(Err(err)) => {
+                return Err(ApiError::InvalidBody(format!(
+                    "the request body could not be read: {err}"
+                )))
+            }
         }
-        Err(err) => Err(ApiError::InvalidBody(format!(
-            "the request body could not be read: {err}"
-        ))),
     }
 }
 

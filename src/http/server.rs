@@ -70,14 +70,12 @@ pub async fn serve(
                 let service = service_fn(move |req| api::handle(state.clone(), req));
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
-                let open = open.clone();
-                open.inc();
+                let open = OpenConnection::new(open.clone(), permit);
                 tokio::spawn(async move {
                     if let Err(err) = conn.await {
                         debug!(%peer, error = %err, "connection ended with an error");
                     }
-                    open.dec();
-                    drop(permit);
+                    drop(open);
                 });
             }
             () = &mut shutdown => break,
@@ -93,5 +91,28 @@ pub async fn serve(
             ?grace,
             "in-flight requests did not finish within the grace period"
         );
+    }
+}
+
+/// A served connection's slot: counted open while it lives, its permit returned when it ends
+/// however it ends (even if the connection task panics).
+struct OpenConnection {
+    gauge: prometheus::IntGauge,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl OpenConnection {
+    fn new(gauge: prometheus::IntGauge, permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        gauge.inc();
+        OpenConnection {
+            gauge,
+            _permit: permit,
+        }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.gauge.dec();
     }
 }

@@ -155,7 +155,10 @@ impl Reachability {
     }
 
     fn succeeded(&self) {
-        if self.down_since.swap(0, Ordering::Relaxed) != 0 {
+        // A load first: this runs on every checkout, and is almost always a no-op.
+        if self.down_since.load(Ordering::Relaxed) != 0
+            && self.down_since.swap(0, Ordering::Relaxed) != 0
+        {
             tracing::info!("the database answers again");
         }
     }
@@ -305,14 +308,21 @@ impl Store {
                 self.0.fetch_sub(1, Ordering::Relaxed);
             }
         }
-        if let Some(why) = self.reachability.refuse() {
-            if self.pool.state().idle_connections == 0 {
+        // With an idle connection at hand there is nothing to wait for; the next checkout of a
+        // live connection (below) ends the outage, so a passing connect failure while the
+        // database is up (too many clients, say) costs at most a probe interval.
+        if self.pool.state().idle_connections == 0 {
+            if let Some(why) = self.reachability.refuse() {
                 return Err(StoreError::Unavailable(why));
             }
         }
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let _waiter = Waiter(&self.waiting);
-        Ok(self.pool.get().await?)
+        let conn = self.pool.get().await?;
+        if !conn.client.is_closed() {
+            self.reachability.succeeded();
+        }
+        Ok(conn)
     }
 
     /// A connection outside the pool with no statement timeout, for migrations and imports.
@@ -373,7 +383,8 @@ pub(crate) async fn query_fixing_sequences(
 /// One answer per request of a grouped write. `grouped` is the group statement's outcome: an
 /// answer per request, where `None` asks for that request to be retried `alone`. When the
 /// database is unavailable every request gets that answer; when the statement failed for any
-/// other reason every request is retried alone, so one bad row fails only its own request.
+/// other reason (and so wrote nothing) every request is retried alone, so one bad row fails only
+/// its own request.
 pub(crate) async fn answer_group<'a, R, T, Fut>(
     group: &'a [R],
     grouped: Result<Vec<Option<Result<T, StoreError>>>, StoreError>,
@@ -384,13 +395,19 @@ where
 {
     let answers = match grouped {
         Ok(answers) if answers.len() == group.len() => answers,
+        // The statement committed something we cannot match to requests: retrying alone could
+        // write rows twice, so every request is told it failed (and may retry itself).
         Ok(answers) => {
-            warn!(
-                answers = answers.len(),
-                requests = group.len(),
-                "a grouped insert answered the wrong number of rows; retrying each alone"
-            );
-            group.iter().map(|_| None).collect()
+            return group
+                .iter()
+                .map(|_| {
+                    Err(StoreError::Internal(format!(
+                        "a grouped insert answered {} rows for {} requests",
+                        answers.len(),
+                        group.len()
+                    )))
+                })
+                .collect()
         }
         Err(StoreError::Unavailable(reason)) => {
             return group

@@ -99,8 +99,15 @@ async fn one_custom_code_wanted_by_many_at_once_goes_to_exactly_one() {
         .map(|_| json!({"original_url": unique_original_url(), "short_code": code}))
         .collect();
     let replies = join_all(bodies.iter().map(|body| srv.post(&c, "/urls", body))).await;
-    let winners: Vec<_> = replies.iter().filter(|r| r.status == 201).collect();
+    let winners: Vec<usize> = (0..replies.len())
+        .filter(|&i| replies[i].status == 201)
+        .collect();
     assert_eq!(winners.len(), 1, "exactly one request gets the code");
+    let winner = winners[0];
+    assert_eq!(
+        replies[winner].json["original_url"], bodies[winner]["original_url"],
+        "the request answered 201 is the one whose row was stored"
+    );
     for reply in replies.iter().filter(|r| r.status != 201) {
         assert_error(reply, 409, "conflict");
         assert!(
@@ -116,8 +123,8 @@ async fn one_custom_code_wanted_by_many_at_once_goes_to_exactly_one() {
         .expect(302, "redirect");
     assert_eq!(
         redirect.header("location"),
-        winners[0].json["original_url"].as_str(),
-        "the code leads to the winner's target"
+        bodies[winner]["original_url"].as_str(),
+        "the code leads to the target the winner sent"
     );
 }
 

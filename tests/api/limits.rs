@@ -117,6 +117,29 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
 }
 
 #[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let url = fresh_database("idle").await;
+    let srv = start_server_on(&url, &[("GITREV_HEADER_READ_TIMEOUT_MS", "300")]);
+    let mut stream = connect(&srv).await;
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("writing a request");
+    let answer = read_response(&mut stream, ANSWER_WITHIN)
+        .await
+        .expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    // Kept alive, then left idle: the server closes it after the idle timeout.
+    let started = std::time::Instant::now();
+    let rest = read_to_close(&mut stream).await;
+    assert!(
+        started.elapsed() < ANSWER_WITHIN,
+        "an idle keep-alive connection stayed open"
+    );
+    assert!(rest.is_empty(), "nothing more was sent: {rest:?}");
+}
+
+#[tokio::test]
 async fn a_body_that_never_arrives_gets_408_json() {
     let url = fresh_database("slowbody").await;
     let srv = start_server_on(&url, &[("GITREV_BODY_READ_TIMEOUT_MS", "300")]);

@@ -105,6 +105,22 @@ async fn a_restart_with_the_database_stopped_serves_the_snapshot() {
         .post(&c, "/urls", &json!({"original_url": unique_original_url()}))
         .await
         .expect(201, "writes work once the database is back");
+    // What was served unchecked does not outlive the outage: once the invalidation listener is
+    // back (it retries with backoff) it clears the cache, and a snapshot link is read from the
+    // database again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let misses = read_metric(&second, &c, "gitrev_link_cache_misses_total").await;
+        redirect(&second, &links[0]).await.expect(302, "the link");
+        if read_metric(&second, &c, "gitrev_link_cache_misses_total").await > misses {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the snapshot's entries were still cached 30 s after the database came back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert!(second.stop_after_signal(libc::SIGTERM).success());
     pg.stop().await;
 }
