@@ -11,7 +11,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use prometheus::IntCounter;
@@ -108,7 +108,9 @@ async fn write_clicks(
     let mut in_flight = tokio::task::JoinSet::new();
     let mut ticker = tokio::time::interval(config.flush_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut deadline: Option<Instant> = None;
+    // Set once the stop begins, and read by every flush at each retry: a batch already being
+    // retried against a database that is down must give up by then too, or the stop would hang.
+    let deadline: Arc<OnceLock<Instant>> = Arc::default();
     loop {
         let full = batch.len() >= config.max_batch;
         let room = config.max_batch - batch.len();
@@ -122,10 +124,8 @@ async fn write_clicks(
                 }
             }
             _ = ticker.tick() => {}
-            _ = shutdown.changed(), if deadline.is_none() => {
-                deadline = Some(Instant::now() + drain_for);
-                rx.close();
-                info!(queued = rx.len() + batch.len(), "draining the click queue");
+            _ = shutdown.changed(), if deadline.get().is_none() => {
+                begin_drain(&deadline, drain_for, &mut rx, batch.len());
                 continue;
             }
         }
@@ -133,12 +133,20 @@ async fn write_clicks(
             continue;
         }
         while in_flight.len() >= CLICK_WRITERS {
-            in_flight.join_next().await;
+            // Both writers may be retrying against a database that is down: the stop must still
+            // be noticed here, or they would never be told to give up.
+            tokio::select! {
+                _ = in_flight.join_next() => {}
+                _ = shutdown.changed(), if deadline.get().is_none() => {
+                    begin_drain(&deadline, drain_for, &mut rx, batch.len());
+                }
+            }
         }
         let full_batch = std::mem::replace(&mut batch, Vec::with_capacity(config.max_batch));
         let (writer_store, writer_metrics) = (store.clone(), metrics.clone());
+        let writer_deadline = deadline.clone();
         in_flight.spawn(async move {
-            flush_clicks(&writer_store, full_batch, &writer_metrics, deadline).await
+            flush_clicks(&writer_store, full_batch, &writer_metrics, &writer_deadline).await
         });
         if let Some(sender) = depth.upgrade() {
             metrics
@@ -147,19 +155,31 @@ async fn write_clicks(
         }
     }
     if !batch.is_empty() {
-        flush_clicks(&store, batch, &metrics, deadline).await;
+        flush_clicks(&store, batch, &metrics, &deadline).await;
     }
     while in_flight.join_next().await.is_some() {}
     metrics.click_queue_depth.set(0);
     info!("click writer stopped");
 }
 
-/// Writes one batch, retrying while the database is unavailable (until `deadline`, when set).
+/// The stop has begun: take no more clicks, and give every flush until `drain_for` from now.
+fn begin_drain(
+    deadline: &OnceLock<Instant>,
+    drain_for: Duration,
+    rx: &mut mpsc::Receiver<Click>,
+    batched: usize,
+) {
+    let _ = deadline.set(Instant::now() + drain_for);
+    rx.close();
+    info!(queued = rx.len() + batched, "draining the click queue");
+}
+
+/// Writes one batch, retrying while the database is unavailable (until `deadline`, once set).
 async fn flush_clicks(
     store: &Store,
     batch: Vec<Click>,
     metrics: &BatchMetrics,
-    deadline: Option<Instant>,
+    deadline: &OnceLock<Instant>,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -172,7 +192,9 @@ async fn flush_clicks(
                     .observe(started.elapsed().as_secs_f64());
                 return;
             }
-            Err(StoreError::Unavailable(reason)) if deadline.is_none_or(|d| Instant::now() < d) => {
+            Err(StoreError::Unavailable(reason))
+                if deadline.get().is_none_or(|d| Instant::now() < *d) =>
+            {
                 warn!(%reason, clicks = batch.len(), "cannot write clicks yet; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));

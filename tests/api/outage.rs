@@ -325,3 +325,45 @@ async fn a_server_killed_under_load_loses_no_acknowledged_user() {
         "the sequence is past every stored id"
     );
 }
+
+#[tokio::test]
+async fn a_stop_while_the_database_is_down_gives_up_on_queued_clicks_in_time() {
+    let dir = own_test_dir(&unique("drain"));
+    let mut pg = EmbeddedPostgres::start(&dir, None)
+        .await
+        .expect("a cluster of the test's own");
+    let url = pg.database_url();
+    let srv = start_server_on(
+        &url,
+        &[
+            ("GITREV_CLICK_DRAIN_MS", "1000"),
+            ("GITREV_CLICK_FLUSH_MS", "20"),
+            ("GITREV_POOL_TIMEOUT_MS", POOL_TIMEOUT_MS),
+            ("GITREV_CONNECT_TIMEOUT_MS", CONNECT_TIMEOUT_MS),
+        ],
+    );
+    let c = client();
+    let link = srv
+        .post(&c, "/urls", &json!({"original_url": unique_original_url()}))
+        .await
+        .expect(201, "POST /urls");
+    let path = format!("/{}", str_of(&link.json, "short_code"));
+    srv.get(&c, &path).await.expect(302, "the link is cached");
+
+    pg.stop().await;
+    // Clicks the writer is already retrying when the stop begins (they were flushed before it).
+    for _ in 0..20 {
+        srv.get(&c, &path)
+            .await
+            .expect(302, "a cached redirect with the database down");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let status = srv.stop_with_signal(libc::SIGTERM);
+    assert!(status.success(), "gitrev stops cleanly: {status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the stop gave up on the clicks within the drain bound ({:?})",
+        started.elapsed()
+    );
+}
