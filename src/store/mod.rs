@@ -163,6 +163,10 @@ impl Reachability {
         }
     }
 
+    fn is_down(&self) -> bool {
+        self.down_since.load(Ordering::Relaxed) != 0
+    }
+
     /// `Some(why)` when this request should not wait for a connection.
     fn refuse(&self) -> Option<String> {
         let down_since = self.down_since.load(Ordering::Relaxed);
@@ -311,7 +315,8 @@ impl Store {
         // With an idle connection at hand there is nothing to wait for; the next checkout of a
         // live connection (below) ends the outage, so a passing connect failure while the
         // database is up (too many clients, say) costs at most a probe interval.
-        if self.pool.state().idle_connections == 0 {
+        // (The atomic first: `pool.state()` takes the pool's lock, not worth it on every checkout.)
+        if self.reachability.is_down() && self.pool.state().idle_connections == 0 {
             if let Some(why) = self.reachability.refuse() {
                 return Err(StoreError::Unavailable(why));
             }
