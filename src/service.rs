@@ -81,6 +81,7 @@ pub async fn run(
         ))
     });
 
+    let drain = Duration::from_millis(settings.click_drain_ms);
     let (clicks, click_writer) = ClickQueue::start(
         store.clone(),
         ClickQueueConfig {
@@ -90,8 +91,9 @@ pub async fn run(
         },
         metrics.batch.clone(),
         stop_rx.clone(),
-        Duration::from_millis(settings.click_drain_ms),
+        drain,
     );
+    let queue_depth = metrics.batch.click_queue_depth.clone();
 
     let writers = settings.user_batch.then(|| {
         let (max, sizes) = (settings.user_batch_max, &metrics.batch);
@@ -133,17 +135,32 @@ pub async fn run(
     server::serve(listener, state, shutdown, grace).await;
 
     let _ = stop_tx.send(true);
-    if let Some(task) = snapshot_task {
-        // It writes a last snapshot of what the cache holds now, then ends.
-        let _ = task.await;
+    let background = async {
+        if let Some(task) = snapshot_task {
+            // It writes a last snapshot of what the cache holds now, then ends.
+            let _ = task.await;
+        }
+        if let Err(err) = click_writer.await {
+            warn!(error = %err, "the click writer ended abnormally");
+        }
+        let _ = listen_task.await;
+    };
+    // Each part has its own bound (the drain deadline, connect and pool timeouts); this one is
+    // the last resort, so that no database trouble can keep a stopping process alive.
+    let bound = drain + STOP_SLACK;
+    if tokio::time::timeout(bound, background).await.is_err() {
+        warn!(
+            queued = queue_depth.get(),
+            ?bound,
+            "the background work did not stop in time; exiting anyway (queued clicks are lost)"
+        );
     }
-    if let Err(err) = click_writer.await {
-        warn!(error = %err, "the click writer ended abnormally");
-    }
-    let _ = listen_task.await;
     info!("service stopped");
     Ok(())
 }
+
+/// How much longer than the click drain a stop may take before the process exits regardless.
+const STOP_SLACK: Duration = Duration::from_secs(5);
 
 /// Warms `links` from the snapshot, if there is a usable one. Links changed since the snapshot
 /// are dropped first, by asking the database; only when it cannot be asked is the snapshot served
