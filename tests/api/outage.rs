@@ -89,6 +89,13 @@ fn start_load(
     (outcomes, tasks)
 }
 
+/// A fresh url created through `srv`.
+async fn new_link(srv: &TestServer, c: &reqwest::Client) -> crate::common::Reply {
+    srv.post(c, "/urls", &json!({"original_url": unique_original_url()}))
+        .await
+        .expect(201, "POST /urls")
+}
+
 async fn wait_for_ready(srv: &TestServer, want: u16, within: Duration) -> serde_json::Value {
     let c = client();
     let deadline = Instant::now() + within;
@@ -124,10 +131,7 @@ async fn a_database_outage_under_load_loses_nothing_acknowledged() {
         ],
     );
     let c = client();
-    let link = srv
-        .post(&c, "/urls", &json!({"original_url": unique_original_url()}))
-        .await
-        .expect(201, "POST /urls");
+    let link = new_link(&srv, &c).await;
     let code = str_of(&link.json, "short_code").to_owned();
     let url_id = link.json["id"].as_i64().expect("an id");
     srv.get(&c, &format!("/{code}"))
@@ -265,10 +269,7 @@ async fn a_server_killed_under_load_loses_no_acknowledged_user() {
     assert_cli_ok(&gitrev(&["migrate"], &url), "gitrev migrate");
     let srv = start_server_on(&url, &[]);
     let c = client();
-    let link = srv
-        .post(&c, "/urls", &json!({"original_url": unique_original_url()}))
-        .await
-        .expect(201, "POST /urls");
+    let link = new_link(&srv, &c).await;
     let code = str_of(&link.json, "short_code").to_owned();
     let stop = Arc::new(AtomicBool::new(false));
     let (outcomes, tasks) = start_load(&srv, &code, 8, stop.clone());
@@ -343,10 +344,7 @@ async fn a_stop_while_the_database_is_down_gives_up_on_queued_clicks_in_time() {
         ],
     );
     let c = client();
-    let link = srv
-        .post(&c, "/urls", &json!({"original_url": unique_original_url()}))
-        .await
-        .expect(201, "POST /urls");
+    let link = new_link(&srv, &c).await;
     let path = format!("/{}", str_of(&link.json, "short_code"));
     srv.get(&c, &path).await.expect(302, "the link is cached");
 
