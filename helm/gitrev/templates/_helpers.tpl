@@ -1,6 +1,5 @@
 {{/*
-Helpers of the gitrev chart. The chart keeps to the template subset that helm/render.py
-implements (see helm/README.md): no other functions may be used here or in any template.
+Helpers of the gitrev chart.
 */}}
 
 {{/* Chart name, overridable. */}}
