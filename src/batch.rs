@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::store::urls::Click;
-use crate::store::{Store, StoreError};
+use crate::store::{deadline, Store, StoreError};
 use crate::telemetry::BatchMetrics;
 
 /// Click queue settings.
@@ -117,7 +117,13 @@ async fn write_clicks(
         tokio::select! {
             received = rx.recv_many(&mut batch, room), if !full => {
                 if received == 0 {
-                    break; // closed and empty
+                    // Closed and empty: every sender is gone, so the service is stopping — maybe
+                    // before this loop saw the stop signal. Without a deadline, a batch being
+                    // retried against a database that is down would be retried forever.
+                    if deadline.get().is_none() {
+                        begin_drain(&deadline, drain_for, &mut rx, batch.len());
+                    }
+                    break;
                 }
                 if batch.len() < config.max_batch {
                     continue;
@@ -208,8 +214,8 @@ async fn flush_clicks(
     }
 }
 
-/// A request waiting in a group, with where its answer goes.
-type Pending<Req, Resp> = (Req, oneshot::Sender<Resp>);
+/// A request waiting in a group, when it arrived, and where its answer goes.
+type Pending<Req, Resp> = (Req, Instant, oneshot::Sender<Resp>);
 
 /// Groups concurrent requests into one write each.
 pub struct GroupWriter<Req, Resp> {
@@ -251,9 +257,20 @@ impl<Req: Send + 'static, Resp: Send + 'static> GroupWriter<Req, Resp> {
                         return;
                     }
                     group_sizes.observe(group.len() as f64);
-                    let (requests, replies): (Vec<Req>, Vec<oneshot::Sender<Resp>>) =
-                        group.drain(..).unzip();
-                    let answers = write(requests).await;
+                    let oldest = group
+                        .iter()
+                        .map(|(_, arrived, _)| *arrived)
+                        .min()
+                        .unwrap_or_else(Instant::now);
+                    let mut requests = Vec::with_capacity(group.len());
+                    let mut replies = Vec::with_capacity(group.len());
+                    for (request, _, reply) in group.drain(..) {
+                        requests.push(request);
+                        replies.push(reply);
+                    }
+                    // The database deadline counts from the oldest request's arrival: time spent
+                    // queued behind a slow group counts against it.
+                    let answers = deadline::started_at(oldest, write(requests)).await;
                     debug_assert_eq!(answers.len(), replies.len());
                     for (reply, answer) in replies.into_iter().zip(answers) {
                         // The requester may have gone (client hung up); its row stands.
@@ -268,7 +285,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> GroupWriter<Req, Resp> {
     /// Queues a request and waits for its own answer; `None` if the writers are gone.
     pub async fn submit(&self, request: Req) -> Option<Resp> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send((request, reply)).await.ok()?;
+        self.tx.send((request, Instant::now(), reply)).await.ok()?;
         answer.await.ok()
     }
 }

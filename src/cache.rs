@@ -259,11 +259,26 @@ impl LinkCache {
     }
 }
 
+/// How often the LISTEN connection is asked a trivial query: a connection that stays silent waits
+/// for notifications forever, so without a question now and then a peer gone silent (a partition)
+/// would never be noticed, and this replica would miss every announcement without knowing it.
+pub const LISTEN_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Bounds of the LISTEN connection: how long connecting may take, and how long the database may
+/// take to answer a heartbeat (or the LISTEN itself) before the connection is given up.
+#[derive(Clone, Copy, Debug)]
+pub struct ListenBounds {
+    pub connect: Duration,
+    pub answer: Duration,
+}
+
 /// Keeps a LISTEN connection open and evicts what other replicas announce, reconnecting with
 /// backoff; clears the cache after every (re)connect because announcements may have been missed.
+/// A heartbeat that is not answered within `bounds.answer` counts as a lost connection.
 /// Returns when `shutdown` flips to true.
 pub async fn listen(
     config: tokio_postgres::Config,
+    bounds: ListenBounds,
     cache: LinkCache,
     mut shutdown: watch::Receiver<bool>,
     connected: watch::Sender<bool>,
@@ -273,7 +288,7 @@ pub async fn listen(
         if *shutdown.borrow() {
             return;
         }
-        match config.connect(tokio_postgres::NoTls).await {
+        match crate::store::open(&config, bounds.connect).await {
             Ok((client, mut connection)) => {
                 let (tx, mut notifications) = tokio::sync::mpsc::unbounded_channel();
                 let driver = tokio::spawn(async move {
@@ -294,26 +309,46 @@ pub async fn listen(
                         }
                     }
                 });
-                if let Err(err) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
-                    warn!(error = %err, "LISTEN failed");
+                let listening = tokio::time::timeout(
+                    bounds.answer,
+                    client.batch_execute(&format!("LISTEN {CHANNEL}")),
+                )
+                .await;
+                if !matches!(listening, Ok(Ok(()))) {
+                    match listening {
+                        Ok(Err(err)) => warn!(error = %err, "LISTEN failed"),
+                        _ => warn!("LISTEN was not answered in time"),
+                    }
                     driver.abort();
                 } else {
                     cache.clear();
                     let _ = connected.send(true);
                     info!("listening for link invalidations");
                     backoff = Duration::from_millis(100);
+                    let mut heartbeat = tokio::time::interval(LISTEN_HEARTBEAT);
+                    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     loop {
                         tokio::select! {
                             payload = notifications.recv() => match payload {
                                 Some(code) => cache.invalidate(&code).await,
                                 None => break,
                             },
+                            _ = heartbeat.tick() => {
+                                let answered =
+                                    tokio::time::timeout(bounds.answer, client.simple_query("")).await;
+                                if !matches!(answered, Ok(Ok(_))) {
+                                    warn!("the link invalidation connection did not answer its heartbeat");
+                                    break;
+                                }
+                            }
                             _ = shutdown.changed() => {
                                 driver.abort();
                                 return;
                             }
                         }
                     }
+                    // Dropping the connection (not only the client) closes the socket.
+                    driver.abort();
                     let _ = connected.send(false);
                     warn!("lost the link invalidation connection; reconnecting");
                 }

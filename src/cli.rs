@@ -146,14 +146,19 @@ async fn run_command(command: Command, settings: &Settings, url: &str) -> anyhow
         Command::FixSequences => {
             run_migrations(&store).await?;
             let client = store.maintenance_client().await?;
-            for (table, next) in sequences::fix(&client, sequences::TABLES).await? {
+            let fixed = store
+                .bounded_maintenance(sequences::fix(&client, sequences::TABLES))
+                .await?;
+            for (table, next) in fixed {
                 println!("{table}: next id {next}");
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckSchema => {
             let mut client = store.maintenance_client().await?;
-            let drifts = schema::check(&mut client).await?;
+            let drifts = store
+                .bounded_maintenance(schema::check(&mut client))
+                .await?;
             if drifts.is_empty() {
                 println!(
                     "schema matches migrations 1..={}",
@@ -174,7 +179,8 @@ async fn run_command(command: Command, settings: &Settings, url: &str) -> anyhow
                 bail!("refusing to reset a production database");
             }
             run_migrations(&store).await?;
-            seed::truncate(&store.maintenance_client().await?).await?;
+            let client = store.maintenance_client().await?;
+            store.bounded_maintenance(seed::truncate(&client)).await?;
             let report = load_seed(&store, settings, dir.as_deref()).await?;
             print_seed_report(&report);
             Ok(ExitCode::SUCCESS)
@@ -208,7 +214,9 @@ async fn wait_for_database(
 /// Applies migrations, waiting (bounded) for a database that is still coming up.
 async fn run_migrations(store: &Store) -> anyhow::Result<Vec<i32>> {
     let mut client = wait_for_database(store, DATABASE_WAIT).await?;
-    Ok(migrate::migrate(&mut client).await?)
+    Ok(store
+        .bounded_maintenance(migrate::migrate(&mut client))
+        .await?)
 }
 
 /// Serving from the snapshot without a database: migrate once it answers (until then `/ready`
@@ -219,7 +227,10 @@ async fn migrate_when_back(store: Store) {
         let Ok(mut client) = store.maintenance_client().await else {
             continue;
         };
-        match migrate::migrate(&mut client).await {
+        match store
+            .bounded_maintenance(migrate::migrate(&mut client))
+            .await
+        {
             Ok(applied) => {
                 info!(?applied, "the database is back; migrations checked");
                 return;
@@ -239,7 +250,9 @@ async fn load_seed(
     let dir = dir.or(settings.seed_dir.as_deref());
     let source = dir.map_or(SeedSource::BuiltIn, SeedSource::Dir);
     let client = store.maintenance_client().await?;
-    Ok(seed::seed(&client, &source).await?)
+    Ok(store
+        .bounded_maintenance(seed::seed(&client, &source))
+        .await?)
 }
 
 fn print_seed_report(report: &SeedReport) {
@@ -274,7 +287,9 @@ async fn serve(settings: &Settings, store: Store, url: &str) -> anyhow::Result<E
     };
     let migrated = match wait_for_database(&store, wait).await {
         Ok(mut client) => {
-            let applied = migrate::migrate(&mut client).await?;
+            let applied = store
+                .bounded_maintenance(migrate::migrate(&mut client))
+                .await?;
             if !applied.is_empty() {
                 info!(?applied, "migrations applied");
             }
@@ -289,7 +304,9 @@ async fn serve(settings: &Settings, store: Store, url: &str) -> anyhow::Result<E
     };
     if migrated
         && settings.environment == Environment::Development
-        && seed::is_empty(&store.maintenance_client().await?).await?
+        && store
+            .bounded_maintenance(seed::is_empty(&store.maintenance_client().await?))
+            .await?
     {
         info!("first start in development: loading the demo seed data");
         let report = load_seed(&store, settings, None).await?;

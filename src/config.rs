@@ -13,9 +13,11 @@ use clap::{builder::BoolishValueParser, Args, ValueEnum};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./.gitrev";
 pub const DEFAULT_POOL_SIZE: u32 = 16;
-pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 2_500;
+pub const DEFAULT_DB_DEADLINE_MARGIN_MS: u64 = 500;
+pub const DEFAULT_MAINTENANCE_TIMEOUT_MS: u64 = 600_000;
 pub const DEFAULT_POOL_TIMEOUT_MS: u64 = 2_000;
-pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
 pub const DEFAULT_LIST_CAP: u32 = 10_000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 32 << 20;
@@ -107,11 +109,25 @@ pub struct Settings {
     #[arg(long, env = "GITREV_STATEMENT_TIMEOUT_MS", default_value_t = DEFAULT_STATEMENT_TIMEOUT_MS, global = true)]
     pub statement_timeout_ms: u64,
 
+    /// How much longer than the statement timeout we wait for the database's answer before giving
+    /// up on our side, in milliseconds. The statement timeout is enforced by the server, so it cannot
+    /// end a wait on a server that never got the query (a network partition, a failover that moved
+    /// the address): this client-side deadline (statement timeout + margin) bounds every database
+    /// operation, pool checkout included; on expiry the connection is discarded and the request gets 503.
+    #[arg(long, env = "GITREV_DB_DEADLINE_MARGIN_MS", default_value_t = DEFAULT_DB_DEADLINE_MARGIN_MS, global = true)]
+    pub db_deadline_margin_ms: u64,
+
+    /// Server-side statement timeout and client-side deadline of maintenance work (migrations,
+    /// seeding, fixing sequences, the schema check), in milliseconds.
+    #[arg(long, env = "GITREV_MAINTENANCE_TIMEOUT_MS", default_value_t = DEFAULT_MAINTENANCE_TIMEOUT_MS, global = true)]
+    pub maintenance_timeout_ms: u64,
+
     /// How long a request waits for a pooled connection before answering 503, in milliseconds.
     #[arg(long, env = "GITREV_POOL_TIMEOUT_MS", default_value_t = DEFAULT_POOL_TIMEOUT_MS, global = true)]
     pub pool_timeout_ms: u64,
 
-    /// TCP connect timeout to PostgreSQL, in milliseconds.
+    /// Longest a new PostgreSQL connection may take, TCP connect, TLS and the startup handshake
+    /// included, in milliseconds.
     #[arg(long, env = "GITREV_CONNECT_TIMEOUT_MS", default_value_t = DEFAULT_CONNECT_TIMEOUT_MS, global = true)]
     pub connect_timeout_ms: u64,
 
@@ -358,6 +374,8 @@ impl Settings {
             ("GITREV_STATEMENT_TIMEOUT_MS", self.statement_timeout_ms),
             ("GITREV_POOL_TIMEOUT_MS", self.pool_timeout_ms),
             ("GITREV_CONNECT_TIMEOUT_MS", self.connect_timeout_ms),
+            ("GITREV_DB_DEADLINE_MARGIN_MS", self.db_deadline_margin_ms),
+            ("GITREV_MAINTENANCE_TIMEOUT_MS", self.maintenance_timeout_ms),
         ] {
             if value == 0 {
                 return Err(invalid(name, "must be greater than 0"));
@@ -421,6 +439,15 @@ impl Settings {
 
     pub fn statement_timeout(&self) -> Duration {
         Duration::from_millis(self.statement_timeout_ms)
+    }
+
+    /// The client-side bound of one database operation (checkout and statements).
+    pub fn db_deadline(&self) -> Duration {
+        Duration::from_millis(self.statement_timeout_ms + self.db_deadline_margin_ms)
+    }
+
+    pub fn maintenance_timeout(&self) -> Duration {
+        Duration::from_millis(self.maintenance_timeout_ms)
     }
 
     pub fn pool_timeout(&self) -> Duration {

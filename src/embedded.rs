@@ -322,7 +322,7 @@ impl EmbeddedPostgres {
                     )));
                 }
             }
-            match crate::store::connect(&admin).await {
+            match crate::store::connect(&admin, Duration::from_secs(5)).await {
                 Ok(client) => {
                     let exists = client
                         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DATABASE])

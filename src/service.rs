@@ -57,10 +57,25 @@ pub async fn run(
     let (listening_tx, mut listening_rx) = watch::channel(false);
     let listen_task = tokio::spawn(cache::listen(
         store.side_config(),
+        cache::ListenBounds {
+            connect: store.connect_timeout(),
+            answer: store.deadline(),
+        },
         links.clone(),
         stop_rx.clone(),
         listening_tx,
     ));
+    let listen_gauge = metrics.listen_connected.clone();
+    let mut listen_state = listening_rx.clone();
+    // Ends with the LISTEN task (its sender dropped).
+    tokio::spawn(async move {
+        loop {
+            listen_gauge.set(i64::from(*listen_state.borrow_and_update()));
+            if listen_state.changed().await.is_err() {
+                return;
+            }
+        }
+    });
     if tokio::time::timeout(LISTEN_WAIT, listening_rx.wait_for(|up| *up))
         .await
         .is_err()

@@ -73,6 +73,10 @@ pub struct Metrics {
     pub pool_waiting: IntGauge,
     pub pool_max_connections: IntGauge,
     pub cache_entries: IntGauge,
+    /// Database checkouts abandoned at their client-side deadline.
+    pub db_deadlines_passed: IntCounter,
+    /// 1 while the LISTEN connection for link invalidations is up.
+    pub listen_connected: IntGauge,
     pub batch: BatchMetrics,
 }
 
@@ -250,6 +254,16 @@ impl Default for Metrics {
                 &registry,
                 "gitrev_link_cache_entries",
                 "Entries in the link cache",
+            ),
+            db_deadlines_passed: counter(
+                &registry,
+                "gitrev_db_deadlines_passed_total",
+                "Database operations abandoned at their client-side deadline (GITREV_STATEMENT_TIMEOUT_MS + GITREV_DB_DEADLINE_MARGIN_MS): each closes its connection and discards the pool's",
+            ),
+            listen_connected: gauge(
+                &registry,
+                "gitrev_link_listen_connected",
+                "1 while the LISTEN connection for link invalidations is up, else 0",
             ),
             registry,
             requests,

@@ -2,9 +2,18 @@
 //! statements, and one file per table or concern (`users`, `urls`, `events`, `migrate`, `seed`,
 //! `sequences`, `schema`). No HTTP types here: callers get rows or a [`StoreError`].
 //!
-//! Every pooled connection carries the configured `statement_timeout`, and the pool's checkout is
-//! bounded by the pool timeout, so no caller waits on the database without a limit.
+//! No caller waits on the database without a limit, and the limits are ours, not only the
+//! server's: every pooled connection carries the configured `statement_timeout` (enforced by the
+//! server), and every checkout — the wait for a connection and the statements on it together —
+//! is bounded on our side by a deadline (the statement timeout plus a margin, see [`deadline`]),
+//! because a server that never receives a query (a network partition, a failover that moved the
+//! address) cannot time it out. A deadline that passes closes that connection, discards every
+//! connection opened before it (they lead to the same silent peer) and tells the fail-fast prober
+//! ([`Reachability`]) the database is down. New connections are bounded as a whole (TCP connect
+//! and startup handshake), and every socket has TCP keepalives and `tcp_user_timeout`, so the
+//! kernel also notices a silent peer within seconds with no query in flight.
 
+pub mod deadline;
 pub mod events;
 pub mod migrate;
 pub mod schema;
@@ -14,7 +23,7 @@ pub mod urls;
 pub mod users;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,10 +90,10 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
-impl From<bb8::RunError<tokio_postgres::Error>> for StoreError {
-    fn from(err: bb8::RunError<tokio_postgres::Error>) -> StoreError {
+impl From<bb8::RunError<StoreError>> for StoreError {
+    fn from(err: bb8::RunError<StoreError>) -> StoreError {
         match err {
-            bb8::RunError::User(e) => StoreError::classify(e),
+            bb8::RunError::User(e) => e,
             bb8::RunError::TimedOut => {
                 StoreError::Unavailable("timed out waiting for a database connection".into())
             }
@@ -96,6 +105,10 @@ impl From<bb8::RunError<tokio_postgres::Error>> for StoreError {
 pub struct Conn {
     pub client: Client,
     statements: HashMap<String, Statement>,
+    /// The pool's generation when this connection was opened; a passed deadline moves the pool's
+    /// generation, and a connection of an older one is discarded instead of reused.
+    generation: u64,
+    watchdog: Arc<deadline::Watchdog>,
 }
 
 impl Conn {
@@ -114,6 +127,10 @@ impl Conn {
 pub struct Manager {
     config: tokio_postgres::Config,
     reachability: Arc<Reachability>,
+    /// Bounds a whole new connection (TCP connect and startup handshake).
+    connect_timeout: Duration,
+    /// How often each connection's driver looks at its watchdog.
+    tick: Duration,
 }
 
 /// Whether the database answered the last connection attempt, so that while it is down requests
@@ -126,6 +143,14 @@ pub struct Reachability {
     down_since: AtomicU64,
     /// Milliseconds (since `clock`) before which no further probe is let through.
     next_probe: AtomicU64,
+    /// The outage began with a connection that went silent (a passed deadline), not a refused
+    /// connect: connections at hand are no evidence the database answers, so every request but
+    /// the probe fails fast until a connection is opened again.
+    silent: AtomicBool,
+    /// Moves when a deadline passes: pooled connections of an older generation are discarded.
+    generation: AtomicU64,
+    /// Deadlines passed since start (for /metrics).
+    deadlines_passed: AtomicU64,
 }
 
 /// How often a request is let through to try the database while it is down.
@@ -137,12 +162,20 @@ impl Reachability {
             clock: std::time::Instant::now(),
             down_since: AtomicU64::new(0),
             next_probe: AtomicU64::new(0),
+            silent: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            deadlines_passed: AtomicU64::new(0),
         }
     }
 
     fn now_ms(&self) -> u64 {
         // +1: 0 means "up".
         self.clock.elapsed().as_millis() as u64 + 1
+    }
+
+    /// `at` on the same scale as [`Reachability::now_ms`].
+    fn ms_at(&self, at: std::time::Instant) -> u64 {
+        at.saturating_duration_since(self.clock).as_millis() as u64 + 1
     }
 
     fn failed(&self) {
@@ -154,17 +187,35 @@ impl Reachability {
             .store(now + PROBE_INTERVAL_MS, Ordering::Relaxed);
     }
 
+    /// A deadline passed on an open connection: the database (or the way to it) went silent.
+    fn deadline_passed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.deadlines_passed.fetch_add(1, Ordering::Relaxed);
+        self.silent.store(true, Ordering::Relaxed);
+        self.failed();
+        warn!("the database did not answer within the deadline; discarding its connections");
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     fn succeeded(&self) {
         // A load first: this runs on every checkout, and is almost always a no-op.
         if self.down_since.load(Ordering::Relaxed) != 0
             && self.down_since.swap(0, Ordering::Relaxed) != 0
         {
+            self.silent.store(false, Ordering::Relaxed);
             tracing::info!("the database answers again");
         }
     }
 
     fn is_down(&self) -> bool {
         self.down_since.load(Ordering::Relaxed) != 0
+    }
+
+    fn is_silent(&self) -> bool {
+        self.silent.load(Ordering::Relaxed)
     }
 
     /// `Some(why)` when this request should not wait for a connection.
@@ -195,9 +246,14 @@ impl Reachability {
     }
 }
 
-/// Opens one connection and drives it on a background task.
-pub async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = config.connect(NoTls).await?;
+/// Opens one connection and drives it on a background task. The whole of it (TCP connect and
+/// startup handshake) is bounded by `within`: tokio-postgres's own connect timeout covers only
+/// the TCP connect, and a peer that accepts but never answers would hold the caller forever.
+pub async fn connect(
+    config: &tokio_postgres::Config,
+    within: Duration,
+) -> Result<Client, StoreError> {
+    let (client, connection) = open(config, within).await?;
     tokio::spawn(async move {
         if let Err(err) = connection.await {
             warn!(error = %err, "database connection closed");
@@ -206,17 +262,45 @@ pub async fn connect(config: &tokio_postgres::Config) -> Result<Client, tokio_po
     Ok(client)
 }
 
+pub type Connection =
+    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>;
+
+/// Opens one connection, bounded like [`connect`], leaving the driving to the caller.
+pub async fn open(
+    config: &tokio_postgres::Config,
+    within: Duration,
+) -> Result<(Client, Connection), StoreError> {
+    match tokio::time::timeout(within, config.connect(NoTls)).await {
+        Ok(connected) => Ok(connected?),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no connection to the database within {} ms",
+            within.as_millis()
+        ))),
+    }
+}
+
 impl bb8::ManageConnection for Manager {
     type Connection = Conn;
-    type Error = tokio_postgres::Error;
+    type Error = StoreError;
 
-    async fn connect(&self) -> Result<Conn, tokio_postgres::Error> {
-        match connect(&self.config).await {
-            Ok(client) => {
+    async fn connect(&self) -> Result<Conn, StoreError> {
+        // Read before connecting: a deadline passing meanwhile makes this connection suspect too.
+        let generation = self.reachability.generation();
+        match open(&self.config, self.connect_timeout).await {
+            Ok((client, connection)) => {
+                let watchdog = Arc::<deadline::Watchdog>::default();
+                tokio::spawn(deadline::drive(
+                    connection,
+                    watchdog.clone(),
+                    self.reachability.clone(),
+                    self.tick,
+                ));
                 self.reachability.succeeded();
                 Ok(Conn {
                     client,
                     statements: HashMap::new(),
+                    generation,
+                    watchdog,
                 })
             }
             Err(err) => {
@@ -228,12 +312,13 @@ impl bb8::ManageConnection for Manager {
         }
     }
 
-    async fn is_valid(&self, conn: &mut Conn) -> Result<(), tokio_postgres::Error> {
-        conn.client.simple_query("").await.map(|_| ())
+    async fn is_valid(&self, conn: &mut Conn) -> Result<(), StoreError> {
+        conn.client.simple_query("").await.map(|_| ())?;
+        Ok(())
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.client.is_closed()
+        conn.client.is_closed() || conn.generation != self.reachability.generation()
     }
 }
 
@@ -254,9 +339,25 @@ pub struct Store {
     /// Callers waiting in [`Store::conn`] for a connection (bb8 does not count them).
     waiting: Arc<AtomicU32>,
     reachability: Arc<Reachability>,
-    /// Connection settings without the statement timeout, for long maintenance work (seeding).
+    /// The client-side bound of one checkout (statement timeout + margin), in milliseconds.
+    deadline_ms: u64,
+    connect_timeout: Duration,
+    /// Connection settings for long maintenance work (migrations, seeding), with its own
+    /// statement timeout; `maintenance_deadline` bounds such work on our side.
     maintenance: tokio_postgres::Config,
+    maintenance_deadline: Duration,
+    /// Connection settings without any statement timeout (the LISTEN connection).
+    side: tokio_postgres::Config,
 }
+
+/// TCP keepalive and `tcp_user_timeout` of every database socket: an idle connection whose peer
+/// went silent is found after about `KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_RETRIES`
+/// (8 s), one with unacknowledged data in flight after `TCP_USER_TIMEOUT`, even with no deadline
+/// of ours running (the LISTEN connection between heartbeats, a long migration).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_RETRIES: u32 = 3;
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Connection settings for `database_url` with the service's timeouts applied.
 pub fn client_config(
@@ -268,7 +369,11 @@ pub fn client_config(
         .parse()
         .map_err(|e: tokio_postgres::Error| StoreError::Internal(format!("DATABASE_URL: {e}")))?;
     config.connect_timeout(settings.connect_timeout());
-    config.keepalives_idle(Duration::from_secs(30));
+    config.keepalives(true);
+    config.keepalives_idle(KEEPALIVE_IDLE);
+    config.keepalives_interval(KEEPALIVE_INTERVAL);
+    config.keepalives_retries(KEEPALIVE_RETRIES);
+    config.tcp_user_timeout(TCP_USER_TIMEOUT);
     if config.get_application_name().is_none() {
         config.application_name("gitrev");
     }
@@ -284,27 +389,68 @@ impl Store {
     /// Builds the pool without connecting: the first request (or [`Store::ping`]) connects.
     pub fn new(database_url: &str, settings: &Settings) -> Result<Store, StoreError> {
         let config = client_config(database_url, settings, Some(settings.statement_timeout()))?;
-        let maintenance = client_config(database_url, settings, None)?;
+        let maintenance =
+            client_config(database_url, settings, Some(settings.maintenance_timeout()))?;
+        let side = client_config(database_url, settings, None)?;
         let reachability = Arc::new(Reachability::new());
+        let deadline = settings.db_deadline();
         let pool = bb8::Pool::builder()
             .max_size(settings.pool_size)
-            .connection_timeout(settings.pool_timeout())
-            // A broken connection is noticed by `has_broken` (the driver closes it); a liveness
-            // round trip before every checkout would double the latency of every query.
+            // The wait for a connection counts against the deadline too.
+            .connection_timeout(settings.pool_timeout().min(deadline))
+            // A broken connection is noticed by `has_broken` (the driver closes it, or a deadline
+            // moved the generation); a liveness round trip before every checkout would double
+            // the latency of every query.
             .test_on_check_out(false)
             .build_unchecked(Manager {
                 config,
                 reachability: reachability.clone(),
+                connect_timeout: settings.connect_timeout(),
+                tick: deadline::tick(deadline),
             });
         Ok(Store {
             pool,
             waiting: Arc::default(),
             reachability,
+            deadline_ms: deadline.as_millis() as u64,
+            connect_timeout: settings.connect_timeout(),
             maintenance,
+            maintenance_deadline: settings.maintenance_timeout()
+                + Duration::from_millis(settings.db_deadline_margin_ms),
+            side,
         })
     }
 
-    pub async fn conn(&self) -> Result<bb8::PooledConnection<'_, Manager>, StoreError> {
+    /// Runs maintenance work (migrations, seeding) under the maintenance deadline.
+    pub async fn bounded_maintenance<T, E>(
+        &self,
+        operation: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        match tokio::time::timeout(self.maintenance_deadline, operation).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.reachability.deadline_passed();
+                Err(StoreError::Unavailable(format!(
+                    "the database did not finish maintenance work within {} ms",
+                    self.maintenance_deadline.as_millis()
+                ))
+                .into())
+            }
+        }
+    }
+
+    /// How many checkouts were abandoned at their deadline since start.
+    pub fn deadlines_passed(&self) -> u64 {
+        self.reachability.deadlines_passed.load(Ordering::Relaxed)
+    }
+
+    /// A pooled connection, its deadline armed: from now, the wait for it and everything done on
+    /// it until the checkout is dropped must fit in the deadline, or the connection is closed
+    /// under the caller (whose statement then fails as unavailable).
+    pub async fn conn(&self) -> Result<Checkout<'_>, StoreError> {
         /// Uncounts the waiter however the wait ends (answered, timed out or dropped).
         struct Waiter<'a>(&'a AtomicU32);
         impl Drop for Waiter<'_> {
@@ -312,32 +458,68 @@ impl Store {
                 self.0.fetch_sub(1, Ordering::Relaxed);
             }
         }
+        let started = deadline::started().unwrap_or_else(std::time::Instant::now);
+        let until_at = started + Duration::from_millis(self.deadline_ms);
+        let until = self.reachability.ms_at(until_at);
         // With an idle connection at hand there is nothing to wait for; the next checkout of a
         // live connection (below) ends the outage, so a passing connect failure while the
-        // database is up (too many clients, say) costs at most a probe interval.
+        // database is up (too many clients, say) costs at most a probe interval. A silent outage
+        // (a passed deadline) refuses even then: those connections lead to the same silent peer.
         // (The atomic first: `pool.state()` takes the pool's lock, not worth it on every checkout.)
-        if self.reachability.is_down() && self.pool.state().idle_connections == 0 {
+        if self.reachability.is_down()
+            && (self.reachability.is_silent() || self.pool.state().idle_connections == 0)
+        {
             if let Some(why) = self.reachability.refuse() {
                 return Err(StoreError::Unavailable(why));
             }
         }
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let _waiter = Waiter(&self.waiting);
-        let conn = self.pool.get().await?;
-        if !conn.client.is_closed() {
-            self.reachability.succeeded();
+        loop {
+            // Free when a connection is idle: the timer is registered only if the wait is real.
+            let conn = tokio::time::timeout_at(until_at.into(), self.pool.get())
+                .await
+                .map_err(|_| {
+                    StoreError::Unavailable("no database connection was free in time".into())
+                })??;
+            if conn.generation != self.reachability.generation() {
+                // Opened before a deadline passed: dropping it discards it (`has_broken`).
+                continue;
+            }
+            // Too little of the deadline left to use it: a busy pool, not a silent database.
+            if self.reachability.now_ms() + MIN_DEADLINE_LEFT_MS > until {
+                return Err(StoreError::Unavailable(
+                    "no database connection was free in time".into(),
+                ));
+            }
+            if !conn.client.is_closed() && !self.reachability.is_silent() {
+                self.reachability.succeeded();
+            }
+            conn.watchdog.arm(until);
+            return Ok(Checkout { conn });
         }
-        Ok(conn)
     }
 
-    /// A connection outside the pool with no statement timeout, for migrations and imports.
+    /// A connection outside the pool for migrations and imports: the maintenance statement
+    /// timeout, connecting bounded like the pool's. Run the work in [`Store::bounded_maintenance`].
     pub async fn maintenance_client(&self) -> Result<Client, StoreError> {
-        Ok(connect(&self.maintenance).await?)
+        connect(&self.maintenance, self.connect_timeout).await
     }
 
-    /// Connection settings for long-lived side connections (the LISTEN connection).
+    /// Connection settings for long-lived side connections (the LISTEN connection): no
+    /// statement timeout, the same keepalives.
     pub fn side_config(&self) -> tokio_postgres::Config {
-        self.maintenance.clone()
+        self.side.clone()
+    }
+
+    /// How long a new connection may take.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// The client-side bound of one checkout.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.deadline_ms)
     }
 
     /// How the pool stands right now.
@@ -350,12 +532,80 @@ impl Store {
         }
     }
 
-    /// The database answers and is at the expected migration; otherwise why not.
-    pub async fn readiness(&self) -> Result<(), String> {
-        let conn = self.conn().await.map_err(|e| e.to_string())?;
-        migrate::check_current(&conn.client)
-            .await
-            .map_err(|e| e.to_string())
+    /// The database answers and is at the expected migration; otherwise why not, in our own
+    /// words (never the driver's text: anyone may read `/ready`). Bounded like any checkout.
+    pub async fn readiness(&self) -> Result<(), NotReady> {
+        let checked = async {
+            let conn = self.conn().await?;
+            Ok::<_, StoreError>(migrate::check_current(&conn.client).await)
+        }
+        .await;
+        match checked {
+            Ok(Ok(())) => Ok(()),
+            Err(StoreError::Unavailable(_))
+            | Ok(Err(migrate::MigrateError::Store(StoreError::Unavailable(_)))) => {
+                Err(NotReady::DatabaseUnavailable)
+            }
+            Err(err) => {
+                warn!(error = %err, "readiness check failed");
+                Err(NotReady::DatabaseUnavailable)
+            }
+            Ok(Err(err)) => {
+                warn!(error = %err, "not ready");
+                Err(match err {
+                    // Our own words about the migration ledger: safe to show, and what an
+                    // operator needs to act.
+                    migrate::MigrateError::Store(_) => NotReady::DatabaseUnavailable,
+                    schema => NotReady::Schema(schema.to_string()),
+                })
+            }
+        }
+    }
+}
+
+/// Why the service is not ready, as told to anyone who asks: conditions in our own words, never
+/// the database driver's text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotReady {
+    DatabaseUnavailable,
+    /// The migration ledger does not match this build (behind, or an applied migration edited).
+    Schema(String),
+}
+
+impl NotReady {
+    pub fn reason(&self) -> &str {
+        match self {
+            NotReady::DatabaseUnavailable => "the database is unavailable",
+            NotReady::Schema(why) => why,
+        }
+    }
+}
+
+/// Least of the deadline a checkout must have left to be handed out.
+const MIN_DEADLINE_LEFT_MS: u64 = 100;
+
+/// A pooled connection checked out with its deadline armed; dropping it disarms the deadline and
+/// gives the connection back (or discards it, if the deadline closed it).
+pub struct Checkout<'a> {
+    conn: bb8::PooledConnection<'a, Manager>,
+}
+
+impl std::ops::Deref for Checkout<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Checkout<'_> {
+    fn deref_mut(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+}
+
+impl Drop for Checkout<'_> {
+    fn drop(&mut self) {
+        self.conn.watchdog.disarm();
     }
 }
 

@@ -733,15 +733,17 @@ pub fn assert_cli_ok(output: &Output, what: &str) {
     );
 }
 
-/// A seed set: `$GITREV_SHARED_DIR/seed-data/<name>`, by default `../shared` beside the crate.
+/// A seed set of the repository: `gitrev` is the built-in reference set (`seed/`), the others live
+/// under `tests/fixtures/seed-data/` (see its README).
 pub fn seed_dir(name: &str) -> PathBuf {
-    let shared = std::env::var_os("GITREV_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared"));
-    let dir = shared.join("seed-data").join(name);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = match name {
+        "gitrev" => root.join("seed"),
+        other => root.join("tests/fixtures/seed-data").join(other),
+    };
     assert!(
         dir.join("users.csv").is_file(),
-        "no seed set at {} (set GITREV_SHARED_DIR to the shared folder)",
+        "no seed set at {}",
         dir.display()
     );
     dir
@@ -907,5 +909,24 @@ impl TestServer {
         self.base
             .strip_prefix("http://")
             .expect("the base is http://IP:PORT")
+    }
+}
+
+/// Polls `GET /ready` on `srv` until it answers `want` (its JSON body), failing after `within`.
+pub async fn wait_for_ready(srv: &TestServer, want: u16, within: Duration) -> serde_json::Value {
+    let c = client();
+    let deadline = Instant::now() + within;
+    loop {
+        let reply = srv.get(&c, "/ready").await;
+        if reply.status == want {
+            return reply.json;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/ready did not turn {want} within {within:?}: {} {}",
+            reply.status,
+            reply.text
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -492,12 +492,14 @@ async fn taken_emails_fail_only_their_own_requests_in_a_group() {
 async fn with_grouping_off_every_create_is_its_own_insert() {
     let database_url = fresh_database("group_off").await;
     // 200 inserts at once queue for 16 pooled connections; on a loaded CI machine the default
-    // 2 s pool wait could turn some into 503s, which is not what this test is about.
+    // 2 s pool wait (and 3 s deadline, which bounds it) could turn some into 503s, which is not
+    // what this test is about.
     let srv = start_server_on(
         &database_url,
         &[
             ("GITREV_USER_BATCH", "off"),
             ("GITREV_POOL_TIMEOUT_MS", "30000"),
+            ("GITREV_DB_DEADLINE_MARGIN_MS", "30000"),
         ],
     );
     let c = client();

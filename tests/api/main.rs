@@ -1,4 +1,4 @@
-//! The HTTP contract of gitrev (`../shared/API.md`), checked against the real binary.
+//! The HTTP contract of gitrev (`docs/api.md`), checked against the real binary.
 //!
 //! One test binary on purpose: every file directly under `tests/` would be its own binary with its own
 //! embedded PostgreSQL and its own server. Here `common` starts one server (and through it one cluster)
@@ -21,6 +21,8 @@ mod openapi;
 mod ops;
 mod outage;
 mod pagination;
+mod partition;
+mod proxy;
 mod redirect;
 mod schema;
 mod seed;

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::common::{
     assert_cli_ok, client, connect, fresh_database, gitrev, own_test_dir, read_metric,
-    start_server_on, str_of, unique, unique_email, unique_original_url, TestServer,
+    start_server_on, str_of, unique, unique_email, unique_original_url, wait_for_ready, TestServer,
 };
 
 /// The bounds the servers here run with; no answer may take longer than their sum plus slack for
@@ -94,24 +94,6 @@ async fn new_link(srv: &TestServer, c: &reqwest::Client) -> crate::common::Reply
     srv.post(c, "/urls", &json!({"original_url": unique_original_url()}))
         .await
         .expect(201, "POST /urls")
-}
-
-async fn wait_for_ready(srv: &TestServer, want: u16, within: Duration) -> serde_json::Value {
-    let c = client();
-    let deadline = Instant::now() + within;
-    loop {
-        let reply = srv.get(&c, "/ready").await;
-        if reply.status == want {
-            return reply.json;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/ready did not turn {want} within {within:?}: {} {}",
-            reply.status,
-            reply.text
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

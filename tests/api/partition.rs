@@ -1,0 +1,433 @@
+//! A partitioned database: PostgreSQL behind a proxy (`proxy::PartitionProxy`) that stops forwarding
+//! without closing anything, after writes left live connections idle in the pool. Nothing refuses,
+//! nothing resets: only the service's own deadlines can end a wait. Every request must still be
+//! answered within the deadline (statement timeout + margin) plus one watchdog tick and slack for a
+//! loaded CI machine; cached redirects keep answering; clicks taken meanwhile are written after the
+//! partition heals; and the service recovers without a restart.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::{
+    client, connect, fresh_database, id_of, read_metric, start_server_on, str_of, unique_email,
+    unique_original_url, wait_for_ready, TestServer,
+};
+use crate::proxy::{address_of, PartitionProxy};
+
+/// The default deadline: `GITREV_STATEMENT_TIMEOUT_MS` (2500) + `GITREV_DB_DEADLINE_MARGIN_MS` (500).
+const DEFAULT_DEADLINE: Duration = Duration::from_millis(3000);
+/// What a loaded 2-core CI machine may add to a bound (a watchdog tick is at most 150 ms of it).
+const SLACK: Duration = Duration::from_millis(1500);
+
+/// A server of its own on a fresh database, reached only through a partitionable proxy.
+async fn server_behind_proxy(extra_env: &[(&str, &str)]) -> (PartitionProxy, TestServer, String) {
+    let database_url = fresh_database("partition").await;
+    let proxy = PartitionProxy::start(address_of(&database_url)).await;
+    let through_proxy = proxy.url_for(&database_url);
+    // Blocking (it polls the server's ready file): the proxy keeps running on the other workers.
+    let srv = tokio::task::block_in_place(|| start_server_on(&through_proxy, extra_env));
+    (proxy, srv, database_url)
+}
+
+/// Several concurrent writes, so that the pool holds more than one live connection when the
+/// partition begins.
+async fn warm_pool(srv: &TestServer, c: &reqwest::Client) -> i64 {
+    let user = srv
+        .post(
+            c,
+            "/users",
+            &json!({"username": "warm", "email": unique_email()}),
+        )
+        .await
+        .expect(201, "POST /users before the partition");
+    let user_id = id_of(&user.json);
+    let path = format!("/users/{user_id}");
+    // New connections take a while in a debug build (SCRAM), so a burst may meet a 503 while the
+    // pool fills; the partition must begin with idle connections, whatever it took.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let patches = (0..4).map(|i| {
+            let path = &path;
+            async move {
+                srv.patch(c, path, &json!({"username": format!("warm-{i}")}))
+                    .await
+            }
+        });
+        futures_util::future::join_all(patches).await;
+        let idle = read_metric(srv, c, "gitrev_db_pool_idle_connections").await;
+        if idle >= 2.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pool holds live idle connections before the partition: {idle}"
+        );
+    }
+    user_id
+}
+
+async fn wait_for_metric(srv: &TestServer, c: &reqwest::Client, name: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let value = read_metric(srv, c, name).await;
+        if value == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} did not become {want} within 20 s (it is {value})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_a_partition_writes_and_ready_answer_503_within_the_deadline_and_recover() {
+    let (proxy, srv, database_url) = server_behind_proxy(&[]).await;
+    let c = client();
+    let user_id = warm_pool(&srv, &c).await;
+    let link = srv
+        .post(&c, "/urls", &json!({"original_url": unique_original_url()}))
+        .await
+        .expect(201, "POST /urls before the partition");
+    let (url_id, code) = (
+        id_of(&link.json),
+        str_of(&link.json, "short_code").to_owned(),
+    );
+    srv.get(&c, &format!("/{code}"))
+        .await
+        .expect(302, "the link is cached before the partition");
+    wait_for_stored_clicks(&srv, &c, url_id, 1).await;
+
+    proxy.partition();
+    let started = Instant::now();
+    let timed = |reply: crate::common::Reply| (reply, started.elapsed());
+    let (srv_ref, c_ref, user_path) = (&srv, &c, format!("/users/{user_id}"));
+    let user_path = &user_path;
+    let (creations, patches, ready, redirect) = tokio::join!(
+        futures_util::future::join_all((0..5).map(|_| async {
+            let body = json!({"username": "partitioned", "email": unique_email()});
+            timed(srv.post(&c, "/users", &body).await)
+        })),
+        futures_util::future::join_all((0..3).map(|i| async move {
+            let body = json!({"username": format!("partitioned-{i}")});
+            timed(srv_ref.patch(c_ref, user_path, &body).await)
+        })),
+        async { timed(srv.get(&c, "/ready").await) },
+        async { timed(srv.get(&c, &format!("/{code}")).await) },
+    );
+    let bound = DEFAULT_DEADLINE + SLACK;
+    for (reply, took) in creations.iter().chain(&patches) {
+        assert_eq!(
+            reply.status, 503,
+            "a write under a partition: {}",
+            reply.text
+        );
+        assert_eq!(
+            reply.header("retry-after"),
+            Some("1"),
+            "503 says when to retry"
+        );
+        assert!(
+            *took <= bound,
+            "a write under a partition took {took:?} (bound {bound:?})"
+        );
+    }
+    let (ready, took) = ready;
+    assert_eq!(
+        ready.status, 503,
+        "/ready under a partition: {}",
+        ready.text
+    );
+    assert!(took <= bound, "/ready under a partition took {took:?}");
+    assert_eq!(
+        ready.json["reason"], "the database is unavailable",
+        "/ready names the condition, not the driver's text"
+    );
+    let (redirect, took) = redirect;
+    assert_eq!(redirect.status, 302, "a cached redirect under a partition");
+    assert!(
+        took < Duration::from_secs(1),
+        "a cached redirect does not wait for the database: {took:?}"
+    );
+    assert!(
+        read_metric(&srv, &c, "gitrev_db_deadlines_passed_total").await >= 1.0,
+        "the passed deadline is counted"
+    );
+
+    // Known down now: writes fail fast (at most one of a burst waits, as the probe).
+    let burst = futures_util::future::join_all((0..4).map(|i| async move {
+        let at = Instant::now();
+        let body = json!({"username": format!("fast-{i}")});
+        let reply = srv_ref.patch(c_ref, user_path, &body).await;
+        (reply.status, at.elapsed())
+    }))
+    .await;
+    assert!(burst.iter().all(|(status, _)| *status == 503), "{burst:?}");
+    let quick = burst
+        .iter()
+        .filter(|(_, took)| *took < Duration::from_millis(500))
+        .count();
+    assert!(
+        quick >= 3,
+        "writes fail fast once the database went silent: {burst:?}"
+    );
+
+    // Clicks taken during the partition wait in the queue.
+    for _ in 0..3 {
+        srv.get(&c, &format!("/{code}"))
+            .await
+            .expect(302, "a redirect during the partition");
+    }
+
+    proxy.heal();
+    wait_for_ready(&srv, 200, Duration::from_secs(10)).await;
+    srv.post(
+        &c,
+        "/users",
+        &json!({"username": "after", "email": unique_email()}),
+    )
+    .await
+    .expect(201, "a write after the partition healed, without a restart");
+    wait_for_stored_clicks(&srv, &c, url_id, 5).await;
+    let db = connect(&database_url).await;
+    let events: i64 = db
+        .query_one(
+            "SELECT count(*) FROM events WHERE url_id = $1 AND event_type = 'click'",
+            &[&url_id],
+        )
+        .await
+        .map(|row| row.get(0))
+        .unwrap_or_else(|e| panic!("counting click events: {e}"));
+    assert_eq!(
+        events, 5,
+        "the clicks taken during the partition are written after it, once each"
+    );
+}
+
+/// Waits until `srv` counts `expected` clicks of `url_id` (its stats, kept by the click writer).
+async fn wait_for_stored_clicks(srv: &TestServer, c: &reqwest::Client, url_id: i64, expected: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stats = srv
+            .get(c, &format!("/urls/{url_id}/stats"))
+            .await
+            .expect(200, "GET /urls/{id}/stats");
+        let clicks = stats.json["clicks"].as_i64().expect("a click count");
+        assert!(
+            clicks <= expected,
+            "more clicks than served: {clicks} > {expected}"
+        );
+        if clicks == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{clicks} of {expected} clicks written within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_partition_during_grouped_user_inserts_never_acknowledges_a_lost_row_nor_writes_one_twice(
+) {
+    let short = [
+        ("GITREV_STATEMENT_TIMEOUT_MS", "1000"),
+        ("GITREV_DB_DEADLINE_MARGIN_MS", "500"),
+    ];
+    let (proxy, srv, database_url) = server_behind_proxy(&short).await;
+    let c = client();
+    warm_pool(&srv, &c).await;
+
+    #[derive(Default)]
+    struct Answers {
+        created: Vec<String>,
+        unavailable: Vec<String>,
+        other: Vec<(u16, String)>,
+        slowest: Duration,
+    }
+    let answers = Arc::new(Mutex::new(Answers::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..16)
+        .map(|_| {
+            let (answers, stop, url) = (answers.clone(), stop.clone(), srv.url("/users"));
+            tokio::spawn(async move {
+                let c = client();
+                while !stop.load(Ordering::Relaxed) {
+                    // Every email is sent once: a 409 would mean the service wrote it twice.
+                    let email = unique_email();
+                    let at = Instant::now();
+                    let reply = c
+                        .post(&url)
+                        .json(&json!({"username": "grouped", "email": email}))
+                        .send()
+                        .await
+                        .expect("every request is answered");
+                    let (status, took) = (reply.status().as_u16(), at.elapsed());
+                    let body = reply.text().await.unwrap_or_default();
+                    let mut a = answers.lock().expect("no panic while holding the answers");
+                    a.slowest = a.slowest.max(took);
+                    match status {
+                        201 => a.created.push(email),
+                        503 => a.unavailable.push(email),
+                        _ => a.other.push((status, body)),
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.partition();
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    proxy.heal();
+    wait_for_ready(&srv, 200, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.expect("a load worker");
+    }
+
+    let a = std::mem::take(&mut *answers.lock().expect("the workers are done"));
+    assert!(
+        a.other.is_empty(),
+        "only 201 and 503 under a partition: {:?}",
+        a.other
+    );
+    assert!(!a.unavailable.is_empty(), "the partition was felt");
+    assert!(
+        a.created.len() > 16,
+        "writes went through before and after: {}",
+        a.created.len()
+    );
+    let bound = Duration::from_millis(1500) + SLACK;
+    assert!(
+        a.slowest <= bound,
+        "no answer took longer than {bound:?}: {:?}",
+        a.slowest
+    );
+    let db = connect(&database_url).await;
+    let rows = db
+        .query("SELECT email FROM users WHERE username = 'grouped'", &[])
+        .await
+        .unwrap_or_else(|e| panic!("reading users: {e}"));
+    let stored: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let distinct: BTreeSet<&String> = stored.iter().collect();
+    assert_eq!(distinct.len(), stored.len(), "no row written twice");
+    for email in &a.created {
+        assert!(distinct.contains(email), "acknowledged {email} is stored");
+    }
+    let sent: BTreeSet<&String> = a.created.iter().chain(&a.unavailable).collect();
+    assert!(
+        distinct.iter().all(|e| sent.contains(e)),
+        "every stored row was one of ours"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_whose_listen_connection_went_silent_clears_its_cache_after_reconnecting() {
+    let short = [
+        ("GITREV_STATEMENT_TIMEOUT_MS", "1000"),
+        ("GITREV_DB_DEADLINE_MARGIN_MS", "500"),
+    ];
+    let (proxy, srv, database_url) = server_behind_proxy(&short).await;
+    let c = client();
+    let before = unique_original_url();
+    let link = srv
+        .post(&c, "/urls", &json!({"original_url": before}))
+        .await
+        .expect(201, "POST /urls");
+    let code = str_of(&link.json, "short_code").to_owned();
+    let reply = srv.get(&c, &format!("/{code}")).await.expect(302, "cached");
+    assert_eq!(reply.header("location"), Some(before.as_str()));
+    wait_for_metric(&srv, &c, "gitrev_link_listen_connected", 1.0).await;
+
+    proxy.partition();
+    wait_for_metric(&srv, &c, "gitrev_link_listen_connected", 0.0).await;
+    // Changed behind the replica's back: no announcement can reach it.
+    let after = unique_original_url();
+    connect(&database_url)
+        .await
+        .execute(
+            "UPDATE urls SET original_url = $1 WHERE short_code = $2",
+            &[&after, &code],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("updating the url directly: {e}"));
+    let reply = srv
+        .get(&c, &format!("/{code}"))
+        .await
+        .expect(302, "the cached link answers during the partition");
+    assert_eq!(reply.header("location"), Some(before.as_str()));
+
+    proxy.heal();
+    wait_for_metric(&srv, &c, "gitrev_link_listen_connected", 1.0).await;
+    let reply = srv
+        .get(&c, &format!("/{code}"))
+        .await
+        .expect(302, "after the LISTEN connection came back");
+    assert_eq!(
+        reply.header("location"),
+        Some(after.as_str()),
+        "what was cached before the silence is not trusted after it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_service_stopping_under_a_partition_stops_within_its_bound() {
+    let settings = [
+        ("GITREV_STATEMENT_TIMEOUT_MS", "1000"),
+        ("GITREV_DB_DEADLINE_MARGIN_MS", "500"),
+        ("GITREV_CLICK_DRAIN_MS", "2000"),
+        ("GITREV_SHUTDOWN_GRACE_MS", "2000"),
+    ];
+    let (proxy, srv, _) = server_behind_proxy(&settings).await;
+    let c = client();
+    warm_pool(&srv, &c).await;
+    let link = srv
+        .post(&c, "/urls", &json!({"original_url": unique_original_url()}))
+        .await
+        .expect(201, "POST /urls");
+    let code = str_of(&link.json, "short_code").to_owned();
+    srv.get(&c, &format!("/{code}"))
+        .await
+        .expect(302, "cached before the partition");
+    proxy.partition();
+    for _ in 0..5 {
+        srv.get(&c, &format!("/{code}"))
+            .await
+            .expect(302, "a click to drain");
+    }
+    // A write in flight when the stop begins.
+    let url = srv.url("/users");
+    let in_flight = tokio::spawn(async move {
+        client()
+            .post(&url)
+            .json(&json!({"username": "stopping", "email": unique_email()}))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let status = tokio::task::block_in_place(|| srv.stop_with_signal(libc::SIGTERM));
+    let took = started.elapsed();
+    assert!(status.success(), "a clean exit: {status}");
+    // Grace (2 s) + click drain (2 s) + one deadline (1.5 s) + slack.
+    let bound = Duration::from_millis(5500) + SLACK;
+    assert!(
+        took <= bound,
+        "stopping under a partition took {took:?} (bound {bound:?})"
+    );
+    if let Ok(Ok(status)) = in_flight.await {
+        assert_eq!(
+            status, 503,
+            "the write in flight was answered 503, not left hanging"
+        );
+    }
+    drop(proxy);
+}
