@@ -1,22 +1,13 @@
 //! `/events` and `/events/{id}`.
 
+use gitrev_core::model::NewEvent;
+use gitrev_http::query::Query;
+use gitrev_http::response;
+use gitrev_store::events::EventFilter;
 use hyper::StatusCode;
 use serde_json::{Map, Value};
 
 use super::{list_response, AppState, HandlerResult};
-use crate::error::ApiError;
-use crate::http::query::Query;
-use crate::http::response;
-use crate::model::NewEvent;
-use crate::store::events::EventFilter;
-use crate::store::StoreError;
-
-fn event_error(err: StoreError) -> ApiError {
-    match err {
-        StoreError::NotFound(what) => ApiError::not_found(what),
-        other => other.into(),
-    }
-}
 
 pub async fn create(state: &AppState, body: Map<String, Value>) -> HandlerResult {
     let new = NewEvent::from_json(&body)?;
@@ -24,8 +15,7 @@ pub async fn create(state: &AppState, body: Map<String, Value>) -> HandlerResult
     let event = super::write(writer, new, |new| async move {
         state.store.create_event(&new).await
     })
-    .await
-    .map_err(event_error)?;
+    .await?;
     Ok(response::json(StatusCode::CREATED, &event))
 }
 
@@ -43,6 +33,6 @@ pub async fn list(state: &AppState, query: Option<&str>) -> HandlerResult {
 }
 
 pub async fn get(state: &AppState, id: i64) -> HandlerResult {
-    let event = state.store.get_event(id).await.map_err(event_error)?;
+    let event = state.store.get_event(id).await?;
     Ok(response::json(StatusCode::OK, &event))
 }

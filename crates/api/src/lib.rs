@@ -1,7 +1,9 @@
 //! Request handling: one module per resource. Handlers validate input, call the store and shape
-//! the response; the error type alone decides error statuses and bodies.
+//! the response; the error type ([`error`], the one error edge) alone decides error statuses,
+//! headers and bodies.
 
 pub mod auth;
+pub mod error;
 pub mod events;
 pub mod ops;
 pub mod redirect;
@@ -12,24 +14,53 @@ pub mod users;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use gitrev_core::model::{Event, NewEvent, NewUrl, NewUser, Url, User};
+use gitrev_http::query::{Pagination, Query};
+use gitrev_http::response;
+use gitrev_http::router::{route, Route};
+use gitrev_http::{body, Response};
+use gitrev_links::batch::{ClickQueue, GroupWriter};
+use gitrev_links::cache::LinkCache;
+use gitrev_store::{Store, StoreError};
+use gitrev_telemetry::Metrics;
 use hyper::body::Incoming;
-use hyper::header::{HeaderName, HeaderValue, ALLOW};
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 use tracing::{error, info};
 
-use crate::batch::{ClickQueue, GroupWriter};
-use crate::cache::LinkCache;
-use crate::config::{AccessLog, Settings};
-use crate::error::ApiError;
-use crate::http::query::{Pagination, Query};
-use crate::http::response;
-use crate::http::router::{route, Route};
-use crate::http::{body, Response};
-use crate::model::{Event, NewEvent, NewUrl, NewUser, Url, User};
-use crate::store::{Store, StoreError};
-use crate::telemetry::{method_label, Metrics};
+pub use error::ApiError;
+
+/// Which requests get an access log line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessLog {
+    /// Every request (one line each: costly at redirect rates).
+    All,
+    /// Only requests answered with a 5xx.
+    Errors,
+    Off,
+}
+
+/// What the handlers take from the service's settings.
+#[derive(Clone, Debug)]
+pub struct ApiSettings {
+    /// Most rows a list returns when neither page nor per_page is given.
+    pub list_cap: u32,
+    /// Largest JSON request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest CSV upload to `POST /users/bulk`, in bytes.
+    pub max_upload_bytes: usize,
+    /// Longest a request body may stall, in milliseconds (0: no limit).
+    pub body_read_timeout_ms: u64,
+    pub access_log: AccessLog,
+}
+
+impl ApiSettings {
+    pub fn body_read_timeout(&self) -> Option<Duration> {
+        (self.body_read_timeout_ms > 0).then(|| Duration::from_millis(self.body_read_timeout_ms))
+    }
+}
 
 /// A grouped writer of one kind of row: each request gets its own row or its own error.
 pub type Grouped<Req, T> = GroupWriter<Req, Result<T, StoreError>>;
@@ -64,7 +95,7 @@ where
 
 /// Everything a handler needs, built once at start (see `service`) and shared.
 pub struct AppState {
-    pub settings: Settings,
+    pub settings: ApiSettings,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub redirect_status: StatusCode,
@@ -78,7 +109,8 @@ pub struct AppState {
 
 pub type HandlerResult = Result<Response, ApiError>;
 
-/// The service function: route, handle, turn errors into responses, count and log.
+/// The service function: route, handle, turn errors into responses (the error edge), count and
+/// log: a 5xx once, here, with its cause.
 pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Response, Infallible> {
     let started = Instant::now();
     let (parts, incoming) = req.into_parts();
@@ -92,13 +124,7 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp
                 error!(request_id = %request_id.to_str().unwrap_or("-"), route = route_name,
                        method = %parts.method, error = %err, "request failed");
             }
-            let mut response = response::error(&err);
-            if matches!(err, ApiError::MethodNotAllowed) {
-                response
-                    .headers_mut()
-                    .insert(ALLOW, HeaderValue::from_static(allowed(route)));
-            }
-            response
+            err.response()
         }
     };
     let status = response.status().as_u16();
@@ -202,7 +228,7 @@ async fn dispatch(
         }
 
         (Route::NotFound, _) => Err(ApiError::NotFound("no such route".into())),
-        _ => Err(ApiError::MethodNotAllowed),
+        _ => Err(ApiError::MethodNotAllowed(allowed(route))),
     }
 }
 
@@ -218,7 +244,7 @@ async fn json_object(
         state.settings.body_read_timeout(),
     )
     .await?;
-    body::json_object(&bytes)
+    Ok(body::json_object(&bytes)?)
 }
 
 /// A list response: the rows as a JSON array, `x-total-count` and, when more rows exist,
@@ -242,4 +268,18 @@ pub fn list_response<T: serde::Serialize>(
         }
     }
     response
+}
+
+/// A method name with a static lifetime, for labels.
+pub fn method_label(method: &hyper::Method) -> &'static str {
+    match *method {
+        hyper::Method::GET => "GET",
+        hyper::Method::HEAD => "HEAD",
+        hyper::Method::POST => "POST",
+        hyper::Method::PUT => "PUT",
+        hyper::Method::PATCH => "PATCH",
+        hyper::Method::DELETE => "DELETE",
+        hyper::Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }

@@ -1,29 +1,26 @@
 //! Health (liveness), readiness, metrics and the OpenAPI description.
 
 use bytes::Bytes;
+use gitrev_http::response;
 use hyper::StatusCode;
 use serde_json::json;
 
 use super::{AppState, HandlerResult};
-use crate::http::response;
+use crate::error::ApiError;
 
 /// The OpenAPI 3.1 description of the API (`openapi.json` at the crate root), built into the binary.
-pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
+pub const OPENAPI_JSON: &str = include_str!("../../../openapi.json");
 
 /// Liveness: the process serves. Never touches the database.
 pub fn health() -> HandlerResult {
     Ok(response::json(StatusCode::OK, &json!({"status": "ok"})))
 }
 
-/// Readiness: the database answers and the schema is at the expected migration.
+/// Readiness: the database answers and the schema is at the expected migration. When not, the
+/// error edge answers 503 naming the condition (the cause goes to the log).
 pub async fn ready(state: &AppState) -> HandlerResult {
-    Ok(match state.store.readiness().await {
-        Ok(()) => response::json(StatusCode::OK, &json!({"status": "ready"})),
-        Err(reason) => response::json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({"status": "unavailable", "reason": reason}),
-        ),
-    })
+    state.store.readiness().await.map_err(ApiError::NotReady)?;
+    Ok(response::json(StatusCode::OK, &json!({"status": "ready"})))
 }
 
 pub async fn metrics(state: &AppState) -> HandlerResult {

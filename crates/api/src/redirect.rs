@@ -5,14 +5,14 @@
 //! are a 404 with nothing recorded. The answer comes from the link cache; the click goes to the
 //! click queue. Neither puts a database write on the request's path.
 
+use gitrev_http::response;
+use gitrev_links::cache::CachedLink;
+use gitrev_store::urls::Click;
 use hyper::header::{REFERER, USER_AGENT};
 use hyper::HeaderMap;
 
 use super::{AppState, HandlerResult};
-use crate::cache::CachedLink;
 use crate::error::ApiError;
-use crate::http::response;
-use crate::store::urls::Click;
 
 /// A request header as text for the click's details (bounded: a header is at most what the
 /// server accepted).

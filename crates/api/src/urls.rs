@@ -1,26 +1,13 @@
 //! `/urls`, `/urls/{id}` and `/urls/{id}/stats`.
 
+use gitrev_core::model::{NewUrl, UrlChanges};
+use gitrev_http::query::Query;
+use gitrev_http::response;
+use gitrev_store::urls::UrlFilter;
 use hyper::StatusCode;
 use serde_json::{Map, Value};
 
 use super::{list_response, AppState, HandlerResult};
-use crate::error::ApiError;
-use crate::http::query::Query;
-use crate::http::response;
-use crate::model::{NewUrl, UrlChanges};
-use crate::store::urls::UrlFilter;
-use crate::store::StoreError;
-
-fn url_error(err: StoreError) -> ApiError {
-    match err {
-        StoreError::Conflict("short_code") => ApiError::Conflict {
-            field: "short_code".into(),
-            message: "short_code is already taken".into(),
-        },
-        StoreError::NotFound(what) => ApiError::not_found(what),
-        other => other.into(),
-    }
-}
 
 pub async fn create(state: &AppState, body: Map<String, Value>) -> HandlerResult {
     let new = NewUrl::from_json(&body)?;
@@ -29,8 +16,7 @@ pub async fn create(state: &AppState, body: Map<String, Value>) -> HandlerResult
     let url = super::write(writer, new, |new| async move {
         state.store.create_url(&new).await
     })
-    .await
-    .map_err(url_error)?;
+    .await?;
     if custom {
         state.links.invalidate(&url.short_code).await;
     }
@@ -51,28 +37,24 @@ pub async fn list(state: &AppState, query: Option<&str>) -> HandlerResult {
 }
 
 pub async fn get(state: &AppState, id: i64) -> HandlerResult {
-    let url = state.store.get_url(id).await.map_err(url_error)?;
+    let url = state.store.get_url(id).await?;
     Ok(response::json(StatusCode::OK, &url))
 }
 
 pub async fn update(state: &AppState, id: i64, body: Map<String, Value>) -> HandlerResult {
     let changes = UrlChanges::from_json(&body)?;
-    let url = state
-        .store
-        .update_url(id, &changes)
-        .await
-        .map_err(url_error)?;
+    let url = state.store.update_url(id, &changes).await?;
     state.links.invalidate(&url.short_code).await;
     Ok(response::json(StatusCode::OK, &url))
 }
 
 pub async fn delete(state: &AppState, id: i64) -> HandlerResult {
-    let code = state.store.delete_url(id).await.map_err(url_error)?;
+    let code = state.store.delete_url(id).await?;
     state.links.invalidate(&code).await;
     Ok(response::no_content())
 }
 
 pub async fn stats(state: &AppState, id: i64) -> HandlerResult {
-    let stats = state.store.url_stats(id).await.map_err(url_error)?;
+    let stats = state.store.url_stats(id).await?;
     Ok(response::json(StatusCode::OK, &stats))
 }

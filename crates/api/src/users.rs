@@ -1,6 +1,11 @@
 //! `/users`, `/users/{id}` and `/users/bulk`.
 
 use bytes::Bytes;
+use gitrev_core::import;
+use gitrev_core::model::{NewUser, UserChanges};
+use gitrev_http::query::Query;
+use gitrev_http::{body, response};
+use gitrev_store::seed;
 use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::{HeaderMap, StatusCode};
@@ -8,23 +13,6 @@ use serde_json::{json, Map, Value};
 
 use super::{list_response, AppState, HandlerResult};
 use crate::error::ApiError;
-use crate::http::query::Query;
-use crate::http::{body, response};
-use crate::import;
-use crate::model::{NewUser, UserChanges};
-use crate::store::{seed, StoreError};
-
-/// Maps the store's answer for a user write to the API's.
-pub(crate) fn user_error(err: StoreError) -> ApiError {
-    match err {
-        StoreError::Conflict("email") => ApiError::Conflict {
-            field: "email".into(),
-            message: "email already exists".into(),
-        },
-        StoreError::NotFound(what) => ApiError::not_found(what),
-        other => other.into(),
-    }
-}
 
 pub async fn create(state: &AppState, body: Map<String, Value>) -> HandlerResult {
     let new = NewUser::from_json(&body)?;
@@ -32,8 +20,7 @@ pub async fn create(state: &AppState, body: Map<String, Value>) -> HandlerResult
     let user = super::write(writer, new, |new| async move {
         state.store.create_user(&new).await
     })
-    .await
-    .map_err(user_error)?;
+    .await?;
     Ok(response::json(StatusCode::CREATED, &user))
 }
 
@@ -46,22 +33,18 @@ pub async fn list(state: &AppState, query: Option<&str>) -> HandlerResult {
 }
 
 pub async fn get(state: &AppState, id: i64) -> HandlerResult {
-    let user = state.store.get_user(id).await.map_err(user_error)?;
+    let user = state.store.get_user(id).await?;
     Ok(response::json(StatusCode::OK, &user))
 }
 
 pub async fn update(state: &AppState, id: i64, body: Map<String, Value>) -> HandlerResult {
     let changes = UserChanges::from_json(&body)?;
-    let user = state
-        .store
-        .update_user(id, &changes)
-        .await
-        .map_err(user_error)?;
+    let user = state.store.update_user(id, &changes).await?;
     Ok(response::json(StatusCode::OK, &user))
 }
 
 pub async fn delete(state: &AppState, id: i64) -> HandlerResult {
-    for code in state.store.delete_user(id).await.map_err(user_error)? {
+    for code in state.store.delete_user(id).await? {
         state.links.invalidate(&code).await;
     }
     Ok(response::no_content())

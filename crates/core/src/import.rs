@@ -341,9 +341,9 @@ mod tests {
 
     #[test]
     fn the_reference_seed_set_parses_cleanly() {
-        let users = parse_users(include_bytes!("../seed/users.csv")).unwrap();
-        let urls = parse_urls(include_bytes!("../seed/urls.csv")).unwrap();
-        let events = parse_events(include_bytes!("../seed/events.csv")).unwrap();
+        let users = parse_users(include_bytes!("../../../seed/users.csv")).unwrap();
+        let urls = parse_urls(include_bytes!("../../../seed/urls.csv")).unwrap();
+        let events = parse_events(include_bytes!("../../../seed/events.csv")).unwrap();
         assert_eq!((users.rows.len(), users.errors.len()), (400, 0));
         assert_eq!((urls.rows.len(), urls.errors.len()), (2000, 0));
         assert_eq!((events.rows.len(), events.errors.len()), (3422, 0));

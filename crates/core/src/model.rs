@@ -8,8 +8,23 @@ use chrono::NaiveDateTime;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::error::{ApiError, FieldError};
 use crate::shortcode;
+
+/// A field name and what is wrong with it.
+pub type FieldError = (String, String);
+
+/// A JSON object (or query string) that fails validation: one entry per bad field, so a client
+/// learns every problem at once. The API answers it with 422 and the fields as `details`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("validation failed")]
+pub struct ValidationError(pub Vec<FieldError>);
+
+impl ValidationError {
+    /// One bad field.
+    pub fn field(field: &str, message: impl Into<String>) -> ValidationError {
+        ValidationError(vec![(field.to_owned(), message.into())])
+    }
+}
 
 pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
 pub const MAX_NAME_LEN: usize = 255;
@@ -203,11 +218,11 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, ApiError> {
+    fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, ValidationError> {
         if self.errors.is_empty() {
             Ok(value())
         } else {
-            Err(ApiError::Validation(self.errors))
+            Err(ValidationError(self.errors))
         }
     }
 }
@@ -303,7 +318,7 @@ fn check_event_type(s: &str) -> Result<(), String> {
 }
 
 impl NewUser {
-    pub fn from_json(obj: &Map<String, Value>) -> Result<NewUser, ApiError> {
+    pub fn from_json(obj: &Map<String, Value>) -> Result<NewUser, ValidationError> {
         let mut f = Fields::new(obj);
         let username = f.string("username", true, check_username);
         let email = f.string("email", true, check_email);
@@ -315,7 +330,7 @@ impl NewUser {
 }
 
 impl UserChanges {
-    pub fn from_json(obj: &Map<String, Value>) -> Result<UserChanges, ApiError> {
+    pub fn from_json(obj: &Map<String, Value>) -> Result<UserChanges, ValidationError> {
         let mut f = Fields::new(obj);
         let username = f.string("username", false, check_username);
         let email = f.string("email", false, check_email);
@@ -330,7 +345,7 @@ impl UserChanges {
 }
 
 impl NewUrl {
-    pub fn from_json(obj: &Map<String, Value>) -> Result<NewUrl, ApiError> {
+    pub fn from_json(obj: &Map<String, Value>) -> Result<NewUrl, ValidationError> {
         let mut f = Fields::new(obj);
         let original_url = f.string("original_url", true, check_original_url);
         let user_id = f.integer("user_id", false);
@@ -348,7 +363,7 @@ impl NewUrl {
 }
 
 impl UrlChanges {
-    pub fn from_json(obj: &Map<String, Value>) -> Result<UrlChanges, ApiError> {
+    pub fn from_json(obj: &Map<String, Value>) -> Result<UrlChanges, ValidationError> {
         let mut f = Fields::new(obj);
         let title = match obj.get("title") {
             Some(Value::Null) => Some(None),
@@ -372,7 +387,7 @@ impl UrlChanges {
 }
 
 impl NewEvent {
-    pub fn from_json(obj: &Map<String, Value>) -> Result<NewEvent, ApiError> {
+    pub fn from_json(obj: &Map<String, Value>) -> Result<NewEvent, ValidationError> {
         let mut f = Fields::new(obj);
         let event_type = f.string("event_type", true, check_event_type);
         let url_id = f.integer("url_id", true);
@@ -413,11 +428,8 @@ mod tests {
         }
     }
 
-    fn bad_fields(err: ApiError) -> Vec<String> {
-        match err {
-            ApiError::Validation(fields) => fields.into_iter().map(|(f, _)| f).collect(),
-            other => panic!("expected a validation error, got {other:?}"),
-        }
+    fn bad_fields(err: ValidationError) -> Vec<String> {
+        err.0.into_iter().map(|(f, _)| f).collect()
     }
 
     #[test]

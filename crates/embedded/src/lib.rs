@@ -43,6 +43,20 @@ pub enum EmbeddedError {
     NoUnprivilegedUser,
 }
 
+/// One connection, driven on a background task (the store has its own pool; this crate sits
+/// below nothing and asks nothing of it).
+async fn connect(
+    config: &tokio_postgres::Config,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            warn!(error = %err, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmbeddedError {
     let what = what.into();
     move |source| EmbeddedError::Io { what, source }
@@ -322,7 +336,7 @@ impl EmbeddedPostgres {
                     )));
                 }
             }
-            match crate::store::connect(&admin).await {
+            match connect(&admin).await {
                 Ok(client) => {
                     let exists = client
                         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DATABASE])

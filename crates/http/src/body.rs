@@ -9,7 +9,19 @@ use hyper::header::CONTENT_LENGTH;
 use hyper::HeaderMap;
 use serde_json::{Map, Value};
 
-use crate::error::ApiError;
+/// Why a request body was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Larger than the limit (or announced as such); the limit in bytes.
+    #[error("request body is larger than {0} bytes")]
+    TooLarge(usize),
+    /// No part of the body arrived within the stall timeout, in milliseconds.
+    #[error("the request body did not arrive within {0} ms")]
+    Stalled(u64),
+    /// Unreadable, or not the JSON object that was expected.
+    #[error("{0}")]
+    Invalid(String),
+}
 
 /// The whole body, or 413 when it is (or announces itself) larger than `limit` bytes, or 408 when
 /// no part of it arrives for `idle` (a stalled client; a slow but steady upload is fine).
@@ -18,13 +30,13 @@ pub async fn read(
     body: Incoming,
     limit: usize,
     idle: Option<Duration>,
-) -> Result<Bytes, ApiError> {
+) -> Result<Bytes, BodyError> {
     let announced = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|len| len > limit as u64) {
-        return Err(ApiError::PayloadTooLarge(limit));
+        return Err(BodyError::TooLarge(limit));
     }
     let mut body = Limited::new(body, limit);
     let mut out = BytesMut::with_capacity(announced.unwrap_or(0).min(limit as u64) as usize);
@@ -32,7 +44,7 @@ pub async fn read(
         let next = match idle {
             Some(idle) => tokio::time::timeout(idle, body.frame())
                 .await
-                .map_err(|_| ApiError::BodyTimeout(idle.as_millis() as u64))?,
+                .map_err(|_| BodyError::Stalled(idle.as_millis() as u64))?,
             None => body.frame().await,
         };
         match next {
@@ -43,10 +55,10 @@ pub async fn read(
                 }
             }
             Some(Err(err)) if err.is::<http_body_util::LengthLimitError>() => {
-                return Err(ApiError::PayloadTooLarge(limit))
+                return Err(BodyError::TooLarge(limit))
             }
             Some(Err(err)) => {
-                return Err(ApiError::InvalidBody(format!(
+                return Err(BodyError::Invalid(format!(
                     "the request body could not be read: {err}"
                 )))
             }
@@ -56,16 +68,14 @@ pub async fn read(
 
 /// The body as a JSON object; anything else (empty, text, a form, a JSON array, string, number,
 /// `null`, broken JSON) is a 400. The content type is not consulted: the bytes decide.
-pub fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, BodyError> {
     const EXPECTED: &str = "the request body must be a JSON object";
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::InvalidBody(format!(
-            "{EXPECTED}; the body is empty"
-        )));
+        return Err(BodyError::Invalid(format!("{EXPECTED}; the body is empty")));
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(ApiError::InvalidBody(format!(
+        Ok(other) => Err(BodyError::Invalid(format!(
             "{EXPECTED}, not {}",
             match other {
                 Value::Array(_) => "an array",
@@ -75,7 +85,7 @@ pub fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
                 _ => "null",
             }
         ))),
-        Err(err) => Err(ApiError::InvalidBody(format!(
+        Err(err) => Err(BodyError::Invalid(format!(
             "{EXPECTED}; it is not valid JSON ({err})"
         ))),
     }
@@ -104,7 +114,7 @@ mod tests {
             b"\xff\xfe",
         ] {
             let err = json_object(bad).unwrap_err();
-            assert!(matches!(err, ApiError::InvalidBody(_)), "{bad:?}");
+            assert!(matches!(err, BodyError::Invalid(_)), "{bad:?}");
         }
     }
 }

@@ -4,9 +4,11 @@
 
 use std::borrow::Cow;
 
-use crate::config::MAX_PER_PAGE;
-use crate::error::{ApiError, FieldError};
-use crate::store::Page;
+use gitrev_core::{FieldError, Page, ValidationError};
+
+/// `per_page` may not exceed this; the list cap must be a multiple of it so the `next` link of a
+/// capped list lines up with a real page.
+pub const MAX_PER_PAGE: u32 = 1_000;
 
 /// `per_page` when only `page` is given.
 pub const DEFAULT_PER_PAGE: u32 = 100;
@@ -98,11 +100,11 @@ impl<'a> Query<'a> {
     }
 
     /// 422 with every bad parameter, or Ok.
-    pub fn finish(&mut self) -> Result<(), ApiError> {
+    pub fn finish(&mut self) -> Result<(), ValidationError> {
         if self.errors.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::Validation(std::mem::take(&mut self.errors)))
+            Err(ValidationError(std::mem::take(&mut self.errors)))
         }
     }
 
@@ -177,7 +179,7 @@ impl Pagination {
 mod tests {
     use super::*;
 
-    fn pagination(q: &str) -> Result<Pagination, ApiError> {
+    fn pagination(q: &str) -> Result<Pagination, ValidationError> {
         let mut query = Query::parse(Some(q));
         let p = query.pagination(10_000);
         query.finish().map(|()| p)

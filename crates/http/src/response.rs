@@ -1,14 +1,12 @@
-//! Building responses: JSON bodies, errors, redirects and the list headers.
+//! Building responses: JSON bodies, text and redirects. (Error responses are the API's: its error
+//! type alone decides their status, headers and body.)
 
 use bytes::Bytes;
-use hyper::header::{
-    HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
-};
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use hyper::StatusCode;
 use serde::Serialize;
 
 use super::{Body, Response};
-use crate::error::{ApiError, RETRY_AFTER_SECS};
 
 pub const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
 
@@ -35,24 +33,6 @@ pub fn text(status: StatusCode, content_type: String, body: impl Into<Bytes>) ->
     let content_type = HeaderValue::try_from(content_type)
         .unwrap_or_else(|_| HeaderValue::from_static("text/plain"));
     with_body(status, content_type, body.into())
-}
-
-pub fn error(err: &ApiError) -> Response {
-    let mut response = json(err.status(), &err.body());
-    match err {
-        ApiError::Unavailable(_) => {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
-        }
-        ApiError::Unauthorized => {
-            response
-                .headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        _ => {}
-    }
-    response
 }
 
 /// A redirect to `location`, which the caller has already made a valid header value.

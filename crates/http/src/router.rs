@@ -1,7 +1,7 @@
 //! Path → route, without allocating: the path is split on `/` into borrowed segments and matched
 //! against the fixed API shape. Any single segment that is not a reserved name is a short code.
 
-use crate::shortcode;
+use gitrev_core::shortcode;
 
 /// Where a request goes. Ids are parsed here; a non-numeric id is simply not a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn reserved_names_are_never_codes() {
-        for name in crate::shortcode::RESERVED {
+        for name in shortcode::RESERVED {
             assert!(
                 !matches!(route(&format!("/{name}")), Route::Redirect(_)),
                 "{name}"

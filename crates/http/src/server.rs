@@ -1,39 +1,66 @@
 //! The listener and connection lifecycle: accept (at most `GITREV_MAX_CONNECTIONS` at once), serve
 //! HTTP/1.1 with keep-alive within the head size, header count and header read time limits, and on
 //! shutdown stop accepting, let in-flight requests finish within the grace period, then return.
+//!
+//! What answers the requests is the caller's: any function from request to response.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::Request;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use crate::api::{self, AppState};
-use crate::config::DEFAULT_MAX_HEADERS;
+use crate::Response;
 
-/// Serves connections from `listener` until `shutdown` completes, then drains.
-pub async fn serve(
+/// hyper's own default: any other value makes it allocate the header array per request.
+pub const DEFAULT_MAX_HEADERS: usize = 100;
+
+/// The listener's and each connection's limits.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerSettings {
+    /// Most client connections served at once.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers), in bytes.
+    pub max_header_bytes: usize,
+    /// Most headers in one request.
+    pub max_headers: usize,
+    /// How long a client may take to send a request's headers, and how long an idle keep-alive
+    /// connection stays open; `None`: no limit.
+    pub header_read_timeout: Option<Duration>,
+}
+
+/// Serves connections from `listener` with `service` until `shutdown` completes, then drains.
+/// `connections` counts the connections open.
+pub async fn serve<S, F>(
     listener: TcpListener,
-    state: Arc<AppState>,
+    settings: ServerSettings,
+    connections: prometheus::IntGauge,
+    service: S,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
-) {
+) where
+    S: Fn(Request<Incoming>) -> F + Clone + Send + 'static,
+    F: Future<Output = Result<Response, Infallible>> + Send + 'static,
+{
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
         .keep_alive(true)
-        .max_header_size(state.settings.max_header_bytes);
-    if state.settings.max_headers != DEFAULT_MAX_HEADERS {
+        .max_header_size(settings.max_header_bytes);
+    if settings.max_headers != DEFAULT_MAX_HEADERS {
         // Any value but hyper's default moves the header array to the heap, per request.
-        builder.max_headers(state.settings.max_headers);
+        builder.max_headers(settings.max_headers);
     }
-    match state.settings.header_read_timeout() {
+    match settings.header_read_timeout {
         // Bounds both a slow client's request head and an idle keep-alive connection.
         Some(timeout) => {
             builder
@@ -46,8 +73,8 @@ pub async fn serve(
     }
     // A connection is accepted only with a permit in hand: beyond the limit, clients wait in the
     // listen backlog instead of costing memory and file descriptors here.
-    let permits = Arc::new(Semaphore::new(state.settings.max_connections));
-    let open = state.metrics.connections.clone();
+    let permits = Arc::new(Semaphore::new(settings.max_connections));
+    let open = connections;
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -66,8 +93,7 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let state = state.clone();
-                let service = service_fn(move |req| api::handle(state.clone(), req));
+                let service = service_fn(service.clone());
                 let conn = builder.serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 let open = OpenConnection::new(open.clone(), permit);

@@ -14,14 +14,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use gitrev_store::urls::Click;
+use gitrev_store::{Store, StoreError};
+use gitrev_telemetry::BatchMetrics;
 use prometheus::IntCounter;
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
-
-use crate::store::urls::Click;
-use crate::store::{Store, StoreError};
-use crate::telemetry::BatchMetrics;
 
 /// Click queue settings.
 #[derive(Clone, Copy, Debug)]

@@ -21,19 +21,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::header::HeaderValue;
+use gitrev_store::urls::{ClickTarget, Link};
+use gitrev_store::{Store, StoreError};
+use http::header::HeaderValue;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 use prometheus::IntCounterVec;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::store::urls::Link;
-use crate::store::{Store, StoreError};
-
-/// The channel replicas announce link changes on. A payload of `*` clears every cache.
-pub const CHANNEL: &str = "gitrev_links";
-pub const CLEAR_ALL: &str = "*";
+/// The channel replicas announce link changes on (the store sends). A payload of `*` clears every
+/// cache.
+pub use gitrev_store::announce::{CHANNEL, CLEAR_ALL};
 
 /// A cached answer: the link, or `None` for a code that is unknown or inactive.
 pub type Entry = Option<Arc<CachedLink>>;
@@ -52,50 +51,34 @@ pub struct CachedLink {
     pub location: HeaderValue,
     /// The code, the same allocation as the cache key.
     pub short_code: Arc<str>,
-    /// The target as stored, when it differs from `location`.
-    stored_target: Option<Arc<str>>,
+    /// The target as stored: the bytes of `location` (the same allocation) when it is the same
+    /// text, else its own copy.
+    target: ClickTarget,
 }
 
 impl CachedLink {
     /// `None` when the stored target cannot be a `location` (it was validated on the way in, so
     /// only a hand-edited row gets here).
     pub fn new(code: Arc<str>, link: &Link) -> Option<CachedLink> {
-        let normalized = String::from(url::Url::parse(&link.original_url).ok()?);
-        let stored_target =
-            (normalized != link.original_url).then(|| Arc::from(link.original_url.as_str()));
-        let location = HeaderValue::from_maybe_shared(Bytes::from(normalized)).ok()?;
+        let normalized = Bytes::from(String::from(url::Url::parse(&link.original_url).ok()?));
+        let target = if normalized == link.original_url.as_bytes() {
+            ClickTarget::Location(normalized.clone())
+        } else {
+            ClickTarget::Stored(Arc::from(link.original_url.as_str()))
+        };
+        let location = HeaderValue::from_maybe_shared(normalized).ok()?;
         Some(CachedLink {
             url_id: link.url_id,
             user_id: link.user_id,
             location,
             short_code: code,
-            stored_target,
+            target,
         })
     }
 
     /// The target exactly as stored (what click details report).
     pub fn original_url(&self) -> ClickTarget {
-        match &self.stored_target {
-            Some(stored) => ClickTarget::Stored(stored.clone()),
-            None => ClickTarget::Location(self.location.clone()),
-        }
-    }
-}
-
-/// A link's stored target as a click carries it: a shared reference either way, no copy.
-#[derive(Clone, Debug)]
-pub enum ClickTarget {
-    Location(HeaderValue),
-    Stored(Arc<str>),
-}
-
-impl ClickTarget {
-    pub fn as_str(&self) -> &str {
-        match self {
-            // A location is visible ASCII by construction.
-            ClickTarget::Location(value) => value.to_str().unwrap_or_default(),
-            ClickTarget::Stored(stored) => stored,
-        }
+        self.target.clone()
     }
 }
 

@@ -20,13 +20,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use gitrev_store::urls::{KnownLink, Link};
+use gitrev_store::{Store, StoreError};
 use rkyv::rancor;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::cache::{CachedLink, LinkCache};
-use crate::store::urls::Link;
-use crate::store::{Store, StoreError};
 
 const MAGIC: &[u8; 8] = b"GITREVLS";
 const VERSION: u64 = 1;
@@ -174,7 +174,18 @@ pub async fn reconcile(
     store: &Store,
     links: Vec<SnapshotLink>,
 ) -> Result<Vec<SnapshotLink>, (StoreError, Vec<SnapshotLink>)> {
-    let stale = match store.stale_links(&links).await {
+    let known: Vec<KnownLink<'_>> = links
+        .iter()
+        .map(|l| KnownLink {
+            code: &l.code,
+            url_id: l.url_id,
+            user_id: l.user_id,
+            target: &l.target,
+        })
+        .collect();
+    let stale = store.stale_links(&known).await;
+    drop(known);
+    let stale = match stale {
         Ok(stale) => stale,
         Err(err) => return Err((err, links)),
     };

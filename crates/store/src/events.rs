@@ -1,10 +1,10 @@
 //! The `events` table: the log of what happened to urls.
 
+use gitrev_core::model::{Event, NewEvent};
 use serde_json::Value;
 use tokio_postgres::Row;
 
 use super::{Filter, Page, Store, StoreError};
-use crate::model::{Event, NewEvent};
 
 const COLUMNS: &str = "id, url_id, user_id, event_type, timestamp, details";
 

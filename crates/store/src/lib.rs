@@ -1,10 +1,12 @@
 //! The database: a bb8 pool of tokio-postgres connections, each with its own cache of prepared
 //! statements, and one file per table or concern (`users`, `urls`, `events`, `migrate`, `seed`,
-//! `sequences`, `schema`). No HTTP types here: callers get rows or a [`StoreError`].
+//! `sequences`, `schema`), and [`announce`]: the channel link changes are announced on. No HTTP
+//! types here (the crate does not depend on any): callers get rows or a [`StoreError`].
 //!
 //! Every pooled connection carries the configured `statement_timeout`, and the pool's checkout is
 //! bounded by the pool timeout, so no caller waits on the database without a limit.
 
+pub mod announce;
 pub mod events;
 pub mod migrate;
 pub mod schema;
@@ -22,7 +24,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Statement};
 use tracing::warn;
 
-use crate::config::Settings;
+pub use gitrev_core::Page;
 
 /// What went wrong, as far as a caller needs to know.
 #[derive(Debug, thiserror::Error)]
@@ -258,10 +260,37 @@ pub struct Store {
     maintenance: tokio_postgres::Config,
 }
 
+/// What the store takes from the service's settings: the pool and its timeouts.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreSettings {
+    /// Most connections in the pool.
+    pub pool_size: u32,
+    /// PostgreSQL `statement_timeout` of every pooled connection.
+    pub statement_timeout_ms: u64,
+    /// How long a caller waits for a pooled connection.
+    pub pool_timeout_ms: u64,
+    /// TCP connect timeout.
+    pub connect_timeout_ms: u64,
+}
+
+impl StoreSettings {
+    pub fn statement_timeout(&self) -> Duration {
+        Duration::from_millis(self.statement_timeout_ms)
+    }
+
+    pub fn pool_timeout(&self) -> Duration {
+        Duration::from_millis(self.pool_timeout_ms)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
 /// Connection settings for `database_url` with the service's timeouts applied.
 pub fn client_config(
     database_url: &str,
-    settings: &Settings,
+    settings: &StoreSettings,
     statement_timeout: Option<Duration>,
 ) -> Result<tokio_postgres::Config, StoreError> {
     let mut config: tokio_postgres::Config = database_url
@@ -282,7 +311,7 @@ pub fn client_config(
 
 impl Store {
     /// Builds the pool without connecting: the first request (or [`Store::ping`]) connects.
-    pub fn new(database_url: &str, settings: &Settings) -> Result<Store, StoreError> {
+    pub fn new(database_url: &str, settings: &StoreSettings) -> Result<Store, StoreError> {
         let config = client_config(database_url, settings, Some(settings.statement_timeout()))?;
         let maintenance = client_config(database_url, settings, None)?;
         let reachability = Arc::new(Reachability::new());
@@ -350,12 +379,11 @@ impl Store {
         }
     }
 
-    /// The database answers and is at the expected migration; otherwise why not.
-    pub async fn readiness(&self) -> Result<(), String> {
-        let conn = self.conn().await.map_err(|e| e.to_string())?;
-        migrate::check_current(&conn.client)
-            .await
-            .map_err(|e| e.to_string())
+    /// The database answers and is at the expected migration; otherwise why not (in full, for
+    /// the log: the API tells clients only which condition failed).
+    pub async fn readiness(&self) -> Result<(), migrate::MigrateError> {
+        let conn = self.conn().await?;
+        migrate::check_current(&conn.client).await
     }
 }
 
@@ -441,13 +469,6 @@ where
     Fut: std::future::Future,
 {
     futures_util::future::join_all(items.iter().map(run)).await
-}
-
-/// Which slice of a list to read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Page {
-    pub limit: i64,
-    pub offset: i64,
 }
 
 /// Equality filters on a list, combined with AND. Column names are fixed strings from the

@@ -20,7 +20,7 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "0001_init.sql",
-    sql: include_str!("../../sql/0001_init.sql"),
+    sql: include_str!("../../../sql/0001_init.sql"),
 }];
 
 /// Arbitrary but fixed: the advisory lock every gitrev process takes while migrating.
@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn every_sql_file_is_listed_in_order() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sql");
         let mut files: Vec<String> = std::fs::read_dir(dir)
             .expect("sql/ exists")
             .map(|e| {

@@ -8,10 +8,10 @@
 
 use std::path::Path;
 
+use gitrev_core::import::{self, EventRow, ImportError, Parsed, RowError, UrlRow, UserRow};
 use tokio_postgres::Client;
 
-use super::{sequences, StoreError};
-use crate::import::{self, EventRow, ImportError, Parsed, RowError, UrlRow, UserRow};
+use super::{announce, sequences, StoreError};
 
 /// Rows go to the database in chunks of this many pipelined statements.
 const CHUNK: usize = 1_000;
@@ -300,9 +300,9 @@ impl From<tokio_postgres::Error> for SeedError {
 fn read_files(source: &SeedSource<'_>) -> Result<SeedFiles, SeedError> {
     match source {
         SeedSource::BuiltIn => Ok(SeedFiles {
-            users: include_bytes!("../../seed/users.csv").to_vec(),
-            urls: include_bytes!("../../seed/urls.csv").to_vec(),
-            events: include_bytes!("../../seed/events.csv").to_vec(),
+            users: include_bytes!("../../../seed/users.csv").to_vec(),
+            urls: include_bytes!("../../../seed/urls.csv").to_vec(),
+            events: include_bytes!("../../../seed/events.csv").to_vec(),
         }),
         SeedSource::Dir(dir) => {
             let read = |name: &str| {
@@ -377,8 +377,8 @@ pub async fn truncate(client: &Client) -> Result<(), StoreError> {
              TRUNCATE url_stats, events, urls, users RESTART IDENTITY;
              SELECT pg_notify('{}', '{}');
              COMMIT;",
-            crate::cache::CHANNEL,
-            crate::cache::CLEAR_ALL
+            announce::CHANNEL,
+            announce::CLEAR_ALL
         ))
         .await?;
     Ok(())

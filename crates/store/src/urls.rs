@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use gitrev_core::model::{NewUrl, Url, UrlChanges, UrlStats};
+use gitrev_core::shortcode;
 use serde_json::{json, Value};
 use tokio_postgres::Row;
 
-use super::{sequences, Filter, Page, Store, StoreError};
-use crate::cache::ClickTarget;
-use crate::model::{NewUrl, Url, UrlChanges, UrlStats};
-use crate::shortcode;
+use super::{announce, sequences, Filter, Page, Store, StoreError};
 
 const COLUMNS: &str =
     "id, user_id, short_code, original_url, title, is_active, created_at, updated_at";
@@ -74,6 +74,35 @@ pub struct UrlFilter {
     pub user_id: Option<i64>,
     pub is_active: Option<bool>,
     pub short_code: Option<String>,
+}
+
+/// A link's stored target as a click carries it: shared with the link cache's entry either way, no
+/// copy per click. Plain bytes or text: the store knows no HTTP type.
+#[derive(Clone, Debug)]
+pub enum ClickTarget {
+    /// The bytes of the cached `location` header (visible ASCII), when they are the stored target.
+    Location(Bytes),
+    Stored(Arc<str>),
+}
+
+impl ClickTarget {
+    pub fn as_str(&self) -> &str {
+        match self {
+            // A location is visible ASCII by construction.
+            ClickTarget::Location(bytes) => std::str::from_utf8(bytes).unwrap_or_default(),
+            ClickTarget::Stored(stored) => stored,
+        }
+    }
+}
+
+/// A link as a replica remembers it (a link snapshot's row), to be checked against the table.
+#[derive(Clone, Copy, Debug)]
+pub struct KnownLink<'a> {
+    pub code: &'a str,
+    pub url_id: i64,
+    pub user_id: Option<i64>,
+    /// The target as stored.
+    pub target: &'a str,
 }
 
 /// A click to record. Kept compact (it may wait in a queue of 100k): the code and target are
@@ -164,7 +193,7 @@ impl Store {
                         // request (the negative entry expires within its short TTL anyway).
                         if let Err(err) = conn
                             .client
-                            .execute("SELECT pg_notify($1, $2)", &[&crate::cache::CHANNEL, &code])
+                            .execute("SELECT pg_notify($1, $2)", &[&announce::CHANNEL, &code])
                             .await
                         {
                             tracing::warn!(error = %err, "could not announce a new custom code");
@@ -256,7 +285,7 @@ impl Store {
                 .client
                 .execute(
                     "SELECT pg_notify($1, code) FROM unnest($2::text[]) AS code",
-                    &[&crate::cache::CHANNEL, &custom_codes],
+                    &[&announce::CHANNEL, &custom_codes],
                 )
                 .await
             {
@@ -270,12 +299,12 @@ impl Store {
     /// owner or target. One query, however many links.
     pub async fn stale_links(
         &self,
-        links: &[crate::snapshot::SnapshotLink],
+        links: &[KnownLink<'_>],
     ) -> Result<std::collections::HashSet<String>, StoreError> {
-        let codes: Vec<&str> = links.iter().map(|l| l.code.as_str()).collect();
+        let codes: Vec<&str> = links.iter().map(|l| l.code).collect();
         let ids: Vec<i64> = links.iter().map(|l| l.url_id).collect();
         let owners: Vec<Option<i64>> = links.iter().map(|l| l.user_id).collect();
-        let targets: Vec<&str> = links.iter().map(|l| l.target.as_str()).collect();
+        let targets: Vec<&str> = links.iter().map(|l| l.target).collect();
         let mut conn = self.conn().await?;
         let stmt = conn
             .prepared(
@@ -377,7 +406,7 @@ impl Store {
         .await?;
         tx.execute(
             "SELECT pg_notify($1, $2)",
-            &[&crate::cache::CHANNEL, &url.short_code],
+            &[&announce::CHANNEL, &url.short_code],
         )
         .await?;
         tx.commit().await?;

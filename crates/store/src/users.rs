@@ -1,10 +1,10 @@
 //! The `users` table.
 
+use gitrev_core::model::{NewUser, User, UserChanges};
 use tokio_postgres::Row;
 
 use super::{sequences, Filter, Page, Store, StoreError};
-use crate::cache;
-use crate::model::{NewUser, User, UserChanges};
+use crate::announce;
 
 const COLUMNS: &str = "id, username, email, created_at";
 
@@ -159,13 +159,13 @@ impl Store {
         if codes.len() > NOTIFY_EACH_MAX {
             tx.execute(
                 "SELECT pg_notify($1, $2)",
-                &[&cache::CHANNEL, &cache::CLEAR_ALL],
+                &[&announce::CHANNEL, &announce::CLEAR_ALL],
             )
             .await?;
         } else if !codes.is_empty() {
             tx.execute(
                 "SELECT pg_notify($1, code) FROM unnest($2::text[]) AS code",
-                &[&cache::CHANNEL, &codes],
+                &[&announce::CHANNEL, &codes],
             )
             .await?;
         }

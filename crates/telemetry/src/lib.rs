@@ -13,15 +13,25 @@ use prometheus::{
 };
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogFormat, Settings};
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// JSON when stderr is not a terminal, human-readable when it is.
+    Auto,
+    Json,
+    Text,
+}
 
 /// Installs the global subscriber; later calls (tests) are ignored. Lines are written by a
 /// background thread, so a slow stderr never blocks a request; keep the returned guard alive
-/// until exit, when it flushes what is left.
-pub fn init_logging(settings: &Settings) -> tracing_appender::non_blocking::WorkerGuard {
+/// until exit, when it flushes what is left. `filter` is in tracing's EnvFilter syntax.
+pub fn init_logging(
+    filter: &str,
+    format: LogFormat,
+) -> tracing_appender::non_blocking::WorkerGuard {
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
-    let filter = EnvFilter::try_new(&settings.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = match settings.log_format {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
@@ -298,19 +308,5 @@ impl StatusLabel {
 
     fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("ASCII digits")
-    }
-}
-
-/// A method name with a static lifetime, for labels.
-pub fn method_label(method: &hyper::Method) -> &'static str {
-    match *method {
-        hyper::Method::GET => "GET",
-        hyper::Method::HEAD => "HEAD",
-        hyper::Method::POST => "POST",
-        hyper::Method::PUT => "PUT",
-        hyper::Method::PATCH => "PATCH",
-        hyper::Method::DELETE => "DELETE",
-        hyper::Method::OPTIONS => "OPTIONS",
-        _ => "OTHER",
     }
 }
