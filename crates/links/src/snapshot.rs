@@ -183,9 +183,7 @@ pub async fn reconcile(
             target: &l.target,
         })
         .collect();
-    let stale = store.stale_links(&known).await;
-    drop(known);
-    let stale = match stale {
+    let stale = match store.stale_links(&known).await {
         Ok(stale) => stale,
         Err(err) => return Err((err, links)),
     };

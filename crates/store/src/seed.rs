@@ -38,6 +38,18 @@ enum RowFailure {
     Fatal(StoreError),
 }
 
+/// How a refused row is described in the report, which a bulk import sends to its client: the
+/// database's own message (an `Internal` error's) goes to the log only, never into the report.
+fn refused(line: u64, err: &StoreError) -> String {
+    match err {
+        StoreError::Internal(detail) => {
+            tracing::warn!(line, %detail, "the database refused an imported row");
+            "the database refused this row".to_owned()
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Sorts a driver error into a row problem (described by `describe`) or a fatal one.
 fn row_failure(err: tokio_postgres::Error, describe: impl Fn(&StoreError) -> String) -> RowFailure {
     match StoreError::classify(err) {
@@ -140,7 +152,7 @@ pub async fn import_users(client: &Client, rows: &[UserRow]) -> Result<ImportRep
                         StoreError::Conflict(_) => {
                             format!("email {} already belongs to another user", r.email)
                         }
-                        other => other.to_string(),
+                        other => refused(r.line, other),
                     })
                 })
             }
@@ -199,7 +211,7 @@ pub async fn import_urls(client: &Client, rows: &[UrlRow]) -> Result<ImportRepor
                             StoreError::NotFound(_) => {
                                 format!("user_id {} does not exist", r.user_id.unwrap_or_default())
                             }
-                            other => other.to_string(),
+                            other => refused(r.line, other),
                         })
                     })
             }
