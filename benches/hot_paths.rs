@@ -8,18 +8,18 @@ use std::hint::black_box;
 use bytes::BytesMut;
 use chrono::NaiveDateTime;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use gitrev::cache::{CacheConfig, CachedLink, LinkCache};
-use gitrev::http::response;
-use gitrev::http::router::route;
-use gitrev::import;
-use gitrev::model::{Event, Url, User};
-use gitrev::store::urls::{Click, ClickColumns, Link};
+use gitrev_core::import;
+use gitrev_core::model::{Event, Url, User};
+use gitrev_http::response;
+use gitrev_http::router::route;
+use gitrev_links::cache::{CacheConfig, CachedLink, LinkCache};
+use gitrev_store::urls::{Click, ClickColumns, ClickTarget, Link};
 use hyper::StatusCode;
 use serde_json::json;
 use tokio_postgres::types::{ToSql, Type};
 
 fn ts() -> NaiveDateTime {
-    gitrev::model::parse_timestamp("2025-09-19 22:25:05").expect("valid")
+    gitrev_core::model::parse_timestamp("2025-09-19 22:25:05").expect("valid")
 }
 
 fn link(i: i64) -> Link {
@@ -54,7 +54,7 @@ fn cache(c: &mut Criterion) {
             ttl: std::time::Duration::from_secs(300),
             negative_ttl: std::time::Duration::from_secs(1),
         },
-        gitrev::telemetry::Metrics::default()
+        gitrev_telemetry::Metrics::default()
             .batch
             .cache_evictions
             .clone(),
@@ -134,7 +134,7 @@ fn csv_parsing(c: &mut Criterion) {
 
 fn batch_encoding(c: &mut Criterion) {
     let code: std::sync::Arc<str> = "CKVfY9".into();
-    let target = gitrev::cache::ClickTarget::Stored("https://relay.cloud/quiet/harvest/1".into());
+    let target = ClickTarget::Stored("https://relay.cloud/quiet/harvest/1".into());
     let clicks: Vec<Click> = (0..1000)
         .map(|i| Click {
             url_id: i,

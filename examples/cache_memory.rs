@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gitrev::cache::{CacheConfig, CachedLink, LinkCache};
-use gitrev::store::urls::Link;
+use gitrev_links::cache::{CacheConfig, CachedLink, LinkCache};
+use gitrev_store::urls::Link;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -47,7 +47,7 @@ async fn fill(variant: &str, n: u64) {
                     ttl: Duration::from_secs(300),
                     negative_ttl: Duration::from_secs(1),
                 },
-                gitrev::telemetry::Metrics::default()
+                gitrev_telemetry::Metrics::default()
                     .batch
                     .cache_evictions
                     .clone(),

@@ -8,17 +8,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use gitrev_embedded::EmbeddedPostgres;
+use gitrev_links::snapshot;
+use gitrev_store::seed::{self, SeedReport, SeedSource};
+use gitrev_store::{migrate, schema, sequences, Store, StoreError};
+use gitrev_telemetry as telemetry;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::config::{Environment, Settings};
-use crate::embedded::EmbeddedPostgres;
 use crate::service;
-use crate::snapshot;
-use crate::store::seed::{self, SeedReport, SeedSource};
-use crate::store::{migrate, schema, sequences, Store, StoreError};
-use crate::telemetry;
 
 #[derive(Debug, Parser)]
 #[command(name = "gitrev", version, about = "A high-performance link service", long_about = None)]
@@ -66,7 +66,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = cli.settings;
     settings.validate()?;
-    let _log_guard = telemetry::init_logging(&settings);
+    let _log_guard = telemetry::init_logging(&settings.log, settings.log_format.into());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -119,7 +119,7 @@ impl Database {
 }
 
 async fn run_command(command: Command, settings: &Settings, url: &str) -> anyhow::Result<ExitCode> {
-    let store = Store::new(url, settings)?;
+    let store = Store::new(url, &settings.store_settings())?;
     match command {
         Command::Serve => serve(settings, store, url).await,
         Command::Migrate => {

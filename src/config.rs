@@ -2,13 +2,25 @@
 //!
 //! The struct is parsed once by clap (flags win over the environment), then [`Settings::validate`]
 //! rejects values that would only fail later, so a bad setting stops the process at start with a
-//! message naming the variable.
+//! message naming the variable. Each crate gets its own settings struct, cut from these at the
+//! bottom of this file; none of them sees the command line.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{builder::BoolishValueParser, Args, ValueEnum};
+use gitrev_api::ApiSettings;
+use gitrev_http::server::ServerSettings;
+use gitrev_links::batch::ClickQueueConfig;
+use gitrev_links::cache::CacheConfig;
+use gitrev_store::StoreSettings;
+
+/// `per_page` may not exceed this; the list cap must be a multiple of it so the `next` link of a
+/// capped list lines up with a real page.
+pub use gitrev_http::query::MAX_PER_PAGE;
+/// hyper's own default: any other value makes it allocate the header array per request.
+pub use gitrev_http::server::DEFAULT_MAX_HEADERS;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./.gitrev";
@@ -23,12 +35,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 32 << 20;
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 << 10;
-/// hyper's own default: any other value makes it allocate the header array per request.
-pub const DEFAULT_MAX_HEADERS: usize = 100;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-/// `per_page` may not exceed this; the list cap must be a multiple of it so the `next` link of a
-/// capped list lines up with a real page.
-pub const MAX_PER_PAGE: u32 = 1_000;
 
 /// Where the service runs; decides whether demo data may be loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -437,27 +444,6 @@ impl Settings {
         Ok(())
     }
 
-    pub fn statement_timeout(&self) -> Duration {
-        Duration::from_millis(self.statement_timeout_ms)
-    }
-
-    /// The client-side bound of one database operation (checkout and statements).
-    pub fn db_deadline(&self) -> Duration {
-        Duration::from_millis(self.statement_timeout_ms + self.db_deadline_margin_ms)
-    }
-
-    pub fn maintenance_timeout(&self) -> Duration {
-        Duration::from_millis(self.maintenance_timeout_ms)
-    }
-
-    pub fn pool_timeout(&self) -> Duration {
-        Duration::from_millis(self.pool_timeout_ms)
-    }
-
-    pub fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms)
-    }
-
     pub fn header_read_timeout(&self) -> Option<Duration> {
         (self.header_read_timeout_ms > 0)
             .then(|| Duration::from_millis(self.header_read_timeout_ms))
@@ -469,6 +455,75 @@ impl Settings {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// Each crate's own settings, cut from the command line's.
+impl Settings {
+    pub fn store_settings(&self) -> StoreSettings {
+        StoreSettings {
+            pool_size: self.pool_size,
+            statement_timeout_ms: self.statement_timeout_ms,
+            pool_timeout_ms: self.pool_timeout_ms,
+            connect_timeout_ms: self.connect_timeout_ms,
+            db_deadline_margin_ms: self.db_deadline_margin_ms,
+            maintenance_timeout_ms: self.maintenance_timeout_ms,
+        }
+    }
+
+    pub fn api_settings(&self) -> ApiSettings {
+        ApiSettings {
+            list_cap: self.list_cap,
+            max_body_bytes: self.max_body_bytes,
+            max_upload_bytes: self.max_upload_bytes,
+            body_read_timeout_ms: self.body_read_timeout_ms,
+            access_log: self.access_log.into(),
+        }
+    }
+
+    pub fn server_settings(&self) -> ServerSettings {
+        ServerSettings {
+            max_connections: self.max_connections,
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            header_read_timeout: self.header_read_timeout(),
+        }
+    }
+
+    pub fn cache_config(&self) -> CacheConfig {
+        CacheConfig {
+            capacity: self.cache_capacity,
+            ttl: Duration::from_secs(self.cache_ttl_secs),
+            negative_ttl: Duration::from_millis(self.negative_ttl_ms),
+        }
+    }
+
+    pub fn click_queue_config(&self) -> ClickQueueConfig {
+        ClickQueueConfig {
+            capacity: self.click_queue,
+            max_batch: self.click_batch,
+            flush_interval: Duration::from_millis(self.click_flush_ms),
+        }
+    }
+}
+
+impl From<AccessLog> for gitrev_api::AccessLog {
+    fn from(access_log: AccessLog) -> gitrev_api::AccessLog {
+        match access_log {
+            AccessLog::All => gitrev_api::AccessLog::All,
+            AccessLog::Errors => gitrev_api::AccessLog::Errors,
+            AccessLog::Off => gitrev_api::AccessLog::Off,
+        }
+    }
+}
+
+impl From<LogFormat> for gitrev_telemetry::LogFormat {
+    fn from(format: LogFormat) -> gitrev_telemetry::LogFormat {
+        match format {
+            LogFormat::Auto => gitrev_telemetry::LogFormat::Auto,
+            LogFormat::Json => gitrev_telemetry::LogFormat::Json,
+            LogFormat::Text => gitrev_telemetry::LogFormat::Text,
+        }
     }
 }
 

@@ -1,14 +1,12 @@
 //! Property tests: short-code generation, pagination arithmetic and validation round trips,
 //! over inputs proptest draws (and shrinks to the smallest failing case when one fails).
 
+use gitrev_core::model::{check_email, check_original_url, NewEvent, NewUrl, NewUser};
+use gitrev_core::shortcode::{self, check_custom, is_reserved};
+use gitrev_core::ValidationError;
+use gitrev_http::query::{Pagination, Query, MAX_PER_PAGE};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
-
-use crate::config::MAX_PER_PAGE;
-use crate::error::ApiError;
-use crate::http::query::{Pagination, Query};
-use crate::model::{check_email, check_original_url, NewEvent, NewUrl, NewUser};
-use crate::shortcode::{self, check_custom, is_reserved};
 
 fn object(value: Value) -> Map<String, Value> {
     match value {
@@ -17,11 +15,8 @@ fn object(value: Value) -> Map<String, Value> {
     }
 }
 
-fn refused_fields(err: ApiError) -> Vec<String> {
-    match err {
-        ApiError::Validation(fields) => fields.into_iter().map(|(f, _)| f).collect(),
-        other => panic!("expected a validation error, got {other:?}"),
-    }
+fn refused_fields(err: ValidationError) -> Vec<String> {
+    err.0.into_iter().map(|(f, _)| f).collect()
 }
 
 /// Any JSON value but a string.

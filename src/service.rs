@@ -10,20 +10,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gitrev_api::auth::ApiToken;
+use gitrev_api::{AppState, Writers};
+use gitrev_http::server;
+use gitrev_links::batch::{ClickQueue, GroupWriter};
+use gitrev_links::cache::{self, LinkCache};
+use gitrev_links::snapshot;
+use gitrev_store::{Store, StoreError};
+use gitrev_telemetry::Metrics;
 use hyper::StatusCode;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::api::auth::ApiToken;
-use crate::api::{AppState, Writers};
-use crate::batch::{ClickQueue, ClickQueueConfig, GroupWriter};
-use crate::cache::{self, CacheConfig, LinkCache};
 use crate::config::Settings;
-use crate::http::server;
-use crate::snapshot;
-use crate::store::{Store, StoreError};
-use crate::telemetry::Metrics;
 
 /// Concurrent writers per grouped insert (POST /users, /urls, /events): two let one group gather
 /// while the previous one is in flight.
@@ -47,11 +47,7 @@ pub async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let links = LinkCache::new(
-        CacheConfig {
-            capacity: settings.cache_capacity,
-            ttl: Duration::from_secs(settings.cache_ttl_secs),
-            negative_ttl: Duration::from_millis(settings.negative_ttl_ms),
-        },
+        settings.cache_config(),
         metrics.batch.cache_evictions.clone(),
     );
     let (listening_tx, mut listening_rx) = watch::channel(false);
@@ -99,11 +95,7 @@ pub async fn run(
     let drain = Duration::from_millis(settings.click_drain_ms);
     let (clicks, click_writer) = ClickQueue::start(
         store.clone(),
-        ClickQueueConfig {
-            capacity: settings.click_queue,
-            max_batch: settings.click_batch,
-            flush_interval: Duration::from_millis(settings.click_flush_ms),
-        },
+        settings.click_queue_config(),
         metrics.batch.clone(),
         stop_rx.clone(),
         drain,
@@ -132,6 +124,8 @@ pub async fn run(
     });
 
     let grace = settings.shutdown_grace();
+    let server_settings = settings.server_settings();
+    let connections = metrics.connections.clone();
     let state = Arc::new(AppState {
         redirect_status: StatusCode::from_u16(settings.redirect_status)
             .expect("validated at start"),
@@ -139,7 +133,7 @@ pub async fn run(
             .api_token
             .as_ref()
             .map(|token| ApiToken::new(token.expose())),
-        settings,
+        settings: settings.api_settings(),
         store,
         metrics,
         links,
@@ -147,7 +141,15 @@ pub async fn run(
         writers,
     });
     on_ready(listener.local_addr()?);
-    server::serve(listener, state, shutdown, grace).await;
+    server::serve(
+        listener,
+        server_settings,
+        connections,
+        move |req| gitrev_api::handle(state.clone(), req),
+        shutdown,
+        grace,
+    )
+    .await;
 
     let _ = stop_tx.send(true);
     let background = async {

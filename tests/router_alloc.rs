@@ -4,7 +4,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use gitrev::http::router::route;
+use gitrev_http::router::route;
 
 struct Counting;
 

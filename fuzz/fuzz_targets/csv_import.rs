@@ -2,7 +2,7 @@
 //! or reported with a line number after the header.
 #![no_main]
 
-use gitrev::import::{parse_events, parse_urls, parse_users};
+use gitrev_core::import::{parse_events, parse_urls, parse_users};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,9 +2,9 @@
 //! Ok or a list of field problems; nothing panics.
 #![no_main]
 
-use gitrev::error::ApiError;
-use gitrev::http::body::json_object;
-use gitrev::model::{NewEvent, NewUrl, NewUser, UrlChanges, UserChanges};
+use gitrev_api::ApiError;
+use gitrev_core::model::{NewEvent, NewUrl, NewUser, UrlChanges, UserChanges};
+use gitrev_http::body::json_object;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
         NewEvent::from_json(&obj).err(),
     ];
     for err in validations.into_iter().flatten() {
+        let err = ApiError::from(err);
         assert!(matches!(err, ApiError::Validation(ref f) if !f.is_empty()), "{err:?}");
         let body = err.body();
         assert_eq!(body["code"], "validation_failed");

@@ -2,8 +2,7 @@
 //! and the next-page link (when there is one) is itself a query string that parses.
 #![no_main]
 
-use gitrev::config::MAX_PER_PAGE;
-use gitrev::http::query::{Pagination, Query};
+use gitrev_http::query::{Pagination, Query, MAX_PER_PAGE};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|query: &str| {

@@ -2,7 +2,7 @@
 //! path it was given.
 #![no_main]
 
-use gitrev::http::router::{route, Route};
+use gitrev_http::router::{route, Route};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|path: &str| {

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gitrev::embedded::EmbeddedPostgres;
+use gitrev_embedded::EmbeddedPostgres;
 use serde_json::json;
 
 use crate::common::{

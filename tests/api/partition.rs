@@ -145,7 +145,7 @@ async fn under_a_partition_writes_and_ready_answer_503_within_the_deadline_and_r
     );
     assert!(took <= bound, "/ready under a partition took {took:?}");
     assert_eq!(
-        ready.json["reason"], "the database is unavailable",
+        ready.json["reason"], "database unavailable",
         "/ready names the condition, not the driver's text"
     );
     let (redirect, took) = redirect;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use gitrev::embedded::EmbeddedPostgres;
+use gitrev_embedded::EmbeddedPostgres;
 use serde_json::{json, Value};
 
 use crate::common::{

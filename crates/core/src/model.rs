@@ -1,0 +1,530 @@
+//! The resources (users, urls, events), their validation and their JSON form.
+//!
+//! Request bodies arrive as a JSON object (`serde_json::Map`) and are checked field by field here,
+//! so a client learns every bad field at once. Timestamps are rendered in exactly one place
+//! ([`render_timestamp`]): UTC, `YYYY-MM-DDTHH:MM:SS`, no zone, no fraction.
+
+use chrono::NaiveDateTime;
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::shortcode;
+
+/// A field name and what is wrong with it.
+pub type FieldError = (String, String);
+
+/// A JSON object (or query string) that fails validation: one entry per bad field, so a client
+/// learns every problem at once. The API answers it with 422 and the fields as `details`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("validation failed")]
+pub struct ValidationError(pub Vec<FieldError>);
+
+impl ValidationError {
+    /// One bad field.
+    pub fn field(field: &str, message: impl Into<String>) -> ValidationError {
+        ValidationError(vec![(field.to_owned(), message.into())])
+    }
+}
+
+pub const TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%S";
+pub const MAX_NAME_LEN: usize = 255;
+pub const MAX_URL_LEN: usize = 2048;
+pub const MAX_TITLE_LEN: usize = 500;
+pub const MAX_EVENT_TYPE_LEN: usize = 64;
+
+pub fn render_timestamp(ts: &NaiveDateTime) -> String {
+    ts.format(TIMESTAMP_FORMAT).to_string()
+}
+
+/// Parses `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DDTHH:MM:SS` (the seed files use the former).
+pub fn parse_timestamp(text: &str) -> Option<NaiveDateTime> {
+    let text = text.trim();
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
+        .or_else(|_| NaiveDateTime::parse_from_str(text, TIMESTAMP_FORMAT))
+        .ok()
+}
+
+fn ser_ts<S: Serializer>(ts: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&ts.format(TIMESTAMP_FORMAT))
+}
+
+fn ser_opt_ts<S: Serializer>(ts: &Option<NaiveDateTime>, s: S) -> Result<S::Ok, S::Error> {
+    match ts {
+        Some(ts) => ser_ts(ts, s),
+        None => s.serialize_none(),
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    #[serde(serialize_with = "ser_ts")]
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Url {
+    pub id: i64,
+    pub user_id: Option<i64>,
+    pub short_code: String,
+    pub original_url: String,
+    pub title: Option<String>,
+    pub is_active: bool,
+    #[serde(serialize_with = "ser_ts")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "ser_ts")]
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Event {
+    pub id: i64,
+    pub url_id: i64,
+    pub user_id: Option<i64>,
+    pub event_type: String,
+    #[serde(serialize_with = "ser_ts")]
+    pub timestamp: NaiveDateTime,
+    /// Always a JSON object.
+    pub details: Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct UrlStats {
+    pub url_id: i64,
+    pub clicks: i64,
+    #[serde(serialize_with = "ser_opt_ts")]
+    pub last_click_at: Option<NaiveDateTime>,
+}
+
+/// `POST /users`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewUser {
+    pub username: String,
+    pub email: String,
+}
+
+/// `PUT|PATCH /users/{id}`: absent fields stay as they are.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UserChanges {
+    pub username: Option<String>,
+    pub email: Option<String>,
+}
+
+/// `POST /urls`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewUrl {
+    pub original_url: String,
+    pub user_id: Option<i64>,
+    pub title: Option<String>,
+    /// A custom code; `None` means generate one.
+    pub short_code: Option<String>,
+    pub is_active: bool,
+}
+
+/// `PUT|PATCH /urls/{id}`: `None` leaves a field alone; `title: Some(None)` clears the title.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UrlChanges {
+    pub title: Option<Option<String>>,
+    pub is_active: Option<bool>,
+    pub original_url: Option<String>,
+}
+
+/// `POST /events`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    pub event_type: String,
+    pub url_id: i64,
+    pub user_id: Option<i64>,
+    pub details: Map<String, Value>,
+}
+
+/// Collects every field problem of one body before answering.
+struct Fields<'a> {
+    obj: &'a Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(obj: &'a Map<String, Value>) -> Self {
+        Fields {
+            obj,
+            errors: Vec::new(),
+        }
+    }
+
+    fn fail(&mut self, field: &str, problem: impl Into<String>) {
+        self.errors.push((field.to_owned(), problem.into()));
+    }
+
+    /// A string field passed through `check`; `Ok(None)` when absent.
+    fn string(
+        &mut self,
+        field: &str,
+        required: bool,
+        check: fn(&str) -> Result<(), String>,
+    ) -> Option<String> {
+        match self.obj.get(field) {
+            None | Some(Value::Null) if required => {
+                self.fail(field, "is required");
+                None
+            }
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => match check(s) {
+                Ok(()) => Some(s.clone()),
+                Err(problem) => {
+                    self.fail(field, problem);
+                    None
+                }
+            },
+            Some(_) => {
+                self.fail(field, "must be a string");
+                None
+            }
+        }
+    }
+
+    fn integer(&mut self, field: &str, required: bool) -> Option<i64> {
+        match self.obj.get(field) {
+            None | Some(Value::Null) => {
+                if required {
+                    self.fail(field, "is required");
+                }
+                None
+            }
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(v) => Some(v),
+                None => {
+                    self.fail(field, "must be an integer");
+                    None
+                }
+            },
+            Some(_) => {
+                self.fail(field, "must be an integer");
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, field: &str) -> Option<bool> {
+        match self.obj.get(field) {
+            None => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => {
+                self.fail(field, "must be a boolean");
+                None
+            }
+        }
+    }
+
+    fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, ValidationError> {
+        if self.errors.is_empty() {
+            Ok(value())
+        } else {
+            Err(ValidationError(self.errors))
+        }
+    }
+}
+
+/// PostgreSQL text cannot hold U+0000 (and JSONB cannot hold `\u0000`): refused up front as a
+/// 422, never left to fail in the database as a 500 (found by Schemathesis).
+const NUL: &str = "must not contain NUL (U+0000) characters";
+
+/// Whether a JSON value holds U+0000 in any string or key, at any depth.
+pub fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        _ => false,
+    }
+}
+
+pub fn check_username(s: &str) -> Result<(), String> {
+    if s.contains('\0') {
+        Err(NUL.into())
+    } else if s.trim().is_empty() {
+        Err("must not be empty".into())
+    } else if s.chars().count() > MAX_NAME_LEN {
+        Err(format!("must be at most {MAX_NAME_LEN} characters"))
+    } else {
+        Ok(())
+    }
+}
+
+pub fn check_email(s: &str) -> Result<(), String> {
+    const PROBLEM: &str = "must be a valid email address";
+    if s.chars().count() > MAX_NAME_LEN {
+        return Err(format!("must be at most {MAX_NAME_LEN} characters"));
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(PROBLEM.into());
+    }
+    let mut parts = s.split('@');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(local), Some(domain), None)
+            if !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.') =>
+        {
+            Ok(())
+        }
+        _ => Err(PROBLEM.into()),
+    }
+}
+
+/// An absolute http(s) URL with a host.
+pub fn check_original_url(s: &str) -> Result<(), String> {
+    const PROBLEM: &str = "must be an absolute http(s) URL with a host";
+    if s.len() > MAX_URL_LEN {
+        return Err(format!("must be at most {MAX_URL_LEN} bytes"));
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(PROBLEM.into());
+    }
+    match url::Url::parse(s) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some_and(|h| !h.is_empty()) =>
+        {
+            Ok(())
+        }
+        _ => Err(PROBLEM.into()),
+    }
+}
+
+fn check_title(s: &str) -> Result<(), String> {
+    if s.contains('\0') {
+        Err(NUL.into())
+    } else if s.chars().count() > MAX_TITLE_LEN {
+        Err(format!("must be at most {MAX_TITLE_LEN} characters"))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_event_type(s: &str) -> Result<(), String> {
+    if s.contains('\0') {
+        Err(NUL.into())
+    } else if s.trim().is_empty() {
+        Err("must not be empty".into())
+    } else if s.len() > MAX_EVENT_TYPE_LEN {
+        Err(format!("must be at most {MAX_EVENT_TYPE_LEN} bytes"))
+    } else {
+        Ok(())
+    }
+}
+
+impl NewUser {
+    pub fn from_json(obj: &Map<String, Value>) -> Result<NewUser, ValidationError> {
+        let mut f = Fields::new(obj);
+        let username = f.string("username", true, check_username);
+        let email = f.string("email", true, check_email);
+        f.finish(|| NewUser {
+            username: username.expect("checked"),
+            email: email.expect("checked"),
+        })
+    }
+}
+
+impl UserChanges {
+    pub fn from_json(obj: &Map<String, Value>) -> Result<UserChanges, ValidationError> {
+        let mut f = Fields::new(obj);
+        let username = f.string("username", false, check_username);
+        let email = f.string("email", false, check_email);
+        if matches!(obj.get("username"), Some(Value::Null)) {
+            f.fail("username", "must be a string");
+        }
+        if matches!(obj.get("email"), Some(Value::Null)) {
+            f.fail("email", "must be a string");
+        }
+        f.finish(|| UserChanges { username, email })
+    }
+}
+
+impl NewUrl {
+    pub fn from_json(obj: &Map<String, Value>) -> Result<NewUrl, ValidationError> {
+        let mut f = Fields::new(obj);
+        let original_url = f.string("original_url", true, check_original_url);
+        let user_id = f.integer("user_id", false);
+        let title = f.string("title", false, check_title);
+        let short_code = f.string("short_code", false, shortcode::check_custom);
+        let is_active = f.boolean("is_active").unwrap_or(true);
+        f.finish(|| NewUrl {
+            original_url: original_url.expect("checked"),
+            user_id,
+            title,
+            short_code,
+            is_active,
+        })
+    }
+}
+
+impl UrlChanges {
+    pub fn from_json(obj: &Map<String, Value>) -> Result<UrlChanges, ValidationError> {
+        let mut f = Fields::new(obj);
+        let title = match obj.get("title") {
+            Some(Value::Null) => Some(None),
+            _ => f.string("title", false, check_title).map(Some),
+        };
+        let is_active = f.boolean("is_active");
+        let original_url = f.string("original_url", false, check_original_url);
+        if matches!(obj.get("original_url"), Some(Value::Null)) {
+            f.fail("original_url", "must be a string");
+        }
+        f.finish(|| UrlChanges {
+            title,
+            is_active,
+            original_url,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.title.is_none() && self.is_active.is_none() && self.original_url.is_none()
+    }
+}
+
+impl NewEvent {
+    pub fn from_json(obj: &Map<String, Value>) -> Result<NewEvent, ValidationError> {
+        let mut f = Fields::new(obj);
+        let event_type = f.string("event_type", true, check_event_type);
+        let url_id = f.integer("url_id", true);
+        let user_id = f.integer("user_id", false);
+        let details = match obj.get("details") {
+            None | Some(Value::Null) => Some(Map::new()),
+            Some(value @ Value::Object(map)) => {
+                if contains_nul(value) {
+                    f.fail("details", NUL);
+                    None
+                } else {
+                    Some(map.clone())
+                }
+            }
+            Some(_) => {
+                f.fail("details", "must be an object");
+                None
+            }
+        };
+        f.finish(|| NewEvent {
+            event_type: event_type.expect("checked"),
+            url_id: url_id.expect("checked"),
+            user_id,
+            details: details.expect("checked"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => panic!("test body must be an object"),
+        }
+    }
+
+    fn bad_fields(err: ValidationError) -> Vec<String> {
+        err.0.into_iter().map(|(f, _)| f).collect()
+    }
+
+    #[test]
+    fn new_user_accepts_strings() {
+        let u = NewUser::from_json(&obj(json!({"username": "ada", "email": "ada@x.io"}))).unwrap();
+        assert_eq!(u.username, "ada");
+        assert_eq!(u.email, "ada@x.io");
+    }
+
+    #[test]
+    fn new_user_names_every_bad_field() {
+        let err = NewUser::from_json(&obj(json!({"username": 7}))).unwrap_err();
+        assert_eq!(bad_fields(err), ["username", "email"]);
+        let err = NewUser::from_json(&obj(json!({"username": "a", "email": "no-at"}))).unwrap_err();
+        assert_eq!(bad_fields(err), ["email"]);
+        let err =
+            NewUser::from_json(&obj(json!({"username": "  ", "email": ["a@b.c"]}))).unwrap_err();
+        assert_eq!(bad_fields(err), ["username", "email"]);
+    }
+
+    #[test]
+    fn emails() {
+        for good in ["a@b.co", "first.last+tag@sub.example.org"] {
+            assert!(check_email(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "", "a", "@b.co", "a@b", "a@@b.co", "a b@c.co", "a@.co", "a@co.",
+        ] {
+            assert!(check_email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn original_urls() {
+        for good in [
+            "http://x.io",
+            "https://example.com/a?b=c#d",
+            "https://[::1]:8080/",
+        ] {
+            assert!(check_original_url(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "hello",
+            "example.com",
+            "ftp://x",
+            "javascript:alert(1)",
+            "http://",
+            "https:// x.io",
+            "mailto:a@b.co",
+        ] {
+            assert!(check_original_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn new_url_defaults_and_errors() {
+        let u = NewUrl::from_json(&obj(json!({"original_url": "https://x.io"}))).unwrap();
+        assert!(u.is_active);
+        assert_eq!(u.short_code, None);
+        let err = NewUrl::from_json(&obj(json!({"original_url": 5, "user_id": "1",
+            "is_active": "yes", "short_code": "users"})))
+        .unwrap_err();
+        assert_eq!(
+            bad_fields(err),
+            ["original_url", "user_id", "short_code", "is_active"]
+        );
+    }
+
+    #[test]
+    fn url_changes_distinguish_absent_and_null_title() {
+        let c = UrlChanges::from_json(&obj(json!({"title": null}))).unwrap();
+        assert_eq!(c.title, Some(None));
+        let c = UrlChanges::from_json(&obj(json!({}))).unwrap();
+        assert!(c.is_empty());
+        assert!(UrlChanges::from_json(&obj(json!({"original_url": null}))).is_err());
+    }
+
+    #[test]
+    fn events_need_object_details() {
+        let e = NewEvent::from_json(&obj(json!({"event_type": "x", "url_id": 1}))).unwrap();
+        assert!(e.details.is_empty());
+        let err = NewEvent::from_json(&obj(json!({"event_type": "x", "url_id": 1,
+            "details": "str"})))
+        .unwrap_err();
+        assert_eq!(bad_fields(err), ["details"]);
+    }
+
+    #[test]
+    fn timestamps_render_without_zone_or_fraction() {
+        let ts = parse_timestamp("2025-09-19 22:25:05").unwrap();
+        assert_eq!(render_timestamp(&ts), "2025-09-19T22:25:05");
+        let with_fraction = ts + chrono::Duration::microseconds(123_456);
+        assert_eq!(render_timestamp(&with_fraction), "2025-09-19T22:25:05");
+        assert_eq!(parse_timestamp("2025-09-19T22:25:05"), Some(ts));
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+}

@@ -1,0 +1,481 @@
+//! The embedded PostgreSQL: when no `DATABASE_URL` is given, gitrev runs its own private cluster.
+//!
+//! The cluster lives in `<data dir>/pg`, is created with `initdb` on first use (password auth,
+//! the password kept in `<data dir>/pg.password`), and is started on a free loopback port (the
+//! previous start's, kept in `<data dir>/pg.port`, while it is free) with no Unix socket, so two services with different data dirs run side by side. The server runs in its
+//! own process group: a Ctrl-C in the terminal reaches gitrev, which drains its work and only then
+//! stops PostgreSQL. If gitrev was killed without stopping it, the next start finds the running
+//! server through `postmaster.pid` and adopts it. PostgreSQL refuses to run as root, so as root the
+//! cluster is owned by and run as the `postgres` user (or `nobody`).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::distr::{Alphanumeric, SampleString};
+use tracing::{info, warn};
+
+const SUPERUSER: &str = "gitrev";
+const DATABASE: &str = "gitrev";
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error("PostgreSQL server binaries (initdb, postgres) were not found on PATH or under /usr/lib/postgresql/*/bin; install them (Debian/Ubuntu: `apt-get install postgresql`, macOS: `brew install postgresql`), point GITREV_PG_BIN at their directory, or set DATABASE_URL to an existing database")]
+    NotInstalled,
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("initdb failed (exit {status}): {output}")]
+    Initdb { status: String, output: String },
+    #[error("PostgreSQL did not start: {0}")]
+    Start(String),
+    #[error(
+        "running as root, but neither a `postgres` nor a `nobody` user exists to run PostgreSQL as"
+    )]
+    NoUnprivilegedUser,
+}
+
+/// One connection, driven on a background task (the store has its own pool; this crate sits
+/// below nothing and asks nothing of it).
+async fn connect(
+    config: &tokio_postgres::Config,
+) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            warn!(error = %err, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmbeddedError {
+    let what = what.into();
+    move |source| EmbeddedError::Io { what, source }
+}
+
+/// The directory holding `initdb` and `postgres`.
+pub fn find_binaries(configured: Option<&Path>) -> Result<PathBuf, EmbeddedError> {
+    let has_both = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+    if let Some(dir) = configured {
+        return if has_both(dir) {
+            Ok(dir.to_path_buf())
+        } else {
+            Err(EmbeddedError::NotInstalled)
+        };
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        if let Some(dir) = std::env::split_paths(&path).find(|d| has_both(d)) {
+            return Ok(dir);
+        }
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            has_both(&bin).then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .ok_or(EmbeddedError::NotInstalled)
+}
+
+/// Who PostgreSQL runs as when gitrev is root.
+#[derive(Clone, Copy, Debug)]
+struct RunAs {
+    uid: u32,
+    gid: u32,
+}
+
+fn run_as() -> Result<Option<RunAs>, EmbeddedError> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    for name in [c"postgres", c"nobody"] {
+        // SAFETY: getpwnam takes a NUL-terminated name and returns null or a pointer to a static
+        // record, read at once before any other call could overwrite it.
+        let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+        if !pw.is_null() {
+            // SAFETY: checked non-null above.
+            let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+            return Ok(Some(RunAs { uid, gid }));
+        }
+    }
+    Err(EmbeddedError::NoUnprivilegedUser)
+}
+
+fn command(bin: &Path, program: &str, run_as: Option<RunAs>) -> Command {
+    let mut cmd = Command::new(bin.join(program));
+    if let Some(user) = run_as {
+        cmd.uid(user.uid).gid(user.gid);
+    }
+    // Keep PostgreSQL out of our terminal's process group: we stop it after draining our own work.
+    cmd.process_group(0);
+    cmd.env_remove("PGDATA").env("LC_ALL", "C");
+    cmd
+}
+
+/// A running private PostgreSQL server.
+#[derive(Debug)]
+pub struct EmbeddedPostgres {
+    /// The server process when we started it; `None` when we adopted one left running.
+    child: Option<Child>,
+    pid: i32,
+    port: u16,
+    password: String,
+    /// Set once stopped, and from the start when the server belongs to another live gitrev
+    /// process (a `gitrev seed` next to a running `gitrev serve`): that one stops it, not us.
+    stopped: bool,
+    /// `<data dir>/gitrev.owner`: the pid of the gitrev process responsible for stopping it.
+    owner_file: PathBuf,
+}
+
+fn free_port() -> Result<u16, EmbeddedError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port"))?;
+    Ok(listener
+        .local_addr()
+        .map_err(io("finding a free port"))?
+        .port())
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn pid_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// A server still running from an earlier gitrev that did not stop it: (pid, port).
+fn running_server(cluster: &Path) -> Option<(i32, u16)> {
+    let text = fs::read_to_string(cluster.join("postmaster.pid")).ok()?;
+    let mut lines = text.lines();
+    let pid: i32 = lines.next()?.trim().parse().ok()?;
+    let port: u16 = lines.nth(2)?.trim().parse().ok()?;
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    (pid_alive(pid) && comm.trim() == "postgres").then_some((pid, port))
+}
+
+/// Starts `postgres` on `cluster` and `port`, its output appended to `log_path`.
+fn spawn_postgres(
+    bin: &Path,
+    cluster: &Path,
+    port: u16,
+    run_as: Option<RunAs>,
+    log_path: &Path,
+) -> Result<Child, EmbeddedError> {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .map_err(io(format!("opening {}", log_path.display())))?;
+    let log_err = log.try_clone().map_err(io("duplicating the log handle"))?;
+    let child = command(bin, "postgres", run_as)
+        .arg("-D")
+        .arg(cluster)
+        .args(["-p", &port.to_string()])
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .args(["-c", "unix_socket_directories="])
+        .args(["-c", "max_connections=300"])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .spawn()
+        .map_err(io("starting postgres"))?;
+    info!(port, pid = child.id(), cluster = %cluster.display(), "started embedded PostgreSQL");
+    Ok(child)
+}
+
+impl EmbeddedPostgres {
+    /// Creates the cluster if needed, starts it (or adopts one already running on it) and makes
+    /// sure the `gitrev` database exists.
+    pub async fn start(data_dir: &Path, pg_bin: Option<&Path>) -> Result<Self, EmbeddedError> {
+        let bin = find_binaries(pg_bin)?;
+        let run_as = run_as()?;
+        fs::create_dir_all(data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .map_err(io(format!("resolving {}", data_dir.display())))?;
+        let cluster = data_dir.join("pg");
+        let password_file = data_dir.join("pg.password");
+        if !cluster.join("PG_VERSION").exists() {
+            init_cluster(&bin, &cluster, &password_file, run_as)?;
+        }
+        let password = fs::read_to_string(&password_file)
+            .map_err(io(format!(
+                "reading {} (the embedded cluster's password; delete {} to start over)",
+                password_file.display(),
+                cluster.display()
+            )))?
+            .trim()
+            .to_owned();
+
+        let owner_file = data_dir.join("gitrev.owner");
+        let mut server = if let Some((pid, port)) = running_server(&cluster) {
+            let owner = fs::read_to_string(&owner_file)
+                .ok()
+                .and_then(|t| t.trim().parse::<i32>().ok())
+                .filter(|owner| *owner != std::process::id() as i32 && pid_alive(*owner));
+            match owner {
+                Some(owner) => info!(
+                    pid,
+                    port, owner, "using the embedded PostgreSQL of a running gitrev"
+                ),
+                None => info!(
+                    pid,
+                    port, "adopting the embedded PostgreSQL left running by an earlier start"
+                ),
+            }
+            EmbeddedPostgres {
+                child: None,
+                pid,
+                port,
+                password,
+                stopped: owner.is_some(),
+                owner_file,
+            }
+        } else {
+            // The port of the last start when it is still free, so URLs handed out stay good
+            // across restarts; else a fresh one.
+            let port_file = data_dir.join("pg.port");
+            let port = fs::read_to_string(&port_file)
+                .ok()
+                .and_then(|t| t.trim().parse::<u16>().ok())
+                .filter(|&p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok())
+                .map_or_else(free_port, Ok)?;
+            fs::write(&port_file, port.to_string())
+                .map_err(io(format!("writing {}", port_file.display())))?;
+            let child =
+                spawn_postgres(&bin, &cluster, port, run_as, &data_dir.join("postgres.log"))?;
+            EmbeddedPostgres {
+                pid: child.id() as i32,
+                child: Some(child),
+                port,
+                password,
+                stopped: false,
+                owner_file,
+            }
+        };
+        if !server.stopped {
+            fs::write(&server.owner_file, std::process::id().to_string())
+                .map_err(io(format!("writing {}", server.owner_file.display())))?;
+        }
+        let log = data_dir.join("postgres.log");
+        let mut attempts = 1;
+        while let Err(err) = server.wait_ready(&log).await {
+            // The port was free when picked, but something (another test's outgoing connection,
+            // another service starting) may have taken it before postgres bound it: pick again.
+            let port_taken =
+                matches!(&err, EmbeddedError::Start(why) if why.contains("Address already in use"));
+            if !port_taken || server.child.is_none() || attempts >= 5 {
+                server.stop().await;
+                return Err(err);
+            }
+            attempts += 1;
+            let port = free_port()?;
+            warn!(
+                port,
+                "the embedded PostgreSQL's port was taken; retrying on another"
+            );
+            fs::write(data_dir.join("pg.port"), port.to_string()).map_err(io("writing pg.port"))?;
+            server.child = Some(spawn_postgres(&bin, &cluster, port, run_as, &log)?);
+            server.pid = server.child.as_ref().map_or(0, |c| c.id() as i32);
+            server.port = port;
+            server.stopped = false;
+        }
+        Ok(server)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url_for(&self, database: &str) -> String {
+        format!(
+            "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}",
+            self.password, self.port
+        )
+    }
+
+    /// The URL of the service's database on this server.
+    pub fn database_url(&self) -> String {
+        self.url_for(DATABASE)
+    }
+
+    async fn wait_ready(&mut self, log: &Path) -> Result<(), EmbeddedError> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let admin: tokio_postgres::Config = self
+            .url_for("postgres")
+            .parse()
+            .expect("the embedded URL is well-formed");
+        loop {
+            if let Some(child) = &mut self.child {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.stopped = true;
+                    return Err(EmbeddedError::Start(format!(
+                        "postgres exited with {status}; its log says:\n{}",
+                        tail(log, 20)
+                    )));
+                }
+            }
+            match connect(&admin).await {
+                Ok(client) => {
+                    let exists = client
+                        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DATABASE])
+                        .await
+                        .map_err(|e| EmbeddedError::Start(e.to_string()))?
+                        .is_some();
+                    if !exists {
+                        client
+                            .batch_execute(&format!("CREATE DATABASE {DATABASE}"))
+                            .await
+                            .map_err(|e| EmbeddedError::Start(e.to_string()))?;
+                    }
+                    return Ok(());
+                }
+                Err(err) if Instant::now() > deadline => {
+                    return Err(EmbeddedError::Start(format!(
+                        "no connection within {START_TIMEOUT:?}: {err}; its log says:\n{}",
+                        tail(log, 20)
+                    )))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// Stops the server with a fast shutdown (SIGINT), escalating to SIGKILL if it hangs.
+    pub async fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        // SAFETY: sending a signal to a pid we started or adopted.
+        unsafe { libc::kill(self.pid, libc::SIGINT) };
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while self.is_running() {
+            if Instant::now() > deadline {
+                warn!(
+                    pid = self.pid,
+                    "PostgreSQL did not stop in time; killing it"
+                );
+                // SAFETY: as above.
+                unsafe { libc::kill(self.pid, libc::SIGKILL) };
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(child) = &mut self.child {
+            let _ = child.wait();
+        }
+        let _ = fs::remove_file(&self.owner_file);
+        info!(pid = self.pid, "stopped embedded PostgreSQL");
+    }
+
+    fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => pid_alive(self.pid),
+        }
+    }
+}
+
+impl Drop for EmbeddedPostgres {
+    /// A last resort for error paths: never leave a server running behind us.
+    fn drop(&mut self) {
+        if !self.stopped {
+            // SAFETY: sending a signal to a pid we started or adopted.
+            unsafe { libc::kill(self.pid, libc::SIGINT) };
+            if let Some(child) = &mut self.child {
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+fn init_cluster(
+    bin: &Path,
+    cluster: &Path,
+    password_file: &Path,
+    run_as: Option<RunAs>,
+) -> Result<(), EmbeddedError> {
+    if cluster.exists() {
+        // A half-made cluster from an interrupted initdb: start over.
+        fs::remove_dir_all(cluster).map_err(io(format!("removing {}", cluster.display())))?;
+    }
+    fs::create_dir_all(cluster).map_err(io(format!("creating {}", cluster.display())))?;
+    fs::set_permissions(cluster, fs::Permissions::from_mode(0o700))
+        .map_err(io("setting the cluster's permissions"))?;
+    let password = Alphanumeric.sample_string(&mut rand::rng(), 32);
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(password_file)
+        .map_err(io(format!("writing {}", password_file.display())))?;
+    file.write_all(password.as_bytes())
+        .map_err(io(format!("writing {}", password_file.display())))?;
+    // initdb reads the password from a file it must be able to open as its own user.
+    let pwfile = cluster.with_extension("pwfile");
+    fs::write(&pwfile, &password).map_err(io("writing the initdb password file"))?;
+    fs::set_permissions(&pwfile, fs::Permissions::from_mode(0o600))
+        .map_err(io("setting the password file's permissions"))?;
+    if let Some(user) = run_as {
+        for path in [cluster, pwfile.as_path()] {
+            std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)).map_err(io(format!(
+                "handing {} to the postgres user",
+                path.display()
+            )))?;
+        }
+    }
+    info!(cluster = %cluster.display(), "creating the embedded PostgreSQL cluster");
+    let output = command(bin, "initdb", run_as)
+        .arg("-D")
+        .arg(cluster)
+        .args([
+            "-U",
+            SUPERUSER,
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--auth=scram-sha-256",
+        ])
+        .arg(format!("--pwfile={}", pwfile.display()))
+        .stdin(Stdio::null())
+        .output();
+    let _ = fs::remove_file(&pwfile);
+    let output = output.map_err(io("running initdb"))?;
+    if !output.status.success() {
+        let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
+        if run_as.is_some() {
+            text.push_str(
+                " (running as root, the cluster belongs to the postgres user: every directory above the data directory must be reachable by it)",
+            );
+        }
+        let _ = fs::remove_dir_all(cluster);
+        return Err(EmbeddedError::Initdb {
+            status: output.status.to_string(),
+            output: text,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,290 @@
+//! Grouped writers: work that arrives together is written together.
+//!
+//! - [`ClickQueue`]: redirects hand their click to a bounded queue and answer at once; a writer
+//!   task writes the queue in batches (one statement per flush, by size or by interval). A full
+//!   queue drops the click, counts it and says so in the log — never silently. A graceful stop
+//!   drains the queue before the database goes away.
+//! - [`GroupWriter`]: requests that wait for their own answer (`POST /users`) are queued with a
+//!   reply channel; a writer takes everything queued at that moment, writes it in one statement
+//!   and answers each request with its own result. No timer: while one group is being written the
+//!   next one gathers, so the group size follows the load and a lone request waits for nobody.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use gitrev_store::urls::Click;
+use gitrev_store::{deadline, Store, StoreError};
+use gitrev_telemetry::BatchMetrics;
+use prometheus::IntCounter;
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+/// Click queue settings.
+#[derive(Clone, Copy, Debug)]
+pub struct ClickQueueConfig {
+    /// Clicks waiting at most; beyond this a click is dropped and counted.
+    pub capacity: usize,
+    /// Most clicks per statement.
+    pub max_batch: usize,
+    /// Longest a click waits before its batch is written.
+    pub flush_interval: Duration,
+}
+
+/// The sending side, held by the request handlers.
+#[derive(Clone)]
+pub struct ClickQueue {
+    tx: mpsc::Sender<Click>,
+    overflow: IntCounter,
+    overflow_logged: Arc<AtomicU64>,
+}
+
+impl ClickQueue {
+    /// Starts the writer; stop it by flipping `shutdown` to true and awaiting the handle, which
+    /// returns once every queued click is written (or the database stayed down past `drain_for`).
+    pub fn start(
+        store: Store,
+        config: ClickQueueConfig,
+        metrics: BatchMetrics,
+        shutdown: watch::Receiver<bool>,
+        drain_for: Duration,
+    ) -> (ClickQueue, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(config.capacity);
+        let overflow = metrics.click_overflow.clone();
+        let queue = ClickQueue {
+            tx: tx.clone(),
+            overflow,
+            overflow_logged: Arc::new(AtomicU64::new(0)),
+        };
+        let depth_tx = tx.downgrade();
+        let writer = tokio::spawn(write_clicks(
+            rx, depth_tx, store, config, metrics, shutdown, drain_for,
+        ));
+        (queue, writer)
+    }
+
+    /// Queues a click without waiting. `false` when it was dropped (queue full or closed).
+    pub fn record(&self, click: Click) -> bool {
+        match self.tx.try_send(click) {
+            Ok(()) => true,
+            Err(_) => {
+                self.overflow.inc();
+                // One line per power of two of dropped clicks: loud at first, never a flood.
+                let dropped = self.overflow_logged.fetch_add(1, Ordering::Relaxed) + 1;
+                if dropped.is_power_of_two() {
+                    warn!(
+                        dropped_total = dropped,
+                        "click queue full: click dropped (raise GITREV_CLICK_QUEUE)"
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// Clicks waiting to be written.
+    pub fn depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+/// Batches written at once: one gathers (and a second writes) while another is in flight.
+/// The counter upserts sort by url id, so concurrent batches wait on each other, never deadlock.
+const CLICK_WRITERS: usize = 2;
+
+async fn write_clicks(
+    mut rx: mpsc::Receiver<Click>,
+    depth: mpsc::WeakSender<Click>,
+    store: Store,
+    config: ClickQueueConfig,
+    metrics: BatchMetrics,
+    mut shutdown: watch::Receiver<bool>,
+    drain_for: Duration,
+) {
+    let mut batch: Vec<Click> = Vec::with_capacity(config.max_batch);
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut ticker = tokio::time::interval(config.flush_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Set once the stop begins, and read by every flush at each retry: a batch already being
+    // retried against a database that is down must give up by then too, or the stop would hang.
+    let deadline: Arc<OnceLock<Instant>> = Arc::default();
+    loop {
+        let full = batch.len() >= config.max_batch;
+        let room = config.max_batch - batch.len();
+        tokio::select! {
+            received = rx.recv_many(&mut batch, room), if !full => {
+                if received == 0 {
+                    // Closed and empty: every sender is gone, so the service is stopping — maybe
+                    // before this loop saw the stop signal. Without a deadline, a batch being
+                    // retried against a database that is down would be retried forever.
+                    if deadline.get().is_none() {
+                        begin_drain(&deadline, drain_for, &mut rx, batch.len());
+                    }
+                    break;
+                }
+                if batch.len() < config.max_batch {
+                    continue;
+                }
+            }
+            _ = ticker.tick() => {}
+            _ = shutdown.changed(), if deadline.get().is_none() => {
+                begin_drain(&deadline, drain_for, &mut rx, batch.len());
+                continue;
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        while in_flight.len() >= CLICK_WRITERS {
+            // Both writers may be retrying against a database that is down: the stop must still
+            // be noticed here, or they would never be told to give up.
+            tokio::select! {
+                _ = in_flight.join_next() => {}
+                _ = shutdown.changed(), if deadline.get().is_none() => {
+                    begin_drain(&deadline, drain_for, &mut rx, batch.len());
+                }
+            }
+        }
+        let full_batch = std::mem::replace(&mut batch, Vec::with_capacity(config.max_batch));
+        let (writer_store, writer_metrics) = (store.clone(), metrics.clone());
+        let writer_deadline = deadline.clone();
+        in_flight.spawn(async move {
+            flush_clicks(&writer_store, full_batch, &writer_metrics, &writer_deadline).await
+        });
+        if let Some(sender) = depth.upgrade() {
+            metrics
+                .click_queue_depth
+                .set((sender.max_capacity() - sender.capacity()) as i64);
+        }
+    }
+    if !batch.is_empty() {
+        flush_clicks(&store, batch, &metrics, &deadline).await;
+    }
+    while in_flight.join_next().await.is_some() {}
+    metrics.click_queue_depth.set(0);
+    info!("click writer stopped");
+}
+
+/// The stop has begun: take no more clicks, and give every flush until `drain_for` from now.
+fn begin_drain(
+    deadline: &OnceLock<Instant>,
+    drain_for: Duration,
+    rx: &mut mpsc::Receiver<Click>,
+    batched: usize,
+) {
+    let _ = deadline.set(Instant::now() + drain_for);
+    rx.close();
+    info!(queued = rx.len() + batched, "draining the click queue");
+}
+
+/// Writes one batch, retrying while the database is unavailable (until `deadline`, once set).
+async fn flush_clicks(
+    store: &Store,
+    batch: Vec<Click>,
+    metrics: &BatchMetrics,
+    deadline: &OnceLock<Instant>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let started = Instant::now();
+        match store.record_clicks(&batch).await {
+            Ok(()) => {
+                metrics.click_batch_size.observe(batch.len() as f64);
+                metrics
+                    .click_flush_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                return;
+            }
+            Err(StoreError::Unavailable(reason))
+                if deadline.get().is_none_or(|d| Instant::now() < *d) =>
+            {
+                warn!(%reason, clicks = batch.len(), "cannot write clicks yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+            Err(err) => {
+                metrics.click_lost.inc_by(batch.len() as u64);
+                error!(error = %err, clicks = batch.len(), "clicks could not be written and are lost");
+                return;
+            }
+        }
+    }
+}
+
+/// A request waiting in a group, when it arrived, and where its answer goes.
+type Pending<Req, Resp> = (Req, Instant, oneshot::Sender<Resp>);
+
+/// Groups concurrent requests into one write each.
+pub struct GroupWriter<Req, Resp> {
+    tx: mpsc::Sender<Pending<Req, Resp>>,
+}
+
+impl<Req, Resp> Clone for GroupWriter<Req, Resp> {
+    fn clone(&self) -> Self {
+        GroupWriter {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<Req: Send + 'static, Resp: Send + 'static> GroupWriter<Req, Resp> {
+    /// Starts `writers` tasks, each taking up to `max_group` queued requests at a time and
+    /// answering them with `write`, which returns one answer per request, in order. The tasks
+    /// end once every `GroupWriter` clone is dropped and the queue is empty.
+    pub fn start<F, Fut>(
+        max_group: usize,
+        writers: usize,
+        group_sizes: prometheus::Histogram,
+        write: F,
+    ) -> GroupWriter<Req, Resp>
+    where
+        F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<Resp>> + Send,
+    {
+        let (tx, rx) = mpsc::channel::<Pending<Req, Resp>>(max_group * writers * 4);
+        let rx = Arc::new(Mutex::new(rx));
+        let write = Arc::new(write);
+        for _ in 0..writers {
+            let (rx, write, group_sizes) = (rx.clone(), write.clone(), group_sizes.clone());
+            tokio::spawn(async move {
+                let mut group = Vec::with_capacity(max_group);
+                loop {
+                    let received = rx.lock().await.recv_many(&mut group, max_group).await;
+                    if received == 0 {
+                        return;
+                    }
+                    group_sizes.observe(group.len() as f64);
+                    let oldest = group
+                        .iter()
+                        .map(|(_, arrived, _)| *arrived)
+                        .min()
+                        .unwrap_or_else(Instant::now);
+                    let mut requests = Vec::with_capacity(group.len());
+                    let mut replies = Vec::with_capacity(group.len());
+                    for (request, _, reply) in group.drain(..) {
+                        requests.push(request);
+                        replies.push(reply);
+                    }
+                    // The database deadline counts from the oldest request's arrival: time spent
+                    // queued behind a slow group counts against it.
+                    let answers = deadline::started_at(oldest, write(requests)).await;
+                    debug_assert_eq!(answers.len(), replies.len());
+                    for (reply, answer) in replies.into_iter().zip(answers) {
+                        // The requester may have gone (client hung up); its row stands.
+                        let _ = reply.send(answer);
+                    }
+                }
+            });
+        }
+        GroupWriter { tx }
+    }
+
+    /// Queues a request and waits for its own answer; `None` if the writers are gone.
+    pub async fn submit(&self, request: Req) -> Option<Resp> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send((request, Instant::now(), reply)).await.ok()?;
+        answer.await.ok()
+    }
+}

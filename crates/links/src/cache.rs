@@ -1,0 +1,347 @@
+//! The link cache in front of the redirect, and its invalidation across replicas.
+//!
+//! `LinkCache` maps a short code to what a redirect needs, with the `location` header already
+//! encoded. A miss is loaded once however many requests wait for it (moka's coalesced
+//! `try_get_with`), and unknown or inactive codes are cached too, briefly, so a flood of bad codes
+//! costs one query per code per negative TTL.
+//!
+//! Every change that affects a redirect evicts the code locally and is announced with
+//! `NOTIFY gitrev_links, '<code>'` in the same transaction; every replica `LISTEN`s on its own
+//! connection ([`listen`]) and evicts. A replica whose LISTEN connection dropped may have missed
+//! announcements, so it clears the whole cache when it reconnects. A TTL bounds staleness as a
+//! last resort.
+//!
+//! A load that raced with an invalidation (the query read the row before the change committed,
+//! the announcement arrived before the load finished) must not leave the old value behind: every
+//! invalidation bumps an epoch, a load retries while the epoch moves under it, and a value found
+//! stale right after insertion is evicted again.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gitrev_store::urls::{ClickTarget, Link};
+use gitrev_store::{Store, StoreError};
+use http::header::HeaderValue;
+use moka::future::Cache;
+use moka::notification::RemovalCause;
+use prometheus::IntCounterVec;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// The channel replicas announce link changes on (the store sends). A payload of `*` clears every
+/// cache.
+pub use gitrev_store::announce::{CHANNEL, CLEAR_ALL};
+
+/// A cached answer: the link, or `None` for a code that is unknown or inactive.
+pub type Entry = Option<Arc<CachedLink>>;
+
+/// Reads of one code retried while invalidations land under them.
+const LOAD_ATTEMPTS: u32 = 4;
+
+/// What a redirect needs, ready to send. Kept small: a million of these should fit in a few
+/// hundred MB, so the code is shared with the cache key and the stored target is kept only when
+/// it differs from the `location` (it is usually the same text).
+#[derive(Debug)]
+pub struct CachedLink {
+    pub url_id: i64,
+    pub user_id: Option<i64>,
+    /// The `location` header value: the target in its normalized ASCII form.
+    pub location: HeaderValue,
+    /// The code, the same allocation as the cache key.
+    pub short_code: Arc<str>,
+    /// The target as stored: the bytes of `location` (the same allocation) when it is the same
+    /// text, else its own copy.
+    target: ClickTarget,
+}
+
+impl CachedLink {
+    /// `None` when the stored target cannot be a `location` (it was validated on the way in, so
+    /// only a hand-edited row gets here).
+    pub fn new(code: Arc<str>, link: &Link) -> Option<CachedLink> {
+        let normalized = Bytes::from(String::from(url::Url::parse(&link.original_url).ok()?));
+        let target = if normalized == link.original_url.as_bytes() {
+            ClickTarget::Location(normalized.clone())
+        } else {
+            ClickTarget::Stored(Arc::from(link.original_url.as_str()))
+        };
+        let location = HeaderValue::from_maybe_shared(normalized).ok()?;
+        Some(CachedLink {
+            url_id: link.url_id,
+            user_id: link.user_id,
+            location,
+            short_code: code,
+            target,
+        })
+    }
+
+    /// The target exactly as stored (what click details report).
+    pub fn original_url(&self) -> ClickTarget {
+        self.target.clone()
+    }
+}
+
+/// Why a load did not produce a link.
+#[derive(Debug)]
+enum Miss {
+    /// Unknown or inactive: remembered in the negative cache.
+    Absent,
+    Store(StoreError),
+}
+
+/// Cache settings.
+#[derive(Clone, Copy, Debug)]
+pub struct CacheConfig {
+    pub capacity: u64,
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+}
+
+/// Links by code, and (separately, with a short TTL) codes known to lead nowhere. Two caches with
+/// one TTL each rather than one with per-entry expiry: per-entry timers cost memory per link.
+#[derive(Clone)]
+pub struct LinkCache {
+    links: Cache<Arc<str>, Arc<CachedLink>>,
+    absent: Cache<Arc<str>, ()>,
+    epoch: Arc<AtomicU64>,
+}
+
+impl LinkCache {
+    /// `evictions` counts the links the cache drops on its own, by reason (`size`, `expired`);
+    /// invalidations are not evictions and are not counted.
+    pub fn new(config: CacheConfig, evictions: IntCounterVec) -> LinkCache {
+        let by_size = evictions.with_label_values(&["size"]);
+        let by_ttl = evictions.with_label_values(&["expired"]);
+        LinkCache {
+            links: Cache::builder()
+                .max_capacity(config.capacity)
+                .time_to_live(config.ttl)
+                .eviction_listener(move |_code, _link, cause| match cause {
+                    RemovalCause::Size => by_size.inc(),
+                    RemovalCause::Expired => by_ttl.inc(),
+                    RemovalCause::Explicit | RemovalCause::Replaced => {}
+                })
+                .build(),
+            absent: Cache::builder()
+                .max_capacity((config.capacity / 10).max(1_000))
+                .time_to_live(config.negative_ttl)
+                .build(),
+            epoch: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The cached answer for `code` without loading: `Some(Some(link))`, `Some(None)` for a code
+    /// known to lead nowhere, `None` when the cache does not know.
+    pub async fn peek(&self, code: &str) -> Option<Entry> {
+        if let Some(link) = self.links.get(code).await {
+            return Some(Some(link));
+        }
+        self.absent.get(code).await.map(|()| None)
+    }
+
+    /// The answer for `code`, loading it through `store` on a miss. Concurrent misses of one
+    /// code share one load (found or not). `Err` only when the database could not answer.
+    pub async fn get(&self, code: &str, store: &Store) -> Result<Entry, Arc<StoreError>> {
+        if let Some(entry) = self.peek(code).await {
+            return Ok(entry);
+        }
+        let key: Arc<str> = Arc::from(code);
+        let started_at = self.epoch.load(Ordering::Acquire);
+        let loaded = self
+            .links
+            .try_get_with(key.clone(), async {
+                let mut attempts = 0;
+                loop {
+                    let before = self.epoch.load(Ordering::Acquire);
+                    let link = store.find_link(code).await.map_err(Miss::Store)?;
+                    attempts += 1;
+                    // Under constant invalidation churn, stop retrying: the check after the
+                    // insert below still evicts a value that raced.
+                    if self.epoch.load(Ordering::Acquire) == before || attempts >= LOAD_ATTEMPTS {
+                        return link
+                            .filter(|l| l.is_active)
+                            .and_then(|l| CachedLink::new(key.clone(), &l))
+                            .map(Arc::new)
+                            .ok_or(Miss::Absent);
+                    }
+                }
+            })
+            .await;
+        let entry = match loaded {
+            Ok(link) => Some(link),
+            Err(miss) => match &*miss {
+                Miss::Absent => {
+                    self.absent.insert(key, ()).await;
+                    None
+                }
+                Miss::Store(err) => {
+                    return Err(Arc::new(match err {
+                        StoreError::Unavailable(r) => StoreError::Unavailable(r.clone()),
+                        other => StoreError::Internal(other.to_string()),
+                    }))
+                }
+            },
+        };
+        if self.epoch.load(Ordering::Acquire) != started_at {
+            // An invalidation landed while we loaded: don't let a value read before it linger.
+            self.links.invalidate(code).await;
+            self.absent.invalidate(code).await;
+        }
+        Ok(entry)
+    }
+
+    /// Evicts one code (a change seen here or announced by another replica).
+    pub async fn invalidate(&self, code: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        if code == CLEAR_ALL {
+            self.links.invalidate_all();
+            self.absent.invalidate_all();
+        } else {
+            self.links.invalidate(code).await;
+            self.absent.invalidate(code).await;
+        }
+    }
+
+    pub fn clear(&self) {
+        self.invalidate_all_now();
+    }
+
+    fn invalidate_all_now(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.links.invalidate_all();
+        self.absent.invalidate_all();
+    }
+
+    /// Puts a link in directly (warming).
+    pub async fn insert(&self, link: CachedLink) {
+        self.links
+            .insert(link.short_code.clone(), Arc::new(link))
+            .await;
+    }
+
+    /// Every link cached now (for the snapshot).
+    pub fn links(&self) -> impl Iterator<Item = Arc<CachedLink>> + '_ {
+        self.links.iter().map(|(_, link)| link)
+    }
+
+    /// Moves on every invalidation: a warm-up that saw it move may have raced one.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Links cached (codes known to be absent not counted).
+    pub fn entry_count(&self) -> u64 {
+        self.links.entry_count()
+    }
+
+    /// Runs pending maintenance (tests and metrics want exact counts).
+    pub async fn sync(&self) {
+        self.links.run_pending_tasks().await;
+        self.absent.run_pending_tasks().await;
+    }
+}
+
+/// How often the LISTEN connection is asked a trivial query: a connection that stays silent waits
+/// for notifications forever, so without a question now and then a peer gone silent (a partition)
+/// would never be noticed, and this replica would miss every announcement without knowing it.
+pub const LISTEN_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Bounds of the LISTEN connection: how long connecting may take, and how long the database may
+/// take to answer a heartbeat (or the LISTEN itself) before the connection is given up.
+#[derive(Clone, Copy, Debug)]
+pub struct ListenBounds {
+    pub connect: Duration,
+    pub answer: Duration,
+}
+
+/// Keeps a LISTEN connection open and evicts what other replicas announce, reconnecting with
+/// backoff; clears the cache after every (re)connect because announcements may have been missed.
+/// A heartbeat that is not answered within `bounds.answer` counts as a lost connection.
+/// Returns when `shutdown` flips to true.
+pub async fn listen(
+    config: tokio_postgres::Config,
+    bounds: ListenBounds,
+    cache: LinkCache,
+    mut shutdown: watch::Receiver<bool>,
+    connected: watch::Sender<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match gitrev_store::open(&config, bounds.connect).await {
+            Ok((client, mut connection)) => {
+                let (tx, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+                let driver = tokio::spawn(async move {
+                    let mut messages =
+                        futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                    while let Some(message) = futures_util::StreamExt::next(&mut messages).await {
+                        match message {
+                            Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                                if tx.send(n.payload().to_owned()).is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(err) => {
+                                warn!(error = %err, "link invalidation connection failed");
+                                break;
+                            }
+                        }
+                    }
+                });
+                let listening = tokio::time::timeout(
+                    bounds.answer,
+                    client.batch_execute(&format!("LISTEN {CHANNEL}")),
+                )
+                .await;
+                if !matches!(listening, Ok(Ok(()))) {
+                    match listening {
+                        Ok(Err(err)) => warn!(error = %err, "LISTEN failed"),
+                        _ => warn!("LISTEN was not answered in time"),
+                    }
+                    driver.abort();
+                } else {
+                    cache.clear();
+                    let _ = connected.send(true);
+                    info!("listening for link invalidations");
+                    backoff = Duration::from_millis(100);
+                    let mut heartbeat = tokio::time::interval(LISTEN_HEARTBEAT);
+                    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        tokio::select! {
+                            payload = notifications.recv() => match payload {
+                                Some(code) => cache.invalidate(&code).await,
+                                None => break,
+                            },
+                            _ = heartbeat.tick() => {
+                                let answered =
+                                    tokio::time::timeout(bounds.answer, client.simple_query("")).await;
+                                if !matches!(answered, Ok(Ok(_))) {
+                                    warn!("the link invalidation connection did not answer its heartbeat");
+                                    break;
+                                }
+                            }
+                            _ = shutdown.changed() => {
+                                driver.abort();
+                                return;
+                            }
+                        }
+                    }
+                    // Dropping the connection (not only the client) closes the socket.
+                    driver.abort();
+                    let _ = connected.send(false);
+                    warn!("lost the link invalidation connection; reconnecting");
+                }
+            }
+            Err(err) => warn!(error = %err, "cannot open the link invalidation connection"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,14 @@
+//! Between the store and the API: what keeps the redirect off the database and the writes grouped.
+//!
+//! - [`cache`]: the link cache in front of the redirect, and its invalidation across replicas
+//!   (LISTEN on the store's announcement channel).
+//! - [`snapshot`]: the cache's links on disk (rkyv), so a restarted replica starts warm.
+//! - [`batch`]: the click queue and its writers, and the group writer behind `POST /users`,
+//!   `POST /urls` and `POST /events`.
+//!
+//! Built on the store (rows, announcements, the click type); knows nothing of requests. The one
+//! HTTP type here is the cached `location` header value, encoded once when a link is cached.
+
+pub mod batch;
+pub mod cache;
+pub mod snapshot;

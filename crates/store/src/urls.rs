@@ -1,0 +1,514 @@
+//! The `urls` table, its `created` / `updated` / `deleted` events and the click counters.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gitrev_core::model::{NewUrl, Url, UrlChanges, UrlStats};
+use gitrev_core::shortcode;
+use serde_json::{json, Value};
+use tokio_postgres::Row;
+
+use super::{announce, sequences, Filter, Page, Store, StoreError};
+
+const COLUMNS: &str =
+    "id, user_id, short_code, original_url, title, is_active, created_at, updated_at";
+
+pub fn url_from_row(row: &Row) -> Url {
+    Url {
+        id: row.get(0),
+        user_id: row.get(1),
+        short_code: row.get(2),
+        original_url: row.get(3),
+        title: row.get(4),
+        is_active: row.get(5),
+        created_at: row.get(6),
+        updated_at: row.get(7),
+    }
+}
+
+/// What a redirect needs to know about a short code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Link {
+    pub url_id: i64,
+    pub user_id: Option<i64>,
+    pub original_url: String,
+    pub is_active: bool,
+}
+
+/// A batch of clicks as the array parameters of the click statement, one array per column.
+pub struct ClickColumns<'a> {
+    pub url_ids: Vec<i64>,
+    pub user_ids: Vec<Option<i64>>,
+    pub codes: Vec<&'a str>,
+    pub targets: Vec<&'a str>,
+    pub referrers: Vec<Option<&'a str>>,
+    pub user_agents: Vec<Option<&'a str>>,
+}
+
+impl<'a> ClickColumns<'a> {
+    pub fn new(clicks: &'a [Click]) -> ClickColumns<'a> {
+        let n = clicks.len();
+        let mut columns = ClickColumns {
+            url_ids: Vec::with_capacity(n),
+            user_ids: Vec::with_capacity(n),
+            codes: Vec::with_capacity(n),
+            targets: Vec::with_capacity(n),
+            referrers: Vec::with_capacity(n),
+            user_agents: Vec::with_capacity(n),
+        };
+        for c in clicks {
+            columns.url_ids.push(c.url_id);
+            columns.user_ids.push(c.user_id);
+            columns.codes.push(&c.short_code);
+            columns.targets.push(c.original_url.as_str());
+            columns.referrers.push(c.referrer.as_deref());
+            columns.user_agents.push(c.user_agent.as_deref());
+        }
+        columns
+    }
+}
+
+/// Filters of `GET /urls`.
+#[derive(Clone, Debug, Default)]
+pub struct UrlFilter {
+    pub user_id: Option<i64>,
+    pub is_active: Option<bool>,
+    pub short_code: Option<String>,
+}
+
+/// A link's stored target as a click carries it: shared with the link cache's entry either way, no
+/// copy per click. Plain bytes or text: the store knows no HTTP type.
+#[derive(Clone, Debug)]
+pub enum ClickTarget {
+    /// The bytes of the cached `location` header (visible ASCII), when they are the stored target.
+    Location(Bytes),
+    Stored(Arc<str>),
+}
+
+impl ClickTarget {
+    pub fn as_str(&self) -> &str {
+        match self {
+            // A location is visible ASCII by construction.
+            ClickTarget::Location(bytes) => std::str::from_utf8(bytes).unwrap_or_default(),
+            ClickTarget::Stored(stored) => stored,
+        }
+    }
+}
+
+/// A link as a replica remembers it (a link snapshot's row), to be checked against the table.
+#[derive(Clone, Copy, Debug)]
+pub struct KnownLink<'a> {
+    pub code: &'a str,
+    pub url_id: i64,
+    pub user_id: Option<i64>,
+    /// The target as stored.
+    pub target: &'a str,
+}
+
+/// A click to record. Kept compact (it may wait in a queue of 100k): the code and target are
+/// shared with the cache entry, and the JSON details are built by the database at write time.
+#[derive(Clone, Debug)]
+pub struct Click {
+    pub url_id: i64,
+    pub user_id: Option<i64>,
+    pub short_code: Arc<str>,
+    pub original_url: ClickTarget,
+    pub referrer: Option<Box<str>>,
+    pub user_agent: Option<Box<str>>,
+}
+
+const INSERT: &str = "WITH u AS (
+        INSERT INTO urls (user_id, short_code, original_url, title, is_active)
+        VALUES ($1, $2, $3, $4, $5)
+        RETURNING id, user_id, short_code, original_url, title, is_active, created_at, updated_at),
+    logged AS (
+        INSERT INTO events (url_id, user_id, event_type, details)
+        SELECT id, user_id, 'created',
+               jsonb_build_object('short_code', short_code, 'original_url', original_url)
+        FROM u)
+    SELECT id, user_id, short_code, original_url, title, is_active, created_at, updated_at FROM u";
+
+/// One statement for a group of `POST /urls`, inserted in arrival order: rows whose user is
+/// missing are left out, a code that is already taken is skipped (`DO NOTHING`), and each inserted
+/// url gets its `created` event. Every request's row comes back, in arrival order, with whether
+/// its user exists and, when it was inserted, its url.
+const INSERT_GROUP: &str = "WITH input AS (
+        SELECT g.*, (g.user_id IS NULL OR EXISTS (SELECT 1 FROM users WHERE id = g.user_id)) AS user_ok
+        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bool[])
+             WITH ORDINALITY AS g(user_id, short_code, original_url, title, is_active, arrival)),
+    u AS (
+        INSERT INTO urls (user_id, short_code, original_url, title, is_active)
+        SELECT user_id, short_code, original_url, title, is_active FROM input WHERE user_ok
+        ORDER BY arrival
+        ON CONFLICT (short_code) DO NOTHING
+        RETURNING id, user_id, short_code, original_url, title, is_active, created_at, updated_at),
+    logged AS (
+        INSERT INTO events (url_id, user_id, event_type, details)
+        SELECT id, user_id, 'created',
+               jsonb_build_object('short_code', short_code, 'original_url', original_url)
+        FROM u ORDER BY id)
+    SELECT input.user_ok, u.id, u.user_id, u.short_code, u.original_url, u.title, u.is_active,
+           u.created_at, u.updated_at
+    FROM input LEFT JOIN u ON u.short_code = input.short_code
+    ORDER BY input.arrival";
+
+/// Attempts at a fresh generated code before giving up (each collision has odds of 1 in 62^6
+/// times the table's fill ratio).
+const GENERATE_ATTEMPTS: usize = 8;
+
+impl Store {
+    /// Inserts a url with its `created` event. A taken custom code is `Conflict("short_code")`;
+    /// a generated one that collides is drawn again.
+    pub async fn create_url(&self, new: &NewUrl) -> Result<Url, StoreError> {
+        let mut conn = self.conn().await?;
+        let stmt = conn.prepared(INSERT).await?;
+        let mut repaired = false;
+        let mut attempts = 0;
+        loop {
+            let code = match &new.short_code {
+                Some(code) => code.clone(),
+                None => shortcode::generate(),
+            };
+            attempts += 1;
+            let result = conn
+                .client
+                .query_one(
+                    &stmt,
+                    &[
+                        &new.user_id,
+                        &code,
+                        &new.original_url,
+                        &new.title,
+                        &new.is_active,
+                    ],
+                )
+                .await
+                .map_err(StoreError::classify);
+            match result {
+                Ok(row) => {
+                    if new.short_code.is_some() {
+                        // A custom code may have been probed (and negatively cached) before it
+                        // existed: tell every replica to forget that.
+                        // The row is committed: a failed announcement must not fail the
+                        // request (the negative entry expires within its short TTL anyway).
+                        if let Err(err) = conn
+                            .client
+                            .execute("SELECT pg_notify($1, $2)", &[&announce::CHANNEL, &code])
+                            .await
+                        {
+                            tracing::warn!(error = %err, "could not announce a new custom code");
+                        }
+                    }
+                    return Ok(url_from_row(&row));
+                }
+                Err(StoreError::Conflict("short_code"))
+                    if new.short_code.is_none() && attempts < GENERATE_ATTEMPTS => {}
+                Err(StoreError::Conflict("id")) if !repaired => {
+                    sequences::fix(&conn.client, &["urls", "events"]).await?;
+                    repaired = true;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// Inserts a group of urls (each with its `created` event) in one statement and answers each
+    /// request with its own row or error: an unknown `user_id` is `NotFound("user")`, a custom
+    /// code that is taken (or was claimed earlier in the same group) is `Conflict("short_code")`.
+    /// A generated code that happened to collide, and any row of a group whose statement failed
+    /// for a reason other than the database being down, is retried alone.
+    pub async fn create_urls(&self, group: &[NewUrl]) -> Vec<Result<Url, StoreError>> {
+        let grouped = self.insert_urls(group).await;
+        super::answer_group(group, grouped, |new| self.create_url(new)).await
+    }
+
+    /// `None` for a request to retry alone.
+    async fn insert_urls(
+        &self,
+        group: &[NewUrl],
+    ) -> Result<Vec<Option<Result<Url, StoreError>>>, StoreError> {
+        let codes: Vec<String> = group
+            .iter()
+            .map(|new| new.short_code.clone().unwrap_or_else(shortcode::generate))
+            .collect();
+        let user_ids: Vec<Option<i64>> = group.iter().map(|u| u.user_id).collect();
+        let targets: Vec<&str> = group.iter().map(|u| u.original_url.as_str()).collect();
+        let titles: Vec<Option<&str>> = group.iter().map(|u| u.title.as_deref()).collect();
+        let active: Vec<bool> = group.iter().map(|u| u.is_active).collect();
+        let mut conn = self.conn().await?;
+        let stmt = conn.prepared(INSERT_GROUP).await?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&user_ids, &codes, &targets, &titles, &active];
+        let rows = super::query_fixing_sequences(&conn.client, &stmt, &params, &["urls", "events"])
+            .await?;
+        // Rows come back in arrival order; two requests for one code both see its row, and the
+        // first one (inserted first) is the one that got it.
+        let mut claimed = std::collections::HashSet::with_capacity(group.len());
+        let mut custom_codes = Vec::new();
+        let answers = group
+            .iter()
+            .zip(&rows)
+            .map(|(new, row)| {
+                if !row.get::<_, bool>(0) {
+                    return Some(Err(StoreError::NotFound("user")));
+                }
+                let inserted = row.get::<_, Option<i64>>(1).is_some();
+                let code: Option<&str> = row.get(3);
+                if inserted && code.is_some_and(|c| claimed.insert(c.to_owned())) {
+                    let url = Url {
+                        id: row.get(1),
+                        user_id: row.get(2),
+                        short_code: row.get(3),
+                        original_url: row.get(4),
+                        title: row.get(5),
+                        is_active: row.get(6),
+                        created_at: row.get(7),
+                        updated_at: row.get(8),
+                    };
+                    if new.short_code.is_some() {
+                        custom_codes.push(url.short_code.clone());
+                    }
+                    return Some(Ok(url));
+                }
+                // A taken custom code is a conflict; a generated one that collided (`None`) is
+                // drawn again, alone.
+                new.short_code
+                    .as_ref()
+                    .map(|_| Err(StoreError::Conflict("short_code")))
+            })
+            .collect();
+        if !custom_codes.is_empty() {
+            // A custom code may have been probed (and negatively cached) before it existed. The
+            // rows are committed: a failed announcement must not fail the requests (the negative
+            // entry expires within its short TTL anyway).
+            if let Err(err) = conn
+                .client
+                .execute(
+                    "SELECT pg_notify($1, code) FROM unnest($2::text[]) AS code",
+                    &[&announce::CHANNEL, &custom_codes],
+                )
+                .await
+            {
+                tracing::warn!(error = %err, "could not announce new custom codes");
+            }
+        }
+        Ok(answers)
+    }
+
+    /// The codes of `links` whose row no longer matches: gone, inactive, or with another id,
+    /// owner or target. One query, however many links.
+    pub async fn stale_links(
+        &self,
+        links: &[KnownLink<'_>],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let codes: Vec<&str> = links.iter().map(|l| l.code).collect();
+        let ids: Vec<i64> = links.iter().map(|l| l.url_id).collect();
+        let owners: Vec<Option<i64>> = links.iter().map(|l| l.user_id).collect();
+        let targets: Vec<&str> = links.iter().map(|l| l.target).collect();
+        let mut conn = self.conn().await?;
+        let stmt = conn
+            .prepared(
+                "SELECT s.code
+                 FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[])
+                      AS s(code, id, user_id, target)
+                 LEFT JOIN urls u ON u.short_code = s.code
+                 WHERE u.id IS NULL OR NOT u.is_active OR u.id <> s.id
+                    OR u.user_id IS DISTINCT FROM s.user_id OR u.original_url <> s.target",
+            )
+            .await?;
+        let rows = conn
+            .client
+            .query(&stmt, &[&codes, &ids, &owners, &targets])
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    pub async fn get_url(&self, id: i64) -> Result<Url, StoreError> {
+        let mut conn = self.conn().await?;
+        let stmt = conn
+            .prepared(
+                "SELECT id, user_id, short_code, original_url, title, is_active, created_at,
+                 updated_at FROM urls WHERE id = $1",
+            )
+            .await?;
+        let row = conn.client.query_opt(&stmt, &[&id]).await?;
+        row.map(|r| url_from_row(&r))
+            .ok_or(StoreError::NotFound("url"))
+    }
+
+    pub async fn list_urls(
+        &self,
+        filter: UrlFilter,
+        page: Page,
+    ) -> Result<(Vec<Url>, i64), StoreError> {
+        let filter = Filter::default()
+            .eq("user_id", filter.user_id)
+            .eq("is_active", filter.is_active)
+            .eq("short_code", filter.short_code);
+        let (rows, total) = self.list("urls", COLUMNS, filter, page).await?;
+        Ok((rows.iter().map(url_from_row).collect(), total))
+    }
+
+    /// Applies the changes; records one `updated` event per field whose value changed and moves
+    /// `updated_at` only if something changed. Announces the change to every replica's link cache.
+    pub async fn update_url(&self, id: i64, changes: &UrlChanges) -> Result<Url, StoreError> {
+        let mut conn = self.conn().await?;
+        let tx = conn.client.transaction().await?;
+        let row = tx
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM urls WHERE id = $1 FOR UPDATE"),
+                &[&id],
+            )
+            .await?
+            .ok_or(StoreError::NotFound("url"))?;
+        let old = url_from_row(&row);
+        let mut changed: Vec<(&str, Value)> = Vec::new();
+        if let Some(title) = &changes.title {
+            if *title != old.title {
+                changed.push(("title", json!(title)));
+            }
+        }
+        if let Some(active) = changes.is_active {
+            if active != old.is_active {
+                changed.push(("is_active", json!(active)));
+            }
+        }
+        if let Some(target) = &changes.original_url {
+            if *target != old.original_url {
+                changed.push(("original_url", json!(target)));
+            }
+        }
+        if changed.is_empty() {
+            return Ok(old);
+        }
+        let title = changes.title.clone().unwrap_or(old.title);
+        let is_active = changes.is_active.unwrap_or(old.is_active);
+        let original_url = changes.original_url.clone().unwrap_or(old.original_url);
+        let row = tx
+            .query_one(
+                &format!(
+                    "UPDATE urls SET title = $2, is_active = $3, original_url = $4,
+                        updated_at = GREATEST(now() AT TIME ZONE 'UTC', updated_at)
+                     WHERE id = $1 RETURNING {COLUMNS}"
+                ),
+                &[&id, &title, &is_active, &original_url],
+            )
+            .await?;
+        let url = url_from_row(&row);
+        let fields: Vec<&str> = changed.iter().map(|(f, _)| *f).collect();
+        let values: Vec<Value> = changed.into_iter().map(|(_, v)| v).collect();
+        tx.execute(
+            "INSERT INTO events (url_id, user_id, event_type, details)
+             SELECT $1, $2, 'updated', jsonb_build_object('field', f, 'new_value', v)
+             FROM unnest($3::text[], $4::jsonb[]) AS c(f, v)",
+            &[&url.id, &url.user_id, &fields, &values],
+        )
+        .await?;
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&announce::CHANNEL, &url.short_code],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(url)
+    }
+
+    /// Deletes a url, records its `deleted` event and announces it to every replica's link
+    /// cache; returns its short code.
+    pub async fn delete_url(&self, id: i64) -> Result<String, StoreError> {
+        let mut conn = self.conn().await?;
+        let stmt = conn
+            .prepared(
+                "WITH gone AS (DELETE FROM urls WHERE id = $1
+                               RETURNING id, user_id, short_code, original_url),
+                      logged AS (INSERT INTO events (url_id, user_id, event_type, details)
+                                 SELECT id, user_id, 'deleted',
+                                        jsonb_build_object('short_code', short_code,
+                                                           'original_url', original_url)
+                                 FROM gone)
+                 SELECT g.short_code FROM gone g
+                 CROSS JOIN LATERAL (SELECT pg_notify('gitrev_links', g.short_code)) announced",
+            )
+            .await?;
+        let row = conn.client.query_opt(&stmt, &[&id]).await?;
+        row.map(|r| r.get(0)).ok_or(StoreError::NotFound("url"))
+    }
+
+    pub async fn url_stats(&self, id: i64) -> Result<UrlStats, StoreError> {
+        let mut conn = self.conn().await?;
+        let stmt = conn
+            .prepared(
+                "SELECT u.id, COALESCE(s.clicks, 0), s.last_click_at
+                 FROM urls u LEFT JOIN url_stats s ON s.url_id = u.id WHERE u.id = $1",
+            )
+            .await?;
+        let row = conn.client.query_opt(&stmt, &[&id]).await?;
+        row.map(|r| UrlStats {
+            url_id: r.get(0),
+            clicks: r.get(1),
+            last_click_at: r.get(2),
+        })
+        .ok_or(StoreError::NotFound("url"))
+    }
+
+    /// The link behind a short code, active or not.
+    pub async fn find_link(&self, code: &str) -> Result<Option<Link>, StoreError> {
+        let mut conn = self.conn().await?;
+        let stmt = conn
+            .prepared("SELECT id, user_id, original_url, is_active FROM urls WHERE short_code = $1")
+            .await?;
+        let row = conn.client.query_opt(&stmt, &[&code]).await?;
+        Ok(row.map(|r| Link {
+            url_id: r.get(0),
+            user_id: r.get(1),
+            original_url: r.get(2),
+            is_active: r.get(3),
+        }))
+    }
+
+    /// Writes clicks as `click` events and adds them to the per-url counters, in one statement.
+    /// Clicks of urls deleted in the meantime are dropped (their counters are gone too).
+    pub async fn record_clicks(&self, clicks: &[Click]) -> Result<(), StoreError> {
+        if clicks.is_empty() {
+            return Ok(());
+        }
+        let c = ClickColumns::new(clicks);
+        let mut conn = self.conn().await?;
+        let stmt = conn
+            .prepared(
+                "WITH c AS (
+                    SELECT c.url_id, c.user_id,
+                           jsonb_strip_nulls(jsonb_build_object('short_code', c.code,
+                               'original_url', c.target, 'referrer', c.referrer,
+                               'user_agent', c.agent)) AS details
+                    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                                $6::text[]) AS c(url_id, user_id, code, target, referrer, agent)
+                    WHERE EXISTS (SELECT 1 FROM urls WHERE urls.id = c.url_id)),
+                 logged AS (
+                    INSERT INTO events (url_id, user_id, event_type, details)
+                    SELECT url_id, user_id, 'click', details FROM c
+                    RETURNING url_id, timestamp)
+                 INSERT INTO url_stats AS s (url_id, clicks, last_click_at)
+                 SELECT url_id, count(*), max(timestamp) FROM logged
+                 GROUP BY url_id ORDER BY url_id
+                 ON CONFLICT (url_id) DO UPDATE
+                    SET clicks = s.clicks + EXCLUDED.clicks,
+                        last_click_at = GREATEST(s.last_click_at, EXCLUDED.last_click_at)",
+            )
+            .await?;
+        conn.client
+            .execute(
+                &stmt,
+                &[
+                    &c.url_ids,
+                    &c.user_ids,
+                    &c.codes,
+                    &c.targets,
+                    &c.referrers,
+                    &c.user_agents,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+}
