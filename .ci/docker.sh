@@ -6,8 +6,8 @@
 # No image registry is reachable here, so the two base images the Dockerfile takes as build
 # arguments are made locally with mmdebstrap (Debian bookworm from the Debian archive) and cached:
 #   - in the dockerd data root below (kept between runs, with the build cache), and
-#   - as `docker save` tarballs under ${XDG_CACHE_HOME:-$HOME/.cache}/gitrev-ci/, loaded when the
-#     data root is gone.
+#   - as `docker save` tarballs under ${XDG_CACHE_HOME:-$HOME/.cache}/gitrev-ci/base-images/,
+#     loaded when the data root is gone.
 # Their tags carry a hash of their recipe (and of the Rust toolchain), so a change remakes them.
 #
 # Idempotent: installs what is missing (docker.io, mmdebstrap, PostgreSQL, curl), starts its own
@@ -25,7 +25,7 @@ die() {
 
 state=/var/lib/gitrev-ci            # dockerd data root: images and the build cache outlast a run
 run_dir=/run/gitrev-ci              # this dockerd's socket, pid file and exec root
-cache=${XDG_CACHE_HOME:-$HOME/.cache}/gitrev-ci
+cache=${XDG_CACHE_HOME:-$HOME/.cache}/gitrev-ci/base-images
 suite=bookworm                      # the Dockerfile's default images are bookworm too
 image=gitrev:ci
 export DOCKER_HOST=unix://$run_dir/docker.sock
@@ -252,7 +252,11 @@ if ! $docker build --network host --progress plain \
   tail -60 "$work/build.log"
   die "docker build"
 fi
-grep -E 'Finished|CACHED \[build' "$work/build.log" | sed 's/^/docker.sh: build: /' || true
+if grep -q 'Finished .release' "$work/build.log"; then
+  grep -o 'Finished .release.*' "$work/build.log" | sed 's/^/docker.sh: cargo: /'
+else
+  say "cargo: the build stage was cached (same sources, same base image)"
+fi
 [ "$($docker inspect --format '{{.Config.User}}' "$image")" = "65532:65532" ] || die "the image does not run as 65532"
 $docker inspect --format '{{json .Config.Healthcheck.Test}}' "$image" | grep -q healthcheck ||
   die "the image has no HEALTHCHECK running gitrev healthcheck"
