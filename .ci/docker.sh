@@ -36,6 +36,8 @@ docker=/usr/bin/docker
 
 start=$SECONDS
 phase_start=$SECONDS
+# The timings below depend on what else runs on the machine: say how busy it is.
+say "$(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 phase() {
   say "$1 done in $((SECONDS - phase_start)) s"
   phase_start=$SECONDS
@@ -99,7 +101,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   say "installing ${missing[*]}"
   apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@"; }
   apt_get update -qq
-  apt_get install -y -qq --no-install-recommends "${missing[@]}" > "$work/apt.log" 2>&1 ||
+  apt_get install -y -qq "${missing[@]}" > "$work/apt.log" 2>&1 ||
     { tail -30 "$work/apt.log"; die "apt-get install ${missing[*]}"; }
 fi
 command -v rustc >/dev/null 2>&1 || die "rustc not on PATH: the builder base image copies the host's toolchain"
@@ -252,6 +254,7 @@ if ! $docker build --network host --progress plain \
   tail -60 "$work/build.log"
   die "docker build"
 fi
+grep -o 'transferring context: .*' "$work/build.log" | tail -1 | sed 's/^/docker.sh: build context: /' || true
 if grep -q 'Finished .release' "$work/build.log"; then
   grep -o 'Finished .release.*' "$work/build.log" | sed 's/^/docker.sh: cargo: /'
 else
