@@ -366,6 +366,8 @@ async fn a_replica_whose_listen_connection_went_silent_clears_its_cache_after_re
 
     proxy.heal();
     wait_for_metric(&srv, &c, "gitrev_link_listen_connected", 1.0).await;
+    // The click of the redirect above met the partition: the pool recovers with the next probe.
+    wait_for_ready(&srv, 200, Duration::from_secs(10)).await;
     let reply = srv
         .get(&c, &format!("/{code}"))
         .await

@@ -32,6 +32,10 @@ pub async fn metrics(state: &AppState) -> HandlerResult {
         .pool_in_use
         .set(i64::from(pool.open.saturating_sub(pool.idle)));
     metrics.pool_waiting.set(i64::from(pool.waiting));
+    let passed = state.store.deadlines_passed();
+    metrics
+        .db_deadlines_passed
+        .inc_by(passed.saturating_sub(metrics.db_deadlines_passed.get()));
     state.links.sync().await;
     state
         .metrics
