@@ -30,7 +30,12 @@ pub const RESERVED: &[&str] = &[
 /// Never a reserved word (`health` and `events` are six base62 characters too): the router would
 /// never send that path to the redirect.
 pub fn generate() -> String {
-    let mut rng = rand::rng();
+    generate_with(&mut rand::rng())
+}
+
+/// [`generate`] drawing from `rng`: a seeded generator gives the same codes every time, so a
+/// property test that fails can be replayed from its seed.
+pub fn generate_with(rng: &mut impl Rng) -> String {
     loop {
         let code: String = (0..GENERATED_LEN)
             .map(|_| BASE62[rng.random_range(0..BASE62.len())] as char)
