@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use gitrev_core::retry::{self, Retryable};
 use gitrev_embedded::EmbeddedPostgres;
 use gitrev_links::snapshot;
 use gitrev_store::seed::{self, SeedReport, SeedSource};
@@ -17,7 +18,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::config::{Environment, Settings};
+use crate::config::{self, Environment, Settings};
 use crate::service;
 
 #[derive(Debug, Parser)]
@@ -54,6 +55,16 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Print the settings (variable, default, meaning) as a Markdown table, from the command
+    /// line's own definitions: the README's table is this output.
+    Settings {
+        /// The settings table (the default).
+        #[arg(long, conflicts_with = "metrics")]
+        markdown: bool,
+        /// Every metric the service exports (name, meaning) instead.
+        #[arg(long)]
+        metrics: bool,
+    },
     /// Ask the server at GITREV_LISTEN for /health; exit 0 when it answers 200 (for container
     /// HEALTHCHECKs: the runtime image has no curl).
     Healthcheck {
@@ -64,8 +75,19 @@ pub enum Command {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(Command::Settings { metrics, .. }) = cli.command {
+        use clap::CommandFactory;
+        print!(
+            "{}",
+            if metrics {
+                config::metrics_markdown(&telemetry::Metrics::default())
+            } else {
+                config::settings_markdown(&Cli::command())
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let settings = cli.settings;
-    settings.validate()?;
     let _log_guard = telemetry::init_logging(&settings.log, settings.log_format.into());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -120,6 +142,19 @@ impl Database {
 
 async fn run_command(command: Command, settings: &Settings, url: &str) -> anyhow::Result<ExitCode> {
     let store = Store::new(url, &settings.store_settings())?;
+    let result = run_on(command, settings, &store, url).await;
+    // Every connection closed and its driver joined before the database may be stopped.
+    store.close().await;
+    result
+}
+
+async fn run_on(
+    command: Command,
+    settings: &Settings,
+    store: &Store,
+    url: &str,
+) -> anyhow::Result<ExitCode> {
+    let store = store.clone();
     match command {
         Command::Serve => serve(settings, store, url).await,
         Command::Migrate => {
@@ -173,7 +208,9 @@ async fn run_command(command: Command, settings: &Settings, url: &str) -> anyhow
                 Ok(ExitCode::FAILURE)
             }
         }
-        Command::Healthcheck { .. } => unreachable!("answered before opening the database"),
+        Command::Healthcheck { .. } | Command::Settings { .. } => {
+            unreachable!("answered before opening the database")
+        }
         Command::Reset { dir } => {
             if settings.environment == Environment::Production {
                 bail!("refusing to reset a production database");
@@ -193,22 +230,21 @@ const DATABASE_WAIT: Duration = Duration::from_secs(60);
 /// How long `serve` waits for the database before serving from the link snapshot without it.
 const SNAPSHOT_START_WAIT: Duration = Duration::from_secs(3);
 
+/// How often a command (or `serve`, from its snapshot) asks again for a database that is not
+/// there yet.
+const DATABASE_RETRY: Duration = Duration::from_secs(1);
+
 /// A connection outside the pool, waiting up to `wait` for a database that is still coming up.
 async fn wait_for_database(
     store: &Store,
     wait: Duration,
 ) -> Result<tokio_postgres::Client, StoreError> {
     let started = Instant::now();
-    loop {
-        match store.maintenance_client().await {
-            Ok(client) => return Ok(client),
-            Err(StoreError::Unavailable(reason)) if started.elapsed() < wait => {
-                warn!(%reason, "database not reachable yet; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(err) => return Err(err),
-        }
-    }
+    (|| store.maintenance_client())
+        .retry(retry::backoff(DATABASE_RETRY, DATABASE_RETRY))
+        .when(|err| matches!(err, StoreError::Unavailable(_)) && started.elapsed() < wait)
+        .notify(|err, _| warn!(reason = %err, "database not reachable yet; retrying"))
+        .await
 }
 
 /// Applies migrations, waiting (bounded) for a database that is still coming up.
@@ -219,26 +255,36 @@ async fn run_migrations(store: &Store) -> anyhow::Result<Vec<i32>> {
         .await?)
 }
 
+/// Why the migration after an outage has not happened yet.
+enum NotBack {
+    /// No connection yet (the outage goes on: not worth a log line every second).
+    Unreachable,
+    /// Connected, but migrating failed.
+    Failed(migrate::MigrateError),
+}
+
 /// Serving from the snapshot without a database: migrate once it answers (until then `/ready`
-/// says why not and writes answer 503).
+/// says why not and writes answer 503). Runs until it succeeds; the caller aborts it at stop.
 async fn migrate_when_back(store: Store) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let Ok(mut client) = store.maintenance_client().await else {
-            continue;
-        };
-        match store
+    let migrated = (|| async {
+        let mut client = store
+            .maintenance_client()
+            .await
+            .map_err(|_| NotBack::Unreachable)?;
+        store
             .bounded_maintenance(migrate::migrate(&mut client))
             .await
-        {
-            Ok(applied) => {
-                info!(?applied, "the database is back; migrations checked");
-                return;
-            }
-            Err(err) => {
-                warn!(error = %err, "migrating after the database came back failed; retrying")
-            }
+            .map_err(NotBack::Failed)
+    })
+    .retry(retry::backoff(DATABASE_RETRY, DATABASE_RETRY))
+    .notify(|why, _| {
+        if let NotBack::Failed(err) = why {
+            warn!(error = %err, "migrating after the database came back failed; retrying");
         }
+    })
+    .await;
+    if let Ok(applied) = migrated {
+        info!(?applied, "the database is back; migrations checked");
     }
 }
 
@@ -285,6 +331,10 @@ async fn serve(settings: &Settings, store: Store, url: &str) -> anyhow::Result<E
     } else {
         DATABASE_WAIT
     };
+    // The migration after an outage, when serving starts without the database: owned here, ended
+    // at stop (it would otherwise retry for as long as the database stays away), and aborted
+    // with the set on any early return.
+    let mut migrating = tokio::task::JoinSet::new();
     let migrated = match wait_for_database(&store, wait).await {
         Ok(mut client) => {
             let applied = store
@@ -297,7 +347,7 @@ async fn serve(settings: &Settings, store: Store, url: &str) -> anyhow::Result<E
         }
         Err(StoreError::Unavailable(reason)) if have_snapshot => {
             warn!(%reason, "the database is unreachable: starting from the link snapshot");
-            tokio::spawn(migrate_when_back(store.clone()));
+            migrating.spawn(migrate_when_back(store.clone()));
             false
         }
         Err(err) => return Err(err.into()),
@@ -324,7 +374,7 @@ async fn serve(settings: &Settings, store: Store, url: &str) -> anyhow::Result<E
     let environment = settings.environment;
     let stop_on_stdin_eof = settings.stop_on_stdin_eof;
     let mut ready_error = None;
-    service::run(
+    let served = service::run(
         settings.clone(),
         store,
         listener,
@@ -338,7 +388,10 @@ async fn serve(settings: &Settings, store: Store, url: &str) -> anyhow::Result<E
             info!(listen = %local, env = environment.as_str(), "gitrev serving");
         },
     )
-    .await?;
+    .await;
+    migrating.abort_all();
+    while migrating.join_next().await.is_some() {}
+    served?;
     if let Some(err) = ready_error {
         return Err(err);
     }

@@ -1,15 +1,20 @@
 //! Settings: every knob comes from an environment variable and has a flag of the same meaning.
 //!
-//! The struct is parsed once by clap (flags win over the environment), then [`Settings::validate`]
-//! rejects values that would only fail later, so a bad setting stops the process at start with a
-//! message naming the variable. Each crate gets its own settings struct, cut from these at the
+//! The struct is parsed once by clap (flags win over the environment), and each value's parser
+//! rejects what would only fail later (ranges, sets, multiples, a malformed URL), so a bad setting
+//! stops the process at start with a message naming the variable and its flag (see [`Named`]).
+//! No rule spans two settings, so there is no second validation pass. Each crate gets its own settings struct, cut from these at the
 //! bottom of this file; none of them sees the command line.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{builder::BoolishValueParser, Args, ValueEnum};
+use std::ffi::OsStr;
+
+use clap::builder::{BoolishValueParser, RangedU64ValueParser, TypedValueParser};
+use clap::error::ErrorKind;
+use clap::{value_parser, Args, ValueEnum};
 use gitrev_api::ApiSettings;
 use gitrev_http::server::ServerSettings;
 use gitrev_links::batch::ClickQueueConfig;
@@ -76,20 +81,24 @@ pub enum AccessLog {
 
 #[derive(Clone, Debug, Args)]
 pub struct Settings {
-    /// PostgreSQL connection URL. Unset: start the embedded PostgreSQL under the data directory.
-    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    /// PostgreSQL connection URL (`postgres://user:pass@host:5432/db`). Unset: the embedded
+    /// PostgreSQL under the data directory.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true,
+          value_parser = named(database_url as Parse<String>))]
     pub database_url: Option<String>,
 
-    /// Address the HTTP server listens on (port 0 picks a free port).
-    #[arg(long, env = "GITREV_LISTEN", default_value = DEFAULT_LISTEN, global = true)]
+    /// HTTP listen address (port 0 picks a free one).
+    #[arg(long, env = "GITREV_LISTEN", default_value = DEFAULT_LISTEN, global = true,
+          value_parser = named(socket_addr as Parse<SocketAddr>))]
     pub listen: SocketAddr,
 
-    /// Directory for the embedded PostgreSQL cluster and other local state.
+    /// Embedded cluster (`pg/`, its password, its log) and other local state.
     #[arg(long, env = "GITREV_DATA_DIR", default_value = DEFAULT_DATA_DIR, global = true)]
     pub data_dir: PathBuf,
 
-    /// development, test or production. Demo data is loaded on first start only in development;
-    /// production refuses to seed or reset unless told explicitly.
+    /// `development`, `test` or `production`. Demo data loads on the first start (empty database)
+    /// only in development; production refuses `seed` without `--allow-production` and always
+    /// refuses `reset`.
     #[arg(
         long = "env",
         env = "GITREV_ENV",
@@ -99,67 +108,73 @@ pub struct Settings {
     )]
     pub environment: Environment,
 
-    /// Directory with users.csv, urls.csv and events.csv. Unset: the reference set built into the binary.
+    /// Seed set (`users.csv`, `urls.csv`, `events.csv`) for `seed`, `reset` and the development
+    /// first start. Unset: the reference set built into the binary.
     #[arg(long, env = "GITREV_SEED_DIR", global = true)]
     pub seed_dir: Option<PathBuf>,
 
-    /// Directory holding the PostgreSQL server binaries (initdb, postgres) for the embedded
-    /// database. Unset: search PATH, then /usr/lib/postgresql/*/bin (newest first).
+    /// Directory of `initdb` and `postgres` for the embedded database. Unset: search `PATH`, then
+    /// `/usr/lib/postgresql/*/bin` (newest first).
     #[arg(long, env = "GITREV_PG_BIN", global = true)]
     pub pg_bin: Option<PathBuf>,
 
-    /// Maximum number of PostgreSQL connections in the pool.
-    #[arg(long, env = "GITREV_POOL_SIZE", default_value_t = DEFAULT_POOL_SIZE, global = true)]
+    /// PostgreSQL connections in the pool (1 to 1000).
+    #[arg(long, env = "GITREV_POOL_SIZE", default_value_t = DEFAULT_POOL_SIZE, global = true,
+          value_parser = named(value_parser!(u32).range(1..=1000)))]
     pub pool_size: u32,
 
-    /// PostgreSQL statement_timeout for every pooled connection, in milliseconds.
-    #[arg(long, env = "GITREV_STATEMENT_TIMEOUT_MS", default_value_t = DEFAULT_STATEMENT_TIMEOUT_MS, global = true)]
+    /// `statement_timeout` of every pooled connection (enforced by the server), in milliseconds.
+    #[arg(long, env = "GITREV_STATEMENT_TIMEOUT_MS", default_value_t = DEFAULT_STATEMENT_TIMEOUT_MS,
+          global = true, value_parser = named(value_parser!(u64).range(1..)))]
     pub statement_timeout_ms: u64,
 
-    /// How much longer than the statement timeout we wait for the database's answer before giving
-    /// up on our side, in milliseconds. The statement timeout is enforced by the server, so it cannot
-    /// end a wait on a server that never got the query (a network partition, a failover that moved
-    /// the address): this client-side deadline (statement timeout + margin) bounds every database
-    /// operation, pool checkout included; on expiry the connection is discarded and the request gets 503.
-    #[arg(long, env = "GITREV_DB_DEADLINE_MARGIN_MS", default_value_t = DEFAULT_DB_DEADLINE_MARGIN_MS, global = true)]
+    /// The client-side deadline of every database checkout is the statement timeout plus this, in
+    /// milliseconds: it bounds the wait on a server that never got the query (partition,
+    /// failover); then 503 with `retry-after` and the connections are discarded
+    /// ([operations](docs/operations.md#database-bounds-partitions-and-failovers)).
+    #[arg(long, env = "GITREV_DB_DEADLINE_MARGIN_MS", default_value_t = DEFAULT_DB_DEADLINE_MARGIN_MS,
+          global = true, value_parser = named(value_parser!(u64).range(1..)))]
     pub db_deadline_margin_ms: u64,
 
-    /// Server-side statement timeout and client-side deadline of maintenance work (migrations,
-    /// seeding, fixing sequences, the schema check), in milliseconds.
-    #[arg(long, env = "GITREV_MAINTENANCE_TIMEOUT_MS", default_value_t = DEFAULT_MAINTENANCE_TIMEOUT_MS, global = true)]
+    /// Statement timeout and client-side bound of migrations, seeding and the other maintenance
+    /// commands, in milliseconds.
+    #[arg(long, env = "GITREV_MAINTENANCE_TIMEOUT_MS", default_value_t = DEFAULT_MAINTENANCE_TIMEOUT_MS,
+          global = true, value_parser = named(value_parser!(u64).range(1..)))]
     pub maintenance_timeout_ms: u64,
 
-    /// How long a request waits for a pooled connection before answering 503, in milliseconds.
-    #[arg(long, env = "GITREV_POOL_TIMEOUT_MS", default_value_t = DEFAULT_POOL_TIMEOUT_MS, global = true)]
+    /// Longest wait for a pooled connection (within the deadline), in milliseconds; then 503 with
+    /// `retry-after`.
+    #[arg(long, env = "GITREV_POOL_TIMEOUT_MS", default_value_t = DEFAULT_POOL_TIMEOUT_MS,
+          global = true, value_parser = named(value_parser!(u64).range(1..)))]
     pub pool_timeout_ms: u64,
 
-    /// Longest a new PostgreSQL connection may take, TCP connect, TLS and the startup handshake
-    /// included, in milliseconds.
-    #[arg(long, env = "GITREV_CONNECT_TIMEOUT_MS", default_value_t = DEFAULT_CONNECT_TIMEOUT_MS, global = true)]
+    /// Longest a new PostgreSQL connection may take, TCP connect and startup handshake included,
+    /// in milliseconds.
+    #[arg(long, env = "GITREV_CONNECT_TIMEOUT_MS", default_value_t = DEFAULT_CONNECT_TIMEOUT_MS,
+          global = true, value_parser = named(value_parser!(u64).range(1..)))]
     pub connect_timeout_ms: u64,
 
-    /// Status code of the redirect: 301, 302, 307 or 308.
-    #[arg(
-        long,
-        env = "GITREV_REDIRECT_STATUS",
-        default_value_t = 302,
-        global = true
-    )]
+    /// Redirect status: 301, 302, 307 or 308.
+    #[arg(long, env = "GITREV_REDIRECT_STATUS", default_value_t = 302, global = true,
+          value_parser = named(redirect_status as Parse<u16>))]
     pub redirect_status: u16,
 
-    /// Most rows a list returns when neither page nor per_page is given (a multiple of 1000).
-    #[arg(long, env = "GITREV_LIST_CAP", default_value_t = DEFAULT_LIST_CAP, global = true)]
+    /// Rows a list returns without `page`/`per_page` (a positive multiple of 1000).
+    #[arg(long, env = "GITREV_LIST_CAP", default_value_t = DEFAULT_LIST_CAP, global = true,
+          value_parser = named(list_cap as Parse<u32>))]
     pub list_cap: u32,
 
-    /// Largest JSON request body, in bytes (413 above it).
-    #[arg(long, env = "GITREV_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES, global = true)]
+    /// Largest JSON body, in bytes (413 above).
+    #[arg(long, env = "GITREV_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES,
+          global = true, value_parser = at_least::<usize>(1))]
     pub max_body_bytes: usize,
 
-    /// Largest CSV upload to POST /users/bulk, in bytes (413 above it).
-    #[arg(long, env = "GITREV_MAX_UPLOAD_BYTES", default_value_t = DEFAULT_MAX_UPLOAD_BYTES, global = true)]
+    /// Largest CSV upload to `POST /users/bulk`, in bytes (413 above).
+    #[arg(long, env = "GITREV_MAX_UPLOAD_BYTES", default_value_t = DEFAULT_MAX_UPLOAD_BYTES,
+          global = true, value_parser = at_least::<usize>(1))]
     pub max_upload_bytes: usize,
 
-    /// How long a client may take to send a request's headers, and how long an idle keep-alive
+    /// Longest a client may take to send request headers, and longest an idle keep-alive
     /// connection stays open, in milliseconds (0: no limit).
     #[arg(
         long,
@@ -169,17 +184,19 @@ pub struct Settings {
     )]
     pub header_read_timeout_ms: u64,
 
-    /// Largest request head (request line and headers), in bytes; above it the connection is
-    /// answered 431 and closed.
-    #[arg(long, env = "GITREV_MAX_HEADER_BYTES", default_value_t = DEFAULT_MAX_HEADER_BYTES, global = true)]
+    /// Largest request head (request line and headers), in bytes, at least 1024 (431 and close
+    /// above it).
+    #[arg(long, env = "GITREV_MAX_HEADER_BYTES", default_value_t = DEFAULT_MAX_HEADER_BYTES,
+          global = true, value_parser = at_least::<usize>(1024))]
     pub max_header_bytes: usize,
 
-    /// Most headers in one request; above it the connection is answered 431 and closed.
-    #[arg(long, env = "GITREV_MAX_HEADERS", default_value_t = DEFAULT_MAX_HEADERS, global = true)]
+    /// Most headers in a request, 1 to 10000 (431 and close above it).
+    #[arg(long, env = "GITREV_MAX_HEADERS", default_value_t = DEFAULT_MAX_HEADERS, global = true,
+          value_parser = named(RangedU64ValueParser::<usize>::new().range(1..=10_000)))]
     pub max_headers: usize,
 
-    /// Longest a request body may stall (no bytes arriving) once its headers are in, in
-    /// milliseconds (0: no limit); then 408.
+    /// Longest a request body may stall with no bytes arriving once its headers are in, in
+    /// milliseconds (408; 0: no limit).
     #[arg(
         long,
         env = "GITREV_BODY_READ_TIMEOUT_MS",
@@ -188,19 +205,23 @@ pub struct Settings {
     )]
     pub body_read_timeout_ms: u64,
 
-    /// Most client connections served at once; further ones wait in the listen backlog until
-    /// one closes.
-    #[arg(long, env = "GITREV_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, global = true)]
+    /// Client connections served at once; more wait in the listen backlog (idle keep-alive
+    /// connections hold a slot until `GITREV_HEADER_READ_TIMEOUT_MS` closes them, so don't set
+    /// that to 0 on a public port).
+    #[arg(long, env = "GITREV_MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS,
+          global = true, value_parser = at_least::<usize>(1))]
     pub max_connections: usize,
 
-    /// When set, every write (POST, PUT, PATCH, DELETE) needs `authorization: Bearer <token>`;
-    /// reads and redirects stay open.
-    #[arg(long, env = "GITREV_API_TOKEN", global = true, hide_env_values = true)]
+    /// When set (16+ visible ASCII characters), every POST/PUT/PATCH/DELETE needs
+    /// `authorization: Bearer <token>` (401 otherwise); reads and redirects stay open. Never
+    /// logged.
+    #[arg(long, env = "GITREV_API_TOKEN", global = true, hide_env_values = true,
+          value_parser = named(api_token as Parse<Secret>))]
     pub api_token: Option<Secret>,
 
-    /// How often the cached links are written to the snapshot (`<data dir>/links.snapshot`) that a
-    /// restart warms its cache from, in seconds; it is also written at shutdown. 0: no snapshot
-    /// (none written, none read).
+    /// How often the cached links are written to `GITREV_DATA_DIR/links.snapshot` (also at
+    /// shutdown), which a restart warms its cache from, in seconds; 0: no snapshot (none
+    /// written, none read).
     #[arg(
         long,
         env = "GITREV_SNAPSHOT_SECS",
@@ -209,80 +230,54 @@ pub struct Settings {
     )]
     pub snapshot_secs: u64,
 
-    /// How long a stopping server waits for in-flight requests, in milliseconds.
+    /// How long a stopping server lets in-flight requests finish, in milliseconds.
     #[arg(long, env = "GITREV_SHUTDOWN_GRACE_MS", default_value_t = DEFAULT_SHUTDOWN_GRACE_MS, global = true)]
     pub shutdown_grace_ms: u64,
 
-    /// Group concurrent POST /users into one insert (`on`) or insert each alone (`off`).
+    /// Group concurrent `POST /users` (and `POST /urls`, `POST /events`) into one insert per group
+    /// (`off`: one insert per request, for comparison).
     #[arg(long, env = "GITREV_USER_BATCH", value_parser = BoolishValueParser::new(),
           default_value = "on", global = true)]
     pub user_batch: bool,
 
-    /// Most users inserted by one grouped statement.
-    #[arg(
-        long,
-        env = "GITREV_USER_BATCH_MAX",
-        default_value_t = 512,
-        global = true
-    )]
+    /// Most rows per grouped insert.
+    #[arg(long, env = "GITREV_USER_BATCH_MAX", default_value_t = 512, global = true,
+          value_parser = at_least::<usize>(1))]
     pub user_batch_max: usize,
 
     /// Links kept in the redirect cache.
-    #[arg(
-        long,
-        env = "GITREV_CACHE_CAPACITY",
-        default_value_t = 1_000_000,
-        global = true
-    )]
+    #[arg(long, env = "GITREV_CACHE_CAPACITY", default_value_t = 1_000_000, global = true,
+          value_parser = at_least::<u64>(1))]
     pub cache_capacity: u64,
 
-    /// Longest a cached link is served without being reloaded, in seconds (a last resort: changes
-    /// are announced to every replica at once).
-    #[arg(
-        long,
-        env = "GITREV_CACHE_TTL_SECS",
-        default_value_t = 300,
-        global = true
-    )]
+    /// Longest a cached link lives, in seconds (changes are announced to every replica at once;
+    /// this is the last resort).
+    #[arg(long, env = "GITREV_CACHE_TTL_SECS", default_value_t = 300, global = true,
+          value_parser = at_least::<u64>(1))]
     pub cache_ttl_secs: u64,
 
     /// How long an unknown or inactive code is remembered as such, in milliseconds.
-    #[arg(
-        long,
-        env = "GITREV_NEGATIVE_TTL_MS",
-        default_value_t = 1_000,
-        global = true
-    )]
+    #[arg(long, env = "GITREV_NEGATIVE_TTL_MS", default_value_t = 1_000, global = true,
+          value_parser = at_least::<u64>(1))]
     pub negative_ttl_ms: u64,
 
-    /// Clicks waiting to be written at most; beyond it clicks are dropped and counted.
-    #[arg(
-        long,
-        env = "GITREV_CLICK_QUEUE",
-        default_value_t = 100_000,
-        global = true
-    )]
+    /// Clicks waiting to be written at most; beyond it a click is dropped, counted
+    /// (`gitrev_click_queue_overflow_total`) and logged.
+    #[arg(long, env = "GITREV_CLICK_QUEUE", default_value_t = 100_000, global = true,
+          value_parser = at_least::<usize>(1))]
     pub click_queue: usize,
 
-    /// Most clicks written by one statement.
-    #[arg(
-        long,
-        env = "GITREV_CLICK_BATCH",
-        default_value_t = 1_000,
-        global = true
-    )]
+    /// Most clicks per write.
+    #[arg(long, env = "GITREV_CLICK_BATCH", default_value_t = 1_000, global = true,
+          value_parser = at_least::<usize>(1))]
     pub click_batch: usize,
 
     /// Longest a click waits before its batch is written, in milliseconds.
-    #[arg(
-        long,
-        env = "GITREV_CLICK_FLUSH_MS",
-        default_value_t = 100,
-        global = true
-    )]
+    #[arg(long, env = "GITREV_CLICK_FLUSH_MS", default_value_t = 100, global = true,
+          value_parser = at_least::<u64>(1))]
     pub click_flush_ms: u64,
 
-    /// How long a stopping service keeps trying to write queued clicks to a database that is
+    /// How long a stopping service keeps retrying to write queued clicks to a database that is
     /// down, in milliseconds; clicks still queued after that are counted as lost.
     #[arg(
         long,
@@ -292,7 +287,7 @@ pub struct Settings {
     )]
     pub click_drain_ms: u64,
 
-    /// Log filter, in tracing's EnvFilter syntax (e.g. `info`, `gitrev=debug`).
+    /// Log filter, in tracing's `EnvFilter` syntax (e.g. `info`, `gitrev=debug`).
     #[arg(
         long,
         env = "GITREV_LOG",
@@ -301,8 +296,10 @@ pub struct Settings {
     )]
     pub log: String,
 
-    /// Access log: all, errors (5xx only) or off. Request counts and latencies are always in
-    /// /metrics.
+    /// Access log lines: `all` (one per request: costly at redirect rates), `errors` (5xx only)
+    /// or `off`; counts and latencies are always in `/metrics`. Under a log writer that falls
+    /// behind, access lines are dropped and counted (`gitrev_log_lines_dropped_total`); warnings
+    /// and errors never are.
     #[arg(
         long,
         env = "GITREV_ACCESS_LOG",
@@ -312,7 +309,7 @@ pub struct Settings {
     )]
     pub access_log: AccessLog,
 
-    /// Log format: auto (JSON unless stderr is a terminal), json or text.
+    /// Log format: `json`, `text`, or `auto` (JSON unless stderr is a terminal).
     #[arg(
         long,
         env = "GITREV_LOG_FORMAT",
@@ -333,6 +330,92 @@ pub struct Settings {
     pub stop_on_stdin_eof: bool,
 }
 
+/// A value parser written as a function.
+type Parse<T> = fn(&str) -> Result<T, String>;
+
+/// Wraps a value parser so that a bad value fails at parse with a message naming its
+/// environment variable and its flag, and never repeats a secret (`hide_env_values`) back.
+#[derive(Clone)]
+pub struct Named<P>(P);
+
+fn named<P: TypedValueParser>(parser: P) -> Named<P> {
+    Named(parser)
+}
+
+/// A whole number of at least `min`.
+fn at_least<T>(min: u64) -> Named<RangedU64ValueParser<T>>
+where
+    T: TryFrom<u64> + Clone + Send + Sync + 'static,
+    <T as TryFrom<u64>>::Error: Send + Sync + 'static + std::error::Error + ToString,
+{
+    named(RangedU64ValueParser::<T>::new().range(min..))
+}
+
+impl<P: TypedValueParser> TypedValueParser for Named<P> {
+    type Value = P::Value;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<P::Value, clap::Error> {
+        self.0.parse_ref(cmd, arg, value).map_err(|err| {
+            let Some(arg) = arg else { return err };
+            let flag = arg.get_long().map(|l| format!("--{l}")).unwrap_or_default();
+            let name = match arg.get_env() {
+                Some(var) => format!("{} ({flag})", var.to_string_lossy()),
+                None => flag,
+            };
+            let shown = if arg.is_hide_env_values_set() {
+                "(not shown)".to_owned()
+            } else {
+                format!("'{}'", value.to_string_lossy())
+            };
+            let reason = std::error::Error::source(&err)
+                .map_or_else(|| err.kind().to_string(), ToString::to_string);
+            cmd.clone().error(
+                ErrorKind::ValueValidation,
+                format!("invalid value {shown} for {name}: {reason}"),
+            )
+        })
+    }
+}
+
+fn database_url(value: &str) -> Result<String, String> {
+    value
+        .parse::<tokio_postgres::Config>()
+        .map(|_| value.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+fn socket_addr(value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse()
+        .map_err(|e: std::net::AddrParseError| e.to_string())
+}
+
+fn redirect_status(value: &str) -> Result<u16, String> {
+    match value.parse::<u16>() {
+        Ok(status @ (301 | 302 | 307 | 308)) => Ok(status),
+        _ => Err("must be 301, 302, 307 or 308".to_owned()),
+    }
+}
+
+fn list_cap(value: &str) -> Result<u32, String> {
+    match value.parse::<u32>() {
+        Ok(cap) if cap > 0 && cap % MAX_PER_PAGE == 0 => Ok(cap),
+        _ => Err(format!("must be a positive multiple of {MAX_PER_PAGE}")),
+    }
+}
+
+fn api_token(value: &str) -> Result<Secret, String> {
+    if value.len() < 16 || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("must be at least 16 visible ASCII characters".to_owned());
+    }
+    Ok(Secret(value.to_owned()))
+}
+
 /// A setting that must never be printed (the API token): `Debug` shows only that it is set.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -349,101 +432,7 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Secret, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
-}
-
-/// A setting that cannot work, named by its environment variable.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid setting {name}: {reason}")]
-pub struct SettingError {
-    pub name: &'static str,
-    pub reason: String,
-}
-
-fn invalid(name: &'static str, reason: impl Into<String>) -> SettingError {
-    SettingError {
-        name,
-        reason: reason.into(),
-    }
-}
-
 impl Settings {
-    /// Rejects values that are well-typed but unusable.
-    pub fn validate(&self) -> Result<(), SettingError> {
-        if !(1..=1000).contains(&self.pool_size) {
-            return Err(invalid("GITREV_POOL_SIZE", "must be between 1 and 1000"));
-        }
-        for (name, value) in [
-            ("GITREV_STATEMENT_TIMEOUT_MS", self.statement_timeout_ms),
-            ("GITREV_POOL_TIMEOUT_MS", self.pool_timeout_ms),
-            ("GITREV_CONNECT_TIMEOUT_MS", self.connect_timeout_ms),
-            ("GITREV_DB_DEADLINE_MARGIN_MS", self.db_deadline_margin_ms),
-            ("GITREV_MAINTENANCE_TIMEOUT_MS", self.maintenance_timeout_ms),
-        ] {
-            if value == 0 {
-                return Err(invalid(name, "must be greater than 0"));
-            }
-        }
-        if ![301, 302, 307, 308].contains(&self.redirect_status) {
-            return Err(invalid(
-                "GITREV_REDIRECT_STATUS",
-                "must be 301, 302, 307 or 308",
-            ));
-        }
-        if self.list_cap == 0 || self.list_cap % MAX_PER_PAGE != 0 {
-            return Err(invalid(
-                "GITREV_LIST_CAP",
-                format!("must be a positive multiple of {MAX_PER_PAGE}"),
-            ));
-        }
-        if self.max_body_bytes == 0 || self.max_upload_bytes == 0 {
-            return Err(invalid(
-                "GITREV_MAX_BODY_BYTES / GITREV_MAX_UPLOAD_BYTES",
-                "must be greater than 0",
-            ));
-        }
-        for (name, value) in [
-            ("GITREV_USER_BATCH_MAX", self.user_batch_max as u64),
-            ("GITREV_CACHE_CAPACITY", self.cache_capacity),
-            ("GITREV_CACHE_TTL_SECS", self.cache_ttl_secs),
-            ("GITREV_NEGATIVE_TTL_MS", self.negative_ttl_ms),
-            ("GITREV_CLICK_QUEUE", self.click_queue as u64),
-            ("GITREV_CLICK_BATCH", self.click_batch as u64),
-            ("GITREV_CLICK_FLUSH_MS", self.click_flush_ms),
-        ] {
-            if value == 0 {
-                return Err(invalid(name, "must be greater than 0"));
-            }
-        }
-        if self.max_header_bytes < 1024 {
-            return Err(invalid("GITREV_MAX_HEADER_BYTES", "must be at least 1024"));
-        }
-        if !(1..=10_000).contains(&self.max_headers) {
-            return Err(invalid("GITREV_MAX_HEADERS", "must be between 1 and 10000"));
-        }
-        if self.max_connections == 0 {
-            return Err(invalid("GITREV_MAX_CONNECTIONS", "must be greater than 0"));
-        }
-        if let Some(token) = &self.api_token {
-            let token = token.expose();
-            if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(invalid(
-                    "GITREV_API_TOKEN",
-                    "must be at least 16 visible ASCII characters",
-                ));
-            }
-        }
-        if let Some(url) = &self.database_url {
-            url.parse::<tokio_postgres::Config>()
-                .map_err(|e| invalid("DATABASE_URL", e.to_string()))?;
-        }
-        Ok(())
-    }
-
     pub fn header_read_timeout(&self) -> Option<Duration> {
         (self.header_read_timeout_ms > 0)
             .then(|| Duration::from_millis(self.header_read_timeout_ms))
@@ -527,6 +516,54 @@ impl From<LogFormat> for gitrev_telemetry::LogFormat {
     }
 }
 
+/// The settings as a Markdown table (variable, default, meaning), from clap's own definitions of
+/// `cmd`'s arguments: every one with an environment variable, hidden ones left out. The README's
+/// table is this output (`gitrev settings --markdown`; a test keeps them equal).
+pub fn settings_markdown(cmd: &clap::Command) -> String {
+    let mut out = String::from("| variable | default | meaning |\n| --- | --- | --- |\n");
+    for arg in cmd.get_arguments().filter(|arg| !arg.is_hide_set()) {
+        let Some(var) = arg.get_env() else { continue };
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        let default = if defaults.is_empty() {
+            "unset".to_owned()
+        } else {
+            format!("`{}`", defaults.join(","))
+        };
+        let help = arg
+            .get_long_help()
+            .or_else(|| arg.get_help())
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "| `{}` | {default} | {} |\n",
+            var.to_string_lossy(),
+            table_cell(&help)
+        ));
+    }
+    out
+}
+
+/// Every metric the service exports as a Markdown table (name, meaning), from the registry.
+pub fn metrics_markdown(metrics: &gitrev_telemetry::Metrics) -> String {
+    let mut out = String::from("| metric | meaning |\n| --- | --- |\n");
+    for (name, help) in metrics.describe() {
+        out.push_str(&format!("| `{name}` | {} |\n", table_cell(help)));
+    }
+    out
+}
+
+/// Text on one line, with the table's separator escaped.
+fn table_cell(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -544,42 +581,210 @@ mod tests {
         Wrapper::try_parse_from(full).expect("valid flags").settings
     }
 
+    fn parse_err(args: &[&str]) -> String {
+        let mut full = vec!["gitrev"];
+        full.extend_from_slice(args);
+        match Wrapper::try_parse_from(full) {
+            Ok(_) => panic!("{args:?} should not parse"),
+            Err(err) => err.to_string(),
+        }
+    }
+
     #[test]
     fn the_api_token_never_prints() {
         let s = parse(&["--api-token", "a-very-secret-token-value"]);
-        s.validate().expect("a long visible token is fine");
         let printed = format!("{s:?}");
         assert!(!printed.contains("a-very-secret"), "{printed}");
         assert!(printed.contains("Secret(***)"));
     }
 
     #[test]
-    fn defaults_are_valid() {
+    fn defaults_parse() {
         let s = parse(&[]);
         assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(s.redirect_status, 302);
-        s.validate().expect("defaults validate");
+        assert_eq!(s.list_cap, DEFAULT_LIST_CAP);
+        assert_eq!(s.max_headers, DEFAULT_MAX_HEADERS);
+        assert!(s.api_token.is_none() && s.database_url.is_none());
     }
 
     #[test]
-    fn bad_values_name_their_variable() {
-        let err = parse(&["--redirect-status", "200"]).validate().unwrap_err();
-        assert_eq!(err.name, "GITREV_REDIRECT_STATUS");
-        let err = parse(&["--list-cap", "1500"]).validate().unwrap_err();
-        assert_eq!(err.name, "GITREV_LIST_CAP");
-        let err = parse(&["--pool-size", "0"]).validate().unwrap_err();
-        assert_eq!(err.name, "GITREV_POOL_SIZE");
-        let err = parse(&["--api-token", "short"]).validate().unwrap_err();
-        assert_eq!(err.name, "GITREV_API_TOKEN");
-        let err = parse(&["--max-header-bytes", "100"])
-            .validate()
-            .unwrap_err();
-        assert_eq!(err.name, "GITREV_MAX_HEADER_BYTES");
-        let err = parse(&["--max-connections", "0"]).validate().unwrap_err();
-        assert_eq!(err.name, "GITREV_MAX_CONNECTIONS");
-        let err = parse(&["--database-url", "not a url"])
-            .validate()
-            .unwrap_err();
-        assert_eq!(err.name, "DATABASE_URL");
+    fn bad_values_fail_at_parse_naming_their_variable_and_flag() {
+        for (args, variable, flag, why) in [
+            (
+                &["--redirect-status", "200"][..],
+                "GITREV_REDIRECT_STATUS",
+                "--redirect-status",
+                "301, 302, 307 or 308",
+            ),
+            (
+                &["--list-cap", "1500"],
+                "GITREV_LIST_CAP",
+                "--list-cap",
+                "multiple of 1000",
+            ),
+            (
+                &["--list-cap", "0"],
+                "GITREV_LIST_CAP",
+                "--list-cap",
+                "multiple of 1000",
+            ),
+            (
+                &["--pool-size", "0"],
+                "GITREV_POOL_SIZE",
+                "--pool-size",
+                "1..=1000",
+            ),
+            (
+                &["--pool-size", "1001"],
+                "GITREV_POOL_SIZE",
+                "--pool-size",
+                "1..=1000",
+            ),
+            (
+                &["--pool-size", "many"],
+                "GITREV_POOL_SIZE",
+                "--pool-size",
+                "invalid digit",
+            ),
+            (
+                &["--statement-timeout-ms", "0"],
+                "GITREV_STATEMENT_TIMEOUT_MS",
+                "--statement-timeout-ms",
+                "not in 1..",
+            ),
+            (
+                &["--db-deadline-margin-ms", "0"],
+                "GITREV_DB_DEADLINE_MARGIN_MS",
+                "--db-deadline-margin-ms",
+                "not in 1..",
+            ),
+            (
+                &["--max-body-bytes", "0"],
+                "GITREV_MAX_BODY_BYTES",
+                "--max-body-bytes",
+                "not in 1..",
+            ),
+            (
+                &["--max-header-bytes", "100"],
+                "GITREV_MAX_HEADER_BYTES",
+                "--max-header-bytes",
+                "not in 1024..",
+            ),
+            (
+                &["--max-headers", "10001"],
+                "GITREV_MAX_HEADERS",
+                "--max-headers",
+                "1..=10000",
+            ),
+            (
+                &["--max-connections", "0"],
+                "GITREV_MAX_CONNECTIONS",
+                "--max-connections",
+                "not in 1..",
+            ),
+            (
+                &["--click-batch", "0"],
+                "GITREV_CLICK_BATCH",
+                "--click-batch",
+                "not in 1..",
+            ),
+            (
+                &["--cache-ttl-secs", "0"],
+                "GITREV_CACHE_TTL_SECS",
+                "--cache-ttl-secs",
+                "not in 1..",
+            ),
+            (
+                &["--listen", "nowhere"],
+                "GITREV_LISTEN",
+                "--listen",
+                "invalid socket address",
+            ),
+            (
+                &["--api-token", "short"],
+                "GITREV_API_TOKEN",
+                "--api-token",
+                "at least 16 visible",
+            ),
+            (
+                &["--database-url", "not a url"],
+                "DATABASE_URL",
+                "--database-url",
+                "invalid",
+            ),
+        ] {
+            let err = parse_err(args);
+            assert!(err.contains(variable), "{args:?}: {err}");
+            assert!(err.contains(flag), "{args:?}: {err}");
+            assert!(err.contains(why), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_secret_that_fails_to_parse_is_not_repeated() {
+        let err = parse_err(&["--api-token", "short secret"]);
+        assert!(!err.contains("short secret"), "{err}");
+        let err = parse_err(&["--database-url", "postgres://u:hunter2@h:notaport/db"]);
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn the_settings_table_lists_every_visible_setting_with_its_default() {
+        use clap::CommandFactory;
+        let table = settings_markdown(&crate::cli::Cli::command());
+        assert!(
+            table.contains(
+                "| `GITREV_POOL_SIZE` | `16` | PostgreSQL connections in the pool (1 to 1000)"
+            ),
+            "{table}"
+        );
+        assert!(table.contains("| `DATABASE_URL` | unset |"), "{table}");
+        assert!(
+            !table.contains("GITREV_READY_FILE"),
+            "hidden settings stay out"
+        );
+        // One row per setting, each a variable, a default and a meaning.
+        let rows: Vec<&str> = table.lines().skip(2).collect();
+        assert_eq!(rows.len(), 36, "{table}");
+        assert!(
+            rows.iter().all(|row| row.matches(" | ").count() == 2),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn the_readme_settings_table_is_the_commands_output() {
+        use clap::CommandFactory;
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md");
+        let (begin, end) = (README_BEGIN, README_END);
+        let start = readme.find(begin).expect("the README has the begin marker") + begin.len();
+        let stop = readme[start..]
+            .find(end)
+            .expect("the README has the end marker")
+            + start;
+        let expected = settings_markdown(&crate::cli::Cli::command());
+        assert!(
+            readme[start..stop].trim() == expected.trim(),
+            "README.md's settings table is not `gitrev settings --markdown`; paste its output between the markers"
+        );
+    }
+
+    const README_BEGIN: &str = "<!-- settings:begin: generated by `gitrev settings --markdown` -->";
+    const README_END: &str = "<!-- settings:end -->";
+
+    #[test]
+    fn the_metrics_table_names_every_metric() {
+        let table = metrics_markdown(&gitrev_telemetry::Metrics::default());
+        assert!(
+            table.contains("| `gitrev_log_lines_dropped_total` |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| `gitrev_http_requests_total` |"),
+            "{table}"
+        );
     }
 }

@@ -2,8 +2,10 @@
 //! everything in the right order.
 //!
 //! Stop order on SIGTERM/SIGINT: stop accepting and let in-flight requests finish (bounded by the
-//! grace period), then drain the click queue into the database, then close the LISTEN connection.
-//! The caller stops the embedded database last.
+//! grace period); then every background task is told to stop and joined — the click queue drains
+//! into the database, the grouped writers answer what they hold, the last snapshot is written,
+//! the LISTEN connection closes; then the store closes its connections and joins their drivers.
+//! All of that within one bound. The caller stops the embedded database last.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,6 +23,7 @@ use gitrev_telemetry::Metrics;
 use hyper::StatusCode;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::config::Settings;
@@ -50,8 +53,11 @@ pub async fn run(
         settings.cache_config(),
         metrics.batch.cache_evictions.clone(),
     );
+    // Every background task of the service, owned here: joined at stop, aborted if it overruns
+    // its bound (and on any early return, by the set's drop).
+    let mut background = JoinSet::new();
     let (listening_tx, mut listening_rx) = watch::channel(false);
-    let listen_task = tokio::spawn(cache::listen(
+    background.spawn(cache::listen(
         store.side_config(),
         cache::ListenBounds {
             connect: store.connect_timeout(),
@@ -64,7 +70,7 @@ pub async fn run(
     let listen_gauge = metrics.listen_connected.clone();
     let mut listen_state = listening_rx.clone();
     // Ends with the LISTEN task (its sender dropped).
-    tokio::spawn(async move {
+    background.spawn(async move {
         loop {
             listen_gauge.set(i64::from(*listen_state.borrow_and_update()));
             if listen_state.changed().await.is_err() {
@@ -83,22 +89,24 @@ pub async fn run(
         let warmed = warm_from_snapshot(&settings, &store, &links).await;
         metrics.snapshot_links.set(warmed as i64);
     }
-    let snapshot_task = (settings.snapshot_secs > 0).then(|| {
-        tokio::spawn(write_snapshots(
+    if settings.snapshot_secs > 0 {
+        // At stop it writes a last snapshot of what the cache holds, then ends.
+        background.spawn(write_snapshots(
             snapshot::path_in(&settings.data_dir),
             links.clone(),
             Duration::from_secs(settings.snapshot_secs),
             stop_rx.clone(),
-        ))
-    });
+        ));
+    }
 
     let drain = Duration::from_millis(settings.click_drain_ms);
-    let (clicks, click_writer) = ClickQueue::start(
+    let clicks = ClickQueue::start(
         store.clone(),
         settings.click_queue_config(),
         metrics.batch.clone(),
         stop_rx.clone(),
         drain,
+        &mut background,
     );
     let queue_depth = metrics.batch.click_queue_depth.clone();
 
@@ -107,25 +115,48 @@ pub async fn run(
         let users = store.clone();
         let urls = store.clone();
         let events = store.clone();
+        let tasks = &mut background;
         Writers {
-            users: GroupWriter::start(max, WRITERS, sizes.user_group_size.clone(), move |g| {
-                let store = users.clone();
-                async move { store.create_users(&g).await }
-            }),
-            urls: GroupWriter::start(max, WRITERS, sizes.url_group_size.clone(), move |g| {
-                let store = urls.clone();
-                async move { store.create_urls(&g).await }
-            }),
-            events: GroupWriter::start(max, WRITERS, sizes.event_group_size.clone(), move |g| {
-                let store = events.clone();
-                async move { store.create_events(&g).await }
-            }),
+            users: GroupWriter::start(
+                max,
+                WRITERS,
+                sizes.user_group_size.clone(),
+                stop_rx.clone(),
+                tasks,
+                move |g| {
+                    let store = users.clone();
+                    async move { store.create_users(&g).await }
+                },
+            ),
+            urls: GroupWriter::start(
+                max,
+                WRITERS,
+                sizes.url_group_size.clone(),
+                stop_rx.clone(),
+                tasks,
+                move |g| {
+                    let store = urls.clone();
+                    async move { store.create_urls(&g).await }
+                },
+            ),
+            events: GroupWriter::start(
+                max,
+                WRITERS,
+                sizes.event_group_size.clone(),
+                stop_rx.clone(),
+                tasks,
+                move |g| {
+                    let store = events.clone();
+                    async move { store.create_events(&g).await }
+                },
+            ),
         }
     });
 
     let grace = settings.shutdown_grace();
     let server_settings = settings.server_settings();
     let connections = metrics.connections.clone();
+    let closing = store.clone();
     let state = Arc::new(AppState {
         redirect_status: StatusCode::from_u16(settings.redirect_status)
             .expect("validated at start"),
@@ -152,25 +183,26 @@ pub async fn run(
     .await;
 
     let _ = stop_tx.send(true);
-    let background = async {
-        if let Some(task) = snapshot_task {
-            // It writes a last snapshot of what the cache holds now, then ends.
-            let _ = task.await;
+    let stopped = async {
+        while let Some(ended) = background.join_next().await {
+            if let Err(err) = ended {
+                warn!(error = %err, "a background task ended abnormally");
+            }
         }
-        if let Err(err) = click_writer.await {
-            warn!(error = %err, "the click writer ended abnormally");
-        }
-        let _ = listen_task.await;
+        // Last: the click writer and the grouped writers needed the database until now.
+        closing.close().await;
     };
     // Each part has its own bound (the drain deadline, connect and pool timeouts); this one is
     // the last resort, so that no database trouble can keep a stopping process alive.
     let bound = drain + STOP_SLACK;
-    if tokio::time::timeout(bound, background).await.is_err() {
+    if tokio::time::timeout(bound, stopped).await.is_err() {
         warn!(
             queued = queue_depth.get(),
             ?bound,
             "the background work did not stop in time; exiting anyway (queued clicks are lost)"
         );
+        background.abort_all();
+        while background.join_next().await.is_some() {}
     }
     info!("service stopped");
     Ok(())

@@ -16,13 +16,30 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use gitrev_core::retry::{self, BlockingRetryable, Retryable};
 use rand::distr::{Alphanumeric, SampleString};
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 const SUPERUSER: &str = "gitrev";
 const DATABASE: &str = "gitrev";
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long dropping a server that was not stopped (an error path) waits for the fast shutdown
+/// before killing it: a `Drop` cannot wait as long as [`EmbeddedPostgres::stop`].
+const DROP_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a killed server may take to be gone (and reaped).
+const KILL_WAIT: Duration = Duration::from_secs(2);
+/// How often readiness and exit are looked at while waiting for them.
+const START_POLL: Duration = Duration::from_millis(50);
+const EXIT_POLL: Duration = Duration::from_millis(20);
+
+/// Why the server does not take connections yet.
+enum NotReady {
+    /// It exited: no point waiting.
+    Exited(std::process::ExitStatus),
+    Connect(tokio_postgres::Error),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmbeddedError {
@@ -43,18 +60,18 @@ pub enum EmbeddedError {
     NoUnprivilegedUser,
 }
 
-/// One connection, driven on a background task (the store has its own pool; this crate sits
-/// below nothing and asks nothing of it).
+/// One connection, driven on a task the caller joins once it has dropped the client (the store
+/// has its own pool; this crate sits below nothing and asks nothing of it).
 async fn connect(
     config: &tokio_postgres::Config,
-) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+) -> Result<(tokio_postgres::Client, JoinHandle<()>), tokio_postgres::Error> {
     let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(async move {
+    let driver = tokio::spawn(async move {
         if let Err(err) = connection.await {
             warn!(error = %err, "database connection closed");
         }
     });
-    Ok(client)
+    Ok((client, driver))
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmbeddedError {
@@ -217,7 +234,7 @@ impl EmbeddedPostgres {
         let cluster = data_dir.join("pg");
         let password_file = data_dir.join("pg.password");
         if !cluster.join("PG_VERSION").exists() {
-            init_cluster(&bin, &cluster, &password_file, run_as)?;
+            init_cluster(&bin, &cluster, &password_file, run_as).await?;
         }
         let password = fs::read_to_string(&password_file)
             .map_err(io(format!(
@@ -326,68 +343,129 @@ impl EmbeddedPostgres {
             .url_for("postgres")
             .parse()
             .expect("the embedded URL is well-formed");
-        loop {
-            if let Some(child) = &mut self.child {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.stopped = true;
-                    return Err(EmbeddedError::Start(format!(
-                        "postgres exited with {status}; its log says:\n{}",
-                        tail(log, 20)
-                    )));
+        let admin = &admin;
+        let child = &mut self.child;
+        let connected = (|| {
+            let exited = child
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten());
+            async move {
+                if let Some(status) = exited {
+                    return Err(NotReady::Exited(status));
                 }
+                connect(admin).await.map_err(NotReady::Connect)
             }
-            match connect(&admin).await {
-                Ok(client) => {
-                    let exists = client
-                        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DATABASE])
-                        .await
-                        .map_err(|e| EmbeddedError::Start(e.to_string()))?
-                        .is_some();
-                    if !exists {
-                        client
-                            .batch_execute(&format!("CREATE DATABASE {DATABASE}"))
-                            .await
-                            .map_err(|e| EmbeddedError::Start(e.to_string()))?;
-                    }
-                    return Ok(());
-                }
-                Err(err) if Instant::now() > deadline => {
-                    return Err(EmbeddedError::Start(format!(
-                        "no connection within {START_TIMEOUT:?}: {err}; its log says:\n{}",
-                        tail(log, 20)
-                    )))
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        })
+        .retry(retry::backoff(START_POLL, START_POLL))
+        .when(|why| matches!(why, NotReady::Connect(_)) && Instant::now() <= deadline)
+        .await;
+        let (client, driver) = match connected {
+            Ok(connected) => connected,
+            Err(NotReady::Exited(status)) => {
+                self.stopped = true;
+                return Err(EmbeddedError::Start(format!(
+                    "postgres exited with {status}; its log says:\n{}",
+                    tail(log, 20)
+                )));
             }
+            Err(NotReady::Connect(err)) => {
+                return Err(EmbeddedError::Start(format!(
+                    "no connection within {START_TIMEOUT:?}: {err}; its log says:\n{}",
+                    tail(log, 20)
+                )))
+            }
+        };
+        let created = async {
+            let exists = client
+                .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&DATABASE])
+                .await?
+                .is_some();
+            if !exists {
+                client
+                    .batch_execute(&format!("CREATE DATABASE {DATABASE}"))
+                    .await?;
+            }
+            Ok::<_, tokio_postgres::Error>(())
         }
+        .await;
+        drop(client);
+        let _ = driver.await;
+        created.map_err(|e| EmbeddedError::Start(e.to_string()))
     }
 
     /// Stops the server with a fast shutdown (SIGINT), escalating to SIGKILL if it hangs.
     pub async fn stop(&mut self) {
+        self.stop_within(STOP_TIMEOUT).await;
+    }
+
+    async fn stop_within(&mut self, within: Duration) {
         if self.stopped {
             return;
         }
         self.stopped = true;
-        // SAFETY: sending a signal to a pid we started or adopted.
-        unsafe { libc::kill(self.pid, libc::SIGINT) };
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while self.is_running() {
-            if Instant::now() > deadline {
-                warn!(
-                    pid = self.pid,
-                    "PostgreSQL did not stop in time; killing it"
-                );
-                // SAFETY: as above.
-                unsafe { libc::kill(self.pid, libc::SIGKILL) };
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if let Some(child) = &mut self.child {
-            let _ = child.wait();
+        self.signal(libc::SIGINT);
+        if !self.exited_within(within).await {
+            warn!(
+                pid = self.pid,
+                "PostgreSQL did not stop in time; killing it"
+            );
+            self.signal(libc::SIGKILL);
+            self.exited_within(KILL_WAIT).await;
         }
         let _ = fs::remove_file(&self.owner_file);
         info!(pid = self.pid, "stopped embedded PostgreSQL");
+    }
+
+    /// [`EmbeddedPostgres::stop`] without a runtime (for `Drop`), its waits bounded the same way.
+    fn stop_blocking(&mut self, within: Duration) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        self.signal(libc::SIGINT);
+        if !self.exited_within_blocking(within) {
+            warn!(
+                pid = self.pid,
+                "PostgreSQL did not stop in time; killing it"
+            );
+            self.signal(libc::SIGKILL);
+            self.exited_within_blocking(KILL_WAIT);
+        }
+        let _ = fs::remove_file(&self.owner_file);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: sending a signal to a pid we started or adopted.
+        unsafe { libc::kill(self.pid, signal) };
+    }
+
+    /// Waits up to `within` for the server to be gone (reaping our child); `true` when it is.
+    async fn exited_within(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        (|| {
+            let running = self.is_running();
+            async move {
+                if running {
+                    Err(())
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .retry(retry::backoff(EXIT_POLL, EXIT_POLL))
+        .when(|()| Instant::now() < deadline)
+        .await
+        .is_ok()
+    }
+
+    fn exited_within_blocking(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        (|| if self.is_running() { Err(()) } else { Ok(()) })
+            .retry(retry::backoff(EXIT_POLL, EXIT_POLL))
+            .sleep(std::thread::sleep)
+            .when(|()| Instant::now() < deadline)
+            .call()
+            .is_ok()
     }
 
     fn is_running(&mut self) -> bool {
@@ -399,19 +477,14 @@ impl EmbeddedPostgres {
 }
 
 impl Drop for EmbeddedPostgres {
-    /// A last resort for error paths: never leave a server running behind us.
+    /// A last resort for error paths: never leave a server running behind us, and never hang
+    /// here either (SIGINT, at most [`DROP_STOP_TIMEOUT`], then SIGKILL).
     fn drop(&mut self) {
-        if !self.stopped {
-            // SAFETY: sending a signal to a pid we started or adopted.
-            unsafe { libc::kill(self.pid, libc::SIGINT) };
-            if let Some(child) = &mut self.child {
-                let _ = child.wait();
-            }
-        }
+        self.stop_blocking(DROP_STOP_TIMEOUT);
     }
 }
 
-fn init_cluster(
+async fn init_cluster(
     bin: &Path,
     cluster: &Path,
     password_file: &Path,
@@ -448,7 +521,8 @@ fn init_cluster(
         }
     }
     info!(cluster = %cluster.display(), "creating the embedded PostgreSQL cluster");
-    let output = command(bin, "initdb", run_as)
+    // On the runtime, not blocking one of its threads for the second or two initdb takes.
+    let output = tokio::process::Command::from(command(bin, "initdb", run_as))
         .arg("-D")
         .arg(cluster)
         .args([
@@ -461,7 +535,9 @@ fn init_cluster(
         ])
         .arg(format!("--pwfile={}", pwfile.display()))
         .stdin(Stdio::null())
-        .output();
+        .kill_on_drop(true)
+        .output()
+        .await;
     let _ = fs::remove_file(&pwfile);
     let output = output.map_err(io("running initdb"))?;
     if !output.status.success() {
@@ -478,4 +554,97 @@ fn init_cluster(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in server: `sh` running `sleep`, SIGINT ignored when `stubborn`.
+    fn server(stubborn: bool) -> EmbeddedPostgres {
+        let script = if stubborn {
+            "trap '' INT; exec sleep 60"
+        } else {
+            "exec sleep 60"
+        };
+        let child = Command::new("sh")
+            .args(["-c", script])
+            .spawn()
+            .expect("sh runs");
+        // Let the shell set its trap before we signal it.
+        std::thread::sleep(Duration::from_millis(100));
+        EmbeddedPostgres {
+            pid: child.id() as i32,
+            child: Some(child),
+            port: 0,
+            password: String::new(),
+            stopped: false,
+            owner_file: std::env::temp_dir().join(format!(
+                "gitrev-embedded-test-{}-{stubborn}.owner",
+                std::process::id()
+            )),
+        }
+    }
+
+    #[test]
+    fn a_drop_stops_a_server_that_was_not_stopped() {
+        let server = server(false);
+        let pid = server.pid;
+        let started = Instant::now();
+        drop(server);
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert!(!pid_alive(pid), "the server was reaped");
+    }
+
+    #[test]
+    fn a_server_ignoring_the_shutdown_signal_is_killed_within_the_bound() {
+        let mut server = server(true);
+        let pid = server.pid;
+        let started = Instant::now();
+        server.stop_blocking(Duration::from_millis(300));
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_millis(300) + KILL_WAIT, "{took:?}");
+        assert!(!pid_alive(pid), "killed and reaped");
+    }
+
+    #[tokio::test]
+    async fn stop_kills_a_server_ignoring_the_shutdown_signal() {
+        let mut server = server(true);
+        let pid = server.pid;
+        let started = Instant::now();
+        server.stop_within(Duration::from_millis(300)).await;
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_millis(300) + KILL_WAIT, "{took:?}");
+        assert!(!pid_alive(pid), "killed and reaped");
+        assert!(server.stopped);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_exits_during_the_wait_is_reported_not_waited_for() {
+        let child = Command::new("sh")
+            .args(["-c", "exit 3"])
+            .spawn()
+            .expect("sh runs");
+        let mut server = EmbeddedPostgres {
+            pid: child.id() as i32,
+            child: Some(child),
+            port: free_port().expect("a free port"),
+            password: "x".into(),
+            stopped: false,
+            owner_file: std::env::temp_dir().join(format!(
+                "gitrev-embedded-test-{}-exit.owner",
+                std::process::id()
+            )),
+        };
+        let started = Instant::now();
+        let err = server
+            .wait_ready(Path::new("/nonexistent/postgres.log"))
+            .await
+            .expect_err("the server is gone");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(err.to_string().contains("postgres exited with"), "{err}");
+        assert!(server.stopped);
+    }
 }

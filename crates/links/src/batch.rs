@@ -14,12 +14,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use gitrev_core::retry::{self, Retryable};
 use gitrev_store::urls::Click;
 use gitrev_store::{deadline, Store, StoreError};
 use gitrev_telemetry::BatchMetrics;
 use prometheus::IntCounter;
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 /// Click queue settings.
@@ -42,15 +43,17 @@ pub struct ClickQueue {
 }
 
 impl ClickQueue {
-    /// Starts the writer; stop it by flipping `shutdown` to true and awaiting the handle, which
-    /// returns once every queued click is written (or the database stayed down past `drain_for`).
+    /// Starts the writer as a task of `tasks` (the caller owns and joins it); stop it by flipping
+    /// `shutdown` to true: the task ends once every queued click is written (or the database
+    /// stayed down past `drain_for`).
     pub fn start(
         store: Store,
         config: ClickQueueConfig,
         metrics: BatchMetrics,
         shutdown: watch::Receiver<bool>,
         drain_for: Duration,
-    ) -> (ClickQueue, JoinHandle<()>) {
+        tasks: &mut JoinSet<()>,
+    ) -> ClickQueue {
         let (tx, rx) = mpsc::channel(config.capacity);
         let overflow = metrics.click_overflow.clone();
         let queue = ClickQueue {
@@ -59,10 +62,10 @@ impl ClickQueue {
             overflow_logged: Arc::new(AtomicU64::new(0)),
         };
         let depth_tx = tx.downgrade();
-        let writer = tokio::spawn(write_clicks(
+        tasks.spawn(write_clicks(
             rx, depth_tx, store, config, metrics, shutdown, drain_for,
         ));
-        (queue, writer)
+        queue
     }
 
     /// Queues a click without waiting. `false` when it was dropped (queue full or closed).
@@ -104,7 +107,7 @@ async fn write_clicks(
     drain_for: Duration,
 ) {
     let mut batch: Vec<Click> = Vec::with_capacity(config.max_batch);
-    let mut in_flight = tokio::task::JoinSet::new();
+    let mut in_flight = JoinSet::new();
     let mut ticker = tokio::time::interval(config.flush_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Set once the stop begins, and read by every flush at each retry: a batch already being
@@ -179,36 +182,41 @@ fn begin_drain(
     info!(queued = rx.len() + batched, "draining the click queue");
 }
 
-/// Writes one batch, retrying while the database is unavailable (until `deadline`, once set).
+/// How a failed click write is retried: 50 ms, doubling, at most 2 s apart.
+const FLUSH_RETRY: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
+
+/// Writes one batch, retrying while the database is unavailable (until `deadline`, once set: it
+/// is read at every failed attempt, so a stop that begins during the retries ends them too).
 async fn flush_clicks(
     store: &Store,
     batch: Vec<Click>,
     metrics: &BatchMetrics,
     deadline: &OnceLock<Instant>,
 ) {
-    let mut backoff = Duration::from_millis(50);
-    loop {
+    let written = (|| async {
         let started = Instant::now();
-        match store.record_clicks(&batch).await {
-            Ok(()) => {
-                metrics.click_batch_size.observe(batch.len() as f64);
-                metrics
-                    .click_flush_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                return;
-            }
-            Err(StoreError::Unavailable(reason))
-                if deadline.get().is_none_or(|d| Instant::now() < *d) =>
-            {
-                warn!(%reason, clicks = batch.len(), "cannot write clicks yet; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-            Err(err) => {
-                metrics.click_lost.inc_by(batch.len() as u64);
-                error!(error = %err, clicks = batch.len(), "clicks could not be written and are lost");
-                return;
-            }
+        store
+            .record_clicks(&batch)
+            .await
+            .map(|()| started.elapsed())
+    })
+    .retry(retry::backoff(FLUSH_RETRY.0, FLUSH_RETRY.1))
+    .when(|err| {
+        matches!(err, StoreError::Unavailable(_))
+            && deadline.get().is_none_or(|d| Instant::now() < *d)
+    })
+    .notify(
+        |err, _| warn!(reason = %err, clicks = batch.len(), "cannot write clicks yet; retrying"),
+    )
+    .await;
+    match written {
+        Ok(took) => {
+            metrics.click_batch_size.observe(batch.len() as f64);
+            metrics.click_flush_seconds.observe(took.as_secs_f64());
+        }
+        Err(err) => {
+            metrics.click_lost.inc_by(batch.len() as u64);
+            error!(error = %err, clicks = batch.len(), "clicks could not be written and are lost");
         }
     }
 }
@@ -230,13 +238,17 @@ impl<Req, Resp> Clone for GroupWriter<Req, Resp> {
 }
 
 impl<Req: Send + 'static, Resp: Send + 'static> GroupWriter<Req, Resp> {
-    /// Starts `writers` tasks, each taking up to `max_group` queued requests at a time and
-    /// answering them with `write`, which returns one answer per request, in order. The tasks
-    /// end once every `GroupWriter` clone is dropped and the queue is empty.
+    /// Starts `writers` tasks in `tasks` (the caller owns and joins them), each taking up to
+    /// `max_group` queued requests at a time and answering them with `write`, which returns one
+    /// answer per request, in order. The tasks end once every `GroupWriter` clone is dropped and
+    /// the queue is empty, or once `stop` flips to true: then the queue is closed (a later
+    /// [`GroupWriter::submit`] gets `None`) and what it holds is still written and answered.
     pub fn start<F, Fut>(
         max_group: usize,
         writers: usize,
         group_sizes: prometheus::Histogram,
+        stop: watch::Receiver<bool>,
+        tasks: &mut JoinSet<()>,
         write: F,
     ) -> GroupWriter<Req, Resp>
     where
@@ -248,10 +260,22 @@ impl<Req: Send + 'static, Resp: Send + 'static> GroupWriter<Req, Resp> {
         let write = Arc::new(write);
         for _ in 0..writers {
             let (rx, write, group_sizes) = (rx.clone(), write.clone(), group_sizes.clone());
-            tokio::spawn(async move {
+            let mut stop = stop.clone();
+            tasks.spawn(async move {
                 let mut group = Vec::with_capacity(max_group);
                 loop {
-                    let received = rx.lock().await.recv_many(&mut group, max_group).await;
+                    let received = {
+                        let mut rx = rx.lock().await;
+                        tokio::select! {
+                            // Once closed, the queue is always ready (what is left, then 0).
+                            biased;
+                            received = rx.recv_many(&mut group, max_group) => received,
+                            _ = stop.wait_for(|stop| *stop) => {
+                                rx.close();
+                                continue;
+                            }
+                        }
+                    };
                     if received == 0 {
                         return;
                     }
@@ -286,5 +310,70 @@ impl<Req: Send + 'static, Resp: Send + 'static> GroupWriter<Req, Resp> {
         let (reply, answer) = oneshot::channel();
         self.tx.send((request, Instant::now(), reply)).await.ok()?;
         answer.await.ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes() -> prometheus::Histogram {
+        prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("sizes", "group sizes"))
+            .expect("valid histogram")
+    }
+
+    #[tokio::test]
+    async fn group_writers_answer_what_they_hold_then_stop_and_are_joined() {
+        let (stop_tx, stop) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        // A slow write, so that requests queue behind the first group.
+        let writer: GroupWriter<u32, u32> =
+            GroupWriter::start(4, 2, sizes(), stop, &mut tasks, |g| async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                g.into_iter().map(|n| n * 10).collect()
+            });
+        assert_eq!(writer.submit(1).await, Some(10));
+        let queued: Vec<_> = (0..20)
+            .map(|n| {
+                let writer = writer.clone();
+                tokio::spawn(async move { writer.submit(n).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let _ = stop_tx.send(true);
+        // A clone is still alive, yet the tasks end: the stop closed the queue.
+        let joined = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(ended) = tasks.join_next().await {
+                ended.expect("no writer panicked");
+            }
+        })
+        .await;
+        assert!(joined.is_ok(), "the writers stopped");
+        for (n, answer) in queued.into_iter().enumerate() {
+            // Queued before the stop: answered. (Any not yet queued is refused, never left hanging.)
+            if let Some(answer) = answer.await.expect("the requester") {
+                assert_eq!(answer, n as u32 * 10);
+            }
+        }
+        assert_eq!(
+            writer.submit(7).await,
+            None,
+            "after the stop, nothing is taken"
+        );
+    }
+
+    #[tokio::test]
+    async fn group_writers_end_with_their_last_handle() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let writer: GroupWriter<u32, u32> =
+            GroupWriter::start(4, 2, sizes(), stop, &mut tasks, |g| async move { g });
+        assert_eq!(writer.submit(3).await, Some(3));
+        drop(writer);
+        let joined = tokio::time::timeout(Duration::from_secs(5), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        assert!(joined.is_ok());
     }
 }

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use gitrev_core::retry::{self, Retryable};
 use gitrev_store::urls::{ClickTarget, Link};
 use gitrev_store::{Store, StoreError};
 use http::header::HeaderValue;
@@ -255,10 +256,90 @@ pub struct ListenBounds {
     pub answer: Duration,
 }
 
+/// How the LISTEN connection is retried: 100 ms, doubling, at most 5 s apart; the backoff starts
+/// over after every connection that got as far as listening.
+const LISTEN_RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+
+/// Why there is no LISTEN connection (for the log line of the retry).
+#[derive(Debug, thiserror::Error)]
+enum Unsubscribed {
+    #[error("lost the link invalidation connection")]
+    Lost,
+    #[error("cannot open the link invalidation connection: {0}")]
+    Connect(StoreError),
+    #[error("LISTEN failed: {0}")]
+    Listen(tokio_postgres::Error),
+    #[error("LISTEN was not answered in time")]
+    ListenTimeout,
+}
+
+/// A connection listening on [`CHANNEL`]: its client, the task driving it (which forwards every
+/// notification's payload) and where those payloads arrive.
+struct Subscription {
+    client: tokio_postgres::Client,
+    driver: tokio::task::JoinHandle<()>,
+    notifications: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Subscription {
+    /// Dropping the connection (not only the client) closes the socket: the driver goes, joined.
+    async fn close(self) {
+        self.driver.abort();
+        let _ = self.driver.await;
+    }
+}
+
+/// Opens a connection and LISTENs on it, each step bounded by `bounds`.
+async fn subscribe(
+    config: &tokio_postgres::Config,
+    bounds: ListenBounds,
+) -> Result<Subscription, Unsubscribed> {
+    let (client, mut connection) = gitrev_store::open(config, bounds.connect)
+        .await
+        .map_err(Unsubscribed::Connect)?;
+    let (tx, notifications) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = futures_util::StreamExt::next(&mut messages).await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_owned()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    warn!(error = %err, "link invalidation connection failed");
+                    break;
+                }
+            }
+        }
+    });
+    let subscription = Subscription {
+        client,
+        driver,
+        notifications,
+    };
+    let listening = tokio::time::timeout(
+        bounds.answer,
+        subscription
+            .client
+            .batch_execute(&format!("LISTEN {CHANNEL}")),
+    )
+    .await;
+    let failed = match listening {
+        Ok(Ok(())) => return Ok(subscription),
+        Ok(Err(err)) => Unsubscribed::Listen(err),
+        Err(_) => Unsubscribed::ListenTimeout,
+    };
+    subscription.close().await;
+    Err(failed)
+}
+
 /// Keeps a LISTEN connection open and evicts what other replicas announce, reconnecting with
 /// backoff; clears the cache after every (re)connect because announcements may have been missed.
 /// A heartbeat that is not answered within `bounds.answer` counts as a lost connection.
-/// Returns when `shutdown` flips to true.
+/// Returns when `shutdown` flips to true, at once, even in the middle of a retry's wait.
 pub async fn listen(
     config: tokio_postgres::Config,
     bounds: ListenBounds,
@@ -266,82 +347,103 @@ pub async fn listen(
     mut shutdown: watch::Receiver<bool>,
     connected: watch::Sender<bool>,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let config = &config;
+    let mut just_lost = false;
     loop {
         if *shutdown.borrow() {
             return;
         }
-        match gitrev_store::open(&config, bounds.connect).await {
-            Ok((client, mut connection)) => {
-                let (tx, mut notifications) = tokio::sync::mpsc::unbounded_channel();
-                let driver = tokio::spawn(async move {
-                    let mut messages =
-                        futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-                    while let Some(message) = futures_util::StreamExt::next(&mut messages).await {
-                        match message {
-                            Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
-                                if tx.send(n.payload().to_owned()).is_err() {
-                                    break;
-                                }
-                            }
-                            Ok(_) => {}
-                            Err(err) => {
-                                warn!(error = %err, "link invalidation connection failed");
-                                break;
-                            }
-                        }
-                    }
-                });
-                let listening = tokio::time::timeout(
-                    bounds.answer,
-                    client.batch_execute(&format!("LISTEN {CHANNEL}")),
-                )
-                .await;
-                if !matches!(listening, Ok(Ok(()))) {
-                    match listening {
-                        Ok(Err(err)) => warn!(error = %err, "LISTEN failed"),
-                        _ => warn!("LISTEN was not answered in time"),
-                    }
-                    driver.abort();
-                } else {
-                    cache.clear();
-                    let _ = connected.send(true);
-                    info!("listening for link invalidations");
-                    backoff = Duration::from_millis(100);
-                    let mut heartbeat = tokio::time::interval(LISTEN_HEARTBEAT);
-                    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    loop {
-                        tokio::select! {
-                            payload = notifications.recv() => match payload {
-                                Some(code) => cache.invalidate(&code).await,
-                                None => break,
-                            },
-                            _ = heartbeat.tick() => {
-                                let answered =
-                                    tokio::time::timeout(bounds.answer, client.simple_query("")).await;
-                                if !matches!(answered, Ok(Ok(_))) {
-                                    warn!("the link invalidation connection did not answer its heartbeat");
-                                    break;
-                                }
-                            }
-                            _ = shutdown.changed() => {
-                                driver.abort();
-                                return;
-                            }
-                        }
-                    }
-                    // Dropping the connection (not only the client) closes the socket.
-                    driver.abort();
-                    let _ = connected.send(false);
-                    warn!("lost the link invalidation connection; reconnecting");
+        // A connection just lost counts as the first failed attempt of the next round, so even a
+        // connection that keeps dropping as soon as it listens is retried at the backoff's pace.
+        let attempt = || {
+            let lost = std::mem::take(&mut just_lost);
+            async move {
+                if lost {
+                    return Err(Unsubscribed::Lost);
                 }
+                subscribe(config, bounds).await
             }
-            Err(err) => warn!(error = %err, "cannot open the link invalidation connection"),
-        }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
+        };
+        let retried = attempt
+            .retry(retry::backoff(LISTEN_RETRY.0, LISTEN_RETRY.1))
+            .notify(|why, delay| warn!(%why, ?delay, "no link invalidation connection; retrying"));
+        let subscription = tokio::select! {
+            subscription = retried => subscription,
             _ = shutdown.changed() => return,
+        };
+        // The retry never gives up (no `.when`, no attempt limit): only `Ok` arrives here.
+        let Ok(mut subscription) = subscription else {
+            continue;
+        };
+        cache.clear();
+        let _ = connected.send(true);
+        info!("listening for link invalidations");
+        let mut heartbeat = tokio::time::interval(LISTEN_HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stopping = loop {
+            tokio::select! {
+                payload = subscription.notifications.recv() => match payload {
+                    Some(code) => cache.invalidate(&code).await,
+                    None => break false,
+                },
+                _ = heartbeat.tick() => {
+                    let answered = tokio::time::timeout(
+                        bounds.answer,
+                        subscription.client.simple_query(""),
+                    )
+                    .await;
+                    if !matches!(answered, Ok(Ok(_))) {
+                        warn!("the link invalidation connection did not answer its heartbeat");
+                        break false;
+                    }
+                }
+                _ = shutdown.changed() => break true,
+            }
+        };
+        subscription.close().await;
+        if stopping {
+            return;
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        let _ = connected.send(false);
+        just_lost = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn listen_retries_a_database_that_is_not_there_and_ends_at_once_on_shutdown() {
+        // Nothing listens on port 1: every attempt is refused, and the loop keeps retrying.
+        let config: tokio_postgres::Config =
+            "postgres://gitrev@127.0.0.1:1/gitrev".parse().unwrap();
+        let cache = LinkCache::new(
+            CacheConfig {
+                capacity: 10,
+                ttl: Duration::from_secs(60),
+                negative_ttl: Duration::from_secs(1),
+            },
+            IntCounterVec::new(prometheus::Opts::new("evictions", "evictions"), &["reason"])
+                .unwrap(),
+        );
+        let (stop_tx, stop) = watch::channel(false);
+        let (connected_tx, connected) = watch::channel(false);
+        let bounds = ListenBounds {
+            connect: Duration::from_millis(500),
+            answer: Duration::from_millis(500),
+        };
+        let task = tokio::spawn(listen(config, bounds, cache, stop, connected_tx));
+        // Long enough for several attempts, the later ones hundreds of ms apart.
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        assert!(!task.is_finished(), "still retrying");
+        assert!(!*connected.borrow());
+        let asked = std::time::Instant::now();
+        let _ = stop_tx.send(true);
+        tokio::time::timeout(Duration::from_millis(200), task)
+            .await
+            .expect("the stop ends the retry's wait at once")
+            .expect("no panic");
+        assert!(asked.elapsed() < Duration::from_millis(200));
     }
 }

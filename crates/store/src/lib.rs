@@ -29,6 +29,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls, Statement};
 use tracing::warn;
@@ -133,6 +135,7 @@ pub struct Manager {
     connect_timeout: Duration,
     /// How often each connection's driver looks at its watchdog.
     tick: Duration,
+    drivers: Arc<Drivers>,
 }
 
 /// Whether the database answered the last connection attempt, so that while it is down requests
@@ -248,26 +251,68 @@ impl Reachability {
     }
 }
 
-/// Opens one connection and drives it on a background task. The whole of it (TCP connect and
-/// startup handshake) is bounded by `within`: tokio-postgres's own connect timeout covers only
-/// the TCP connect, and a peer that accepts but never answers would hold the caller forever.
-pub async fn connect(
-    config: &tokio_postgres::Config,
-    within: Duration,
-) -> Result<Client, StoreError> {
-    let (client, connection) = open(config, within).await?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            warn!(error = %err, "database connection closed");
+/// The tasks driving the store's connections (pooled and maintenance), owned by the store:
+/// [`Store::close`] tells each to drop its connection (closing the socket) and joins them.
+struct Drivers {
+    tasks: std::sync::Mutex<JoinSet<()>>,
+    closing: watch::Sender<bool>,
+}
+
+impl Default for Drivers {
+    fn default() -> Drivers {
+        Drivers {
+            tasks: std::sync::Mutex::default(),
+            closing: watch::channel(false).0,
         }
-    });
-    Ok(client)
+    }
+}
+
+impl Drivers {
+    /// Drives a connection until it ends by itself or the store closes. Connections are opened
+    /// rarely, so reaping the finished drivers here keeps the set to the live ones.
+    fn spawn(&self, driver: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut closing = self.closing.subscribe();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
+            tokio::select! {
+                () = driver => {}
+                _ = closing.wait_for(|closing| *closing) => {}
+            }
+        });
+    }
+
+    /// How many drivers are running.
+    fn running(&self) -> usize {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        while tasks.try_join_next().is_some() {}
+        tasks.len()
+    }
+
+    async fn close(&self) {
+        self.closing.send_replace(true);
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        while let Some(ended) = tasks.join_next().await {
+            if let Err(err) = ended {
+                warn!(error = %err, "a database connection's driver panicked");
+            }
+        }
+    }
+}
+
+/// Drives a connection opened with [`open`] until it ends, logging how it ended.
+async fn drive_plain(connection: Connection) {
+    if let Err(err) = connection.await {
+        warn!(error = %err, "database connection closed");
+    }
 }
 
 pub type Connection =
     tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>;
 
-/// Opens one connection, bounded like [`connect`], leaving the driving to the caller.
+/// Opens one connection, leaving the driving to the caller. The whole of it (TCP connect and
+/// startup handshake) is bounded by `within`: tokio-postgres's own connect timeout covers only
+/// the TCP connect, and a peer that accepts but never answers would hold the caller forever.
 pub async fn open(
     config: &tokio_postgres::Config,
     within: Duration,
@@ -291,7 +336,7 @@ impl bb8::ManageConnection for Manager {
         match open(&self.config, self.connect_timeout).await {
             Ok((client, connection)) => {
                 let watchdog = Arc::<deadline::Watchdog>::default();
-                tokio::spawn(deadline::drive(
+                self.drivers.spawn(deadline::drive(
                     connection,
                     watchdog.clone(),
                     self.reachability.clone(),
@@ -350,6 +395,8 @@ pub struct Store {
     maintenance_deadline: Duration,
     /// Connection settings without any statement timeout (the LISTEN connection).
     side: tokio_postgres::Config,
+    /// Every connection's driver task, joined by [`Store::close`].
+    drivers: Arc<Drivers>,
 }
 
 /// TCP keepalive and `tcp_user_timeout` of every database socket: an idle connection whose peer
@@ -435,6 +482,7 @@ impl Store {
             client_config(database_url, settings, Some(settings.maintenance_timeout()))?;
         let side = client_config(database_url, settings, None)?;
         let reachability = Arc::new(Reachability::new());
+        let drivers = Arc::<Drivers>::default();
         let deadline = settings.db_deadline();
         let pool = bb8::Pool::builder()
             .max_size(settings.pool_size)
@@ -449,6 +497,7 @@ impl Store {
                 reachability: reachability.clone(),
                 connect_timeout: settings.connect_timeout(),
                 tick: deadline::tick(deadline),
+                drivers: drivers.clone(),
             });
         Ok(Store {
             pool,
@@ -460,6 +509,7 @@ impl Store {
             maintenance_deadline: settings.maintenance_timeout()
                 + Duration::from_millis(settings.db_deadline_margin_ms),
             side,
+            drivers,
         })
     }
 
@@ -545,7 +595,21 @@ impl Store {
     /// A connection outside the pool for migrations and imports: the maintenance statement
     /// timeout, connecting bounded like the pool's. Run the work in [`Store::bounded_maintenance`].
     pub async fn maintenance_client(&self) -> Result<Client, StoreError> {
-        connect(&self.maintenance, self.connect_timeout).await
+        let (client, connection) = open(&self.maintenance, self.connect_timeout).await?;
+        self.drivers.spawn(drive_plain(connection));
+        Ok(client)
+    }
+
+    /// Ends every connection of this store (every clone of it): each driver drops its connection,
+    /// closing the socket, and is joined. Statements in flight fail as unavailable, and a
+    /// connection opened afterwards is closed at once. For the end of the process.
+    pub async fn close(&self) {
+        self.drivers.close().await;
+    }
+
+    /// Connection drivers running now (pooled and maintenance connections).
+    pub fn connections_driven(&self) -> usize {
+        self.drivers.running()
     }
 
     /// Connection settings for long-lived side connections (the LISTEN connection): no
@@ -763,5 +827,48 @@ impl Store {
             conn.client.query_one(&count_stmt, &count_params),
         )?;
         Ok((rows, count.get(0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn closing_ends_every_driver_and_joins_it() {
+        let drivers = Drivers::default();
+        let (ended_tx, mut ended) = tokio::sync::mpsc::unbounded_channel::<()>();
+        for _ in 0..3 {
+            let ended_tx = ended_tx.clone();
+            drivers.spawn(async move {
+                // A connection that would run forever; dropping the future is closing it.
+                struct Dropped(tokio::sync::mpsc::UnboundedSender<()>);
+                impl Drop for Dropped {
+                    fn drop(&mut self) {
+                        let _ = self.0.send(());
+                    }
+                }
+                let _dropped = Dropped(ended_tx);
+                std::future::pending::<()>().await
+            });
+        }
+        drivers.spawn(async {}); // one that ends by itself
+        tokio::task::yield_now().await;
+        assert_eq!(drivers.running(), 3, "a finished driver is reaped");
+        tokio::time::timeout(Duration::from_secs(5), drivers.close())
+            .await
+            .expect("closing is prompt");
+        drop(ended_tx);
+        let mut dropped = 0;
+        while ended.recv().await.is_some() {
+            dropped += 1;
+        }
+        assert_eq!(dropped, 3, "every connection was dropped");
+        assert_eq!(drivers.running(), 0);
+        // After the close, a new connection is closed at once.
+        drivers.spawn(std::future::pending());
+        tokio::time::timeout(Duration::from_secs(5), drivers.close())
+            .await
+            .expect("a late driver ends at once too");
     }
 }

@@ -6,6 +6,11 @@
 //! `GET /metrics` in the Prometheus text format (0.0.4).
 
 use std::io::IsTerminal;
+use std::sync::{Mutex, OnceLock};
+
+use tracing::Level;
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::fmt::writer::{MakeWriterExt, OrElse, WithMaxLevel};
 
 use prometheus::{
     exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
@@ -22,14 +27,57 @@ pub enum LogFormat {
     Text,
 }
 
-/// Installs the global subscriber; later calls (tests) are ignored. Lines are written by a
-/// background thread, so a slow stderr never blocks a request; keep the returned guard alive
-/// until exit, when it flushes what is left. `filter` is in tracing's EnvFilter syntax.
-pub fn init_logging(
-    filter: &str,
-    format: LogFormat,
-) -> tracing_appender::non_blocking::WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+/// Lines a log writer holds before it falls behind: beyond this, lines below WARN are dropped
+/// (and counted), warnings and errors wait.
+const LOG_BUFFER_LINES: usize = 128_000;
+
+/// Log lines below WARN dropped so far because the log writer fell behind, once logging is set up.
+static DROPPED_LINES: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Keeps logging's writer threads alive; dropping it (at exit) flushes what is left.
+pub struct LogGuard {
+    _lossless: WorkerGuard,
+    _lossy: WorkerGuard,
+}
+
+/// Where log lines go: warnings and errors through a writer that never drops a line (when its
+/// buffer is full the logging thread waits), everything else — access lines, the bulk — through
+/// one that drops a line rather than wait, and counts it.
+pub type LogWriter = OrElse<WithMaxLevel<NonBlocking>, NonBlocking>;
+
+/// The two writers over `important` (WARN and ERROR) and `rest`, each on its own thread with a
+/// buffer of `lines`; the counter counts what `rest` dropped.
+pub fn log_writer<A, B>(important: A, rest: B, lines: usize) -> (LogWriter, LogGuard, ErrorCounter)
+where
+    A: std::io::Write + Send + 'static,
+    B: std::io::Write + Send + 'static,
+{
+    let (lossless, lossless_guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(lines)
+        .thread_name("gitrev-log-warn")
+        .finish(important);
+    let (lossy, lossy_guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(lines)
+        .thread_name("gitrev-log")
+        .finish(rest);
+    let dropped = lossy.error_counter();
+    let writer = lossless.with_max_level(Level::WARN).or_else(lossy);
+    let guard = LogGuard {
+        _lossless: lossless_guard,
+        _lossy: lossy_guard,
+    };
+    (writer, guard, dropped)
+}
+
+/// Installs the global subscriber; later calls (tests) are ignored. Lines are written by
+/// background threads, so a slow stderr never blocks a request on an access line; warnings and
+/// errors are never dropped (see [`log_writer`]). Keep the returned guard alive until exit, when
+/// it flushes what is left. `filter` is in tracing's EnvFilter syntax.
+pub fn init_logging(filter: &str, format: LogFormat) -> LogGuard {
+    let (writer, guard, dropped) =
+        log_writer(std::io::stderr(), std::io::stderr(), LOG_BUFFER_LINES);
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match format {
         LogFormat::Json => true,
@@ -39,7 +87,7 @@ pub fn init_logging(
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
-    let _ = if json {
+    let installed = if json {
         builder
             .json()
             .flatten_event(true)
@@ -48,7 +96,17 @@ pub fn init_logging(
     } else {
         builder.try_init()
     };
+    if installed.is_ok() {
+        let _ = DROPPED_LINES.set(dropped);
+    }
     guard
+}
+
+/// Log lines dropped so far because the log writer fell behind (0 before logging is set up).
+pub fn log_lines_dropped() -> u64 {
+    DROPPED_LINES
+        .get()
+        .map_or(0, |counter| counter.dropped_lines() as u64)
 }
 
 /// Metrics of the cache and the grouped writers (cheap to clone: handles onto shared values).
@@ -87,6 +145,13 @@ pub struct Metrics {
     pub db_deadlines_passed: IntCounter,
     /// 1 while the LISTEN connection for link invalidations is up.
     pub listen_connected: IntGauge,
+    /// Log lines below WARN dropped because the log writer fell behind (brought up to date from
+    /// the writer's own count at every render).
+    pub log_lines_dropped: IntCounter,
+    /// Serializes bringing `log_lines_dropped` up to date (two renders at once would add twice).
+    log_sync: Mutex<()>,
+    /// Every metric's name and help, in registration order.
+    described: Vec<(String, String)>,
     pub batch: BatchMetrics,
 }
 
@@ -100,23 +165,45 @@ fn size_buckets() -> Vec<f64> {
     exponential_buckets(1.0, 2.0, 13).expect("valid buckets")
 }
 
+/// The registry being filled, remembering every metric's name and help as it goes.
+#[derive(Default)]
+struct Registrar {
+    registry: Registry,
+    described: std::cell::RefCell<Vec<(String, String)>>,
+}
+
+impl Registrar {
+    fn register(&self, collector: Box<dyn prometheus::core::Collector>) -> prometheus::Result<()> {
+        self.described.borrow_mut().extend(
+            collector
+                .desc()
+                .into_iter()
+                .map(|desc| (desc.fq_name.clone(), desc.help.clone())),
+        );
+        self.registry.register(collector)
+    }
+}
+
 /// Registers a metric built from fixed, valid options.
-fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
+fn register<M: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registrar,
+    metric: M,
+) -> M {
     registry
         .register(Box::new(metric.clone()))
         .expect("metric names are unique and valid");
     metric
 }
 
-fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+fn counter(registry: &Registrar, name: &str, help: &str) -> IntCounter {
     register(registry, IntCounter::new(name, help).expect("valid metric"))
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+fn gauge(registry: &Registrar, name: &str, help: &str) -> IntGauge {
     register(registry, IntGauge::new(name, help).expect("valid metric"))
 }
 
-fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+fn histogram(registry: &Registrar, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
     register(
         registry,
         Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
@@ -126,7 +213,7 @@ fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> 
 
 impl Default for Metrics {
     fn default() -> Self {
-        let registry = Registry::new();
+        let registry = Registrar::default();
         #[cfg(target_os = "linux")]
         registry
             .register(Box::new(
@@ -275,7 +362,14 @@ impl Default for Metrics {
                 "gitrev_link_listen_connected",
                 "1 while the LISTEN connection for link invalidations is up, else 0",
             ),
-            registry,
+            log_lines_dropped: counter(
+                &registry,
+                "gitrev_log_lines_dropped_total",
+                "Log lines below WARN (access lines and the like) dropped because the log writer fell behind; warnings and errors are never dropped",
+            ),
+            log_sync: Mutex::new(()),
+            described: registry.described.into_inner(),
+            registry: registry.registry,
             requests,
             latency,
             batch,
@@ -293,8 +387,21 @@ impl Metrics {
         self.latency.with_label_values(&[route]).observe(seconds);
     }
 
+    /// Every metric's name and help, in registration order (for `gitrev settings --metrics`).
+    pub fn describe(&self) -> &[(String, String)] {
+        &self.described
+    }
+
     /// The Prometheus text exposition and its content type.
     pub fn render(&self) -> (String, String) {
+        {
+            let _one_at_a_time = self.log_sync.lock().unwrap_or_else(|e| e.into_inner());
+            let dropped = log_lines_dropped();
+            let counted = self.log_lines_dropped.get();
+            if dropped > counted {
+                self.log_lines_dropped.inc_by(dropped - counted);
+            }
+        }
         let encoder = TextEncoder::new();
         let mut out = Vec::new();
         encoder
@@ -322,5 +429,115 @@ impl StatusLabel {
 
     fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("ASCII digits")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::{Arc, Condvar};
+    use std::time::Duration;
+
+    /// A sink that takes no line until its gate opens (a stderr nobody reads), then keeps them.
+    #[derive(Clone, Default)]
+    struct GatedSink {
+        gate: Arc<(Mutex<bool>, Condvar)>,
+        lines: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl GatedSink {
+        fn open(&self) {
+            *self.gate.0.lock().unwrap() = true;
+            self.gate.1.notify_all();
+        }
+
+        fn count(&self, needle: &str) -> usize {
+            String::from_utf8_lossy(&self.lines.lock().unwrap())
+                .matches(needle)
+                .count()
+        }
+    }
+
+    impl Write for GatedSink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let mut open = self.gate.0.lock().unwrap();
+            while !*open {
+                open = self.gate.1.wait(open).unwrap();
+            }
+            self.lines.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn warnings_and_errors_wait_for_a_slow_writer_other_lines_are_dropped_and_counted() {
+        let important = GatedSink::default();
+        let gate = important.gate.clone();
+        let rest = GatedSink {
+            gate,
+            ..GatedSink::default()
+        };
+        let (writer, guard, dropped) = log_writer(important.clone(), rest.clone(), 4);
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(writer)
+            .with_max_level(Level::INFO)
+            .finish();
+        let dispatch = tracing::Dispatch::new(subscriber);
+
+        // The writers are stuck: access lines beyond the buffer are dropped, never waited for.
+        tracing::dispatcher::with_default(&dispatch, || {
+            for n in 0..100 {
+                tracing::info!(n, "access line");
+            }
+        });
+        assert!(dropped.dropped_lines() >= 90, "{}", dropped.dropped_lines());
+
+        // Warnings and errors wait for room instead.
+        let logging = std::thread::spawn({
+            let dispatch = dispatch.clone();
+            move || {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    for n in 0..50 {
+                        tracing::warn!(n, "warning line");
+                        tracing::error!(n, "error line");
+                    }
+                })
+            }
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!logging.is_finished(), "a full buffer holds warnings back");
+        important.open();
+        logging.join().expect("the logging thread");
+        drop(guard); // flushes both writers
+        assert_eq!(important.count("warning line"), 50);
+        assert_eq!(important.count("error line"), 50);
+        assert_eq!(important.count("access line"), 0);
+        assert_eq!(
+            rest.count("access line") + dropped.dropped_lines(),
+            100,
+            "every access line is written or counted as dropped"
+        );
+    }
+
+    #[test]
+    fn every_metric_is_described_and_dropped_log_lines_are_exported() {
+        let metrics = Metrics::default();
+        let names: Vec<&str> = metrics.describe().iter().map(|(n, _)| n.as_str()).collect();
+        for name in [
+            "gitrev_http_requests_total",
+            "gitrev_link_cache_evictions_total",
+            "gitrev_log_lines_dropped_total",
+            "gitrev_click_queue_depth",
+        ] {
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+        assert!(metrics.describe().iter().all(|(_, help)| !help.is_empty()));
+        let (text, _) = metrics.render();
+        assert!(text.contains("gitrev_log_lines_dropped_total 0"), "{text}");
     }
 }
