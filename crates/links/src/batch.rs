@@ -40,6 +40,8 @@ pub struct ClickQueue {
     tx: mpsc::Sender<Click>,
     overflow: IntCounter,
     overflow_logged: Arc<AtomicU64>,
+    received: IntCounter,
+    settled: IntCounter,
 }
 
 impl ClickQueue {
@@ -60,6 +62,8 @@ impl ClickQueue {
             tx: tx.clone(),
             overflow,
             overflow_logged: Arc::new(AtomicU64::new(0)),
+            received: metrics.clicks_received.clone(),
+            settled: metrics.clicks_settled.clone(),
         };
         let depth_tx = tx.downgrade();
         tasks.spawn(write_clicks(
@@ -70,10 +74,14 @@ impl ClickQueue {
 
     /// Queues a click without waiting. `false` when it was dropped (queue full or closed).
     pub fn record(&self, click: Click) -> bool {
+        // Counted before it is queued, so that whoever reads the count after this returns finds
+        // every click queued before this one counted too (see `Settled`).
+        self.received.inc();
         match self.tx.try_send(click) {
             Ok(()) => true,
             Err(_) => {
                 self.overflow.inc();
+                self.settled.inc();
                 // One line per power of two of dropped clicks: loud at first, never a flood.
                 let dropped = self.overflow_logged.fetch_add(1, Ordering::Relaxed) + 1;
                 if dropped.is_power_of_two() {
@@ -113,6 +121,9 @@ async fn write_clicks(
     // Set once the stop begins, and read by every flush at each retry: a batch already being
     // retried against a database that is down must give up by then too, or the stop would hang.
     let deadline: Arc<OnceLock<Instant>> = Arc::default();
+    let settled = Arc::new(std::sync::Mutex::new(Settled::default()));
+    // Clicks taken from the queue so far: a batch is the range [taken, taken + len) of them.
+    let mut taken: u64 = 0;
     loop {
         let full = batch.len() >= config.max_batch;
         let room = config.max_batch - batch.len();
@@ -153,8 +164,12 @@ async fn write_clicks(
         let full_batch = std::mem::replace(&mut batch, Vec::with_capacity(config.max_batch));
         let (writer_store, writer_metrics) = (store.clone(), metrics.clone());
         let writer_deadline = deadline.clone();
+        let (start, writer_settled) = (taken, settled.clone());
+        taken += full_batch.len() as u64;
         in_flight.spawn(async move {
-            flush_clicks(&writer_store, full_batch, &writer_metrics, &writer_deadline).await
+            let len = full_batch.len() as u64;
+            flush_clicks(&writer_store, full_batch, &writer_metrics, &writer_deadline).await;
+            settle(&writer_settled, start, len, &writer_metrics);
         });
         if let Some(sender) = depth.upgrade() {
             metrics
@@ -163,11 +178,44 @@ async fn write_clicks(
         }
     }
     if !batch.is_empty() {
+        let len = batch.len() as u64;
         flush_clicks(&store, batch, &metrics, &deadline).await;
+        settle(&settled, taken, len, &metrics);
     }
     while in_flight.join_next().await.is_some() {}
     metrics.click_queue_depth.set(0);
     info!("click writer stopped");
+}
+
+/// Which taken clicks are settled (written or lost). Two batches are in flight at once, so a later
+/// one may finish first: the mark moves only over a contiguous run of finished batches, so that
+/// "settled up to N" means every click up to N, never most of them.
+#[derive(Default)]
+struct Settled {
+    mark: u64,
+    /// Finished batches beyond the mark: start → end.
+    ahead: std::collections::BTreeMap<u64, u64>,
+}
+
+/// Records the batch [start, start + len) as finished and moves `gitrev_clicks_settled_total` by
+/// however far the mark advanced.
+fn settle(settled: &std::sync::Mutex<Settled>, start: u64, len: u64, metrics: &BatchMetrics) {
+    let advanced = {
+        let mut s = settled
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        s.ahead.insert(start, start + len);
+        let before = s.mark;
+        loop {
+            let mark = s.mark;
+            match s.ahead.remove(&mark) {
+                Some(end) => s.mark = end,
+                None => break,
+            }
+        }
+        s.mark - before
+    };
+    metrics.clicks_settled.inc_by(advanced);
 }
 
 /// The stop has begun: take no more clicks, and give every flush until `drain_for` from now.
@@ -316,6 +364,23 @@ impl<Req: Send + 'static, Resp: Send + 'static> GroupWriter<Req, Resp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_settled_mark_moves_only_over_contiguous_finished_batches() {
+        let metrics = gitrev_telemetry::Metrics::default().batch;
+        let settled = std::sync::Mutex::new(Settled::default());
+        // The second batch (clicks 10..30) finishes before the first (0..10).
+        settle(&settled, 10, 20, &metrics);
+        assert_eq!(
+            metrics.clicks_settled.get(),
+            0,
+            "a later batch alone settles nothing"
+        );
+        settle(&settled, 0, 10, &metrics);
+        assert_eq!(metrics.clicks_settled.get(), 30, "then both, in one step");
+        settle(&settled, 30, 5, &metrics);
+        assert_eq!(metrics.clicks_settled.get(), 35);
+    }
 
     fn sizes() -> prometheus::Histogram {
         prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("sizes", "group sizes"))

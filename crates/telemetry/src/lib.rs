@@ -119,6 +119,10 @@ pub struct BatchMetrics {
     pub click_queue_depth: IntGauge,
     pub click_overflow: IntCounter,
     pub click_lost: IntCounter,
+    /// Clicks handed to the click queue (queued or, when full, dropped).
+    pub clicks_received: IntCounter,
+    /// A low-water mark over the received clicks: every one up to it is written, lost or dropped.
+    pub clicks_settled: IntCounter,
     pub click_batch_size: Histogram,
     pub click_flush_seconds: Histogram,
     pub user_group_size: Histogram,
@@ -279,6 +283,16 @@ impl Default for Metrics {
                 &registry,
                 "gitrev_clicks_lost_total",
                 "Clicks that could not be written (database error past retries)",
+            ),
+            clicks_received: counter(
+                &registry,
+                "gitrev_clicks_received_total",
+                "Clicks handed to the click queue by redirects and events (queued, or dropped when full)",
+            ),
+            clicks_settled: counter(
+                &registry,
+                "gitrev_clicks_settled_total",
+                "Received clicks settled in order: every click up to this count is written, lost or dropped (equal to gitrev_clicks_received_total when nothing waits)",
             ),
             click_batch_size: histogram(
                 &registry,
