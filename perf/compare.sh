@@ -66,9 +66,10 @@ trap cleanup EXIT
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
-# CPU accounting, in clock ticks: all busy CPU of the machine (/proc/stat) and the CPU of this
-# script's own processes (its reaped children, such as wrk, plus the running gitrev and all its
-# descendants, its PostgreSQL among them). The difference over a run is what others used.
+# CPU accounting, in clock ticks: all busy CPU of the machine (/proc/stat), all its CPU time busy or
+# not (to turn the rest into a share of one core), and the CPU of this script's own processes (its
+# reaped children, such as wrk, plus the running gitrev and all its descendants, its PostgreSQL
+# among them, or the ceiling). The busy CPU over a run less our own is what others used.
 cpu_snapshot() {
   python3 - "$$" ${GPID:-} ${CPID:-} <<'EOF'
 import os, sys
@@ -76,6 +77,7 @@ shell, roots = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
 with open("/proc/stat") as f:
     v = [int(x) for x in f.readline().split()[1:]]
 busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]  # user nice system irq softirq steal
+total = busy + v[3] + v[4]  # and idle, iowait: the elapsed time times the number of CPUs
 def stat(pid):  # (ppid, utime + stime + cutime + cstime, cutime + cstime)
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -96,7 +98,7 @@ while stack:
     pid = stack.pop()
     ours += procs[pid][1]
     stack.extend(children.get(pid, []))
-print(busy, ours, os.sysconf("SC_CLK_TCK"))
+print(busy, ours, total)
 EOF
 }
 
@@ -119,8 +121,8 @@ run_wrk() {
   s1=$(cpu_snapshot)
   local other
   other=$(python3 -c "
-b0, o0, hz = map(int, '$s0'.split()); b1, o1, _ = map(int, '$s1'.split())
-print(max(0, round(100 * ((b1 - b0) - (o1 - o0)) / hz / $DUR)))")
+b0, o0, t0 = map(int, '$s0'.split()); b1, o1, t1 = map(int, '$s1'.split())
+print(max(0, round(100 * $(nproc) * ((b1 - b0) - (o1 - o0)) / (t1 - t0))))")
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$round" "$bin" "$(rps "$file")" \
     "$(p99 "$file")" "$(errors "$file")" "$l1" "$other" >> "$RESULTS"
   echo "  $scenario r$round $bin: $(rps "$file") req/s, p99 $(p99 "$file"), errors $(errors "$file"), load1 $l1, others ${other}% CPU"
