@@ -4,11 +4,19 @@
 #
 #   perf/run.sh [section ...]      sections: redirect users urls locust rss (default: all)
 #   DURATION=15 CONNS=100 perf/run.sh redirect
+#   GITREV_BIN=/path/to/gitrev perf/run.sh redirect   # a binary built elsewhere; nothing is built
+#
+# Without GITREV_BIN the script builds target/release/gitrev and the ceiling example itself. With
+# GITREV_BIN set it builds nothing: the ceiling comes from CEILING_BIN (default
+# target/release/examples/ceiling, `cargo build --release --example ceiling`).
 #
 # Needs: wrk, psql, pgbench (PostgreSQL client), locust (pip install locust) for `locust`.
 # Every figure goes to perf/out/<run>/summary.md together with the command that produced it;
 # perf/RESULTS.md records a chosen run.
 set -euo pipefail
+# Paths given by the caller are taken from the caller's directory.
+[ -n "${GITREV_BIN:-}" ] && GITREV_BIN=$(realpath -- "$GITREV_BIN")
+[ -n "${CEILING_BIN:-}" ] && CEILING_BIN=$(realpath -- "$CEILING_BIN")
 cd "$(dirname "$0")/.."
 
 DUR=${DURATION:-15}
@@ -19,6 +27,18 @@ CEILING_PORT=${CEILING_PORT:-18090}
 SECTIONS=${*:-redirect users urls locust rss}
 RUN=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=perf/out/$RUN
+CEILING_BIN=${CEILING_BIN:-target/release/examples/ceiling}
+if [ -n "${GITREV_BIN:-}" ]; then
+  BIN=$GITREV_BIN
+  [ -x "$BIN" ] || { echo "GITREV_BIN=$BIN is not an executable file" >&2; exit 1; }
+  if [[ " $SECTIONS " == *" redirect "* ]] && [ ! -x "$CEILING_BIN" ]; then
+    echo "no ceiling binary at $CEILING_BIN: run \`cargo build --release --example ceiling\` or set CEILING_BIN" >&2
+    exit 1
+  fi
+else
+  cargo build --release --bin gitrev --example ceiling
+  BIN=target/release/gitrev
+fi
 mkdir -p "$OUT"
 SUMMARY=$OUT/summary.md
 BASE=http://127.0.0.1:$PORT
@@ -26,8 +46,6 @@ BASE=http://127.0.0.1:$PORT
 echo "# perf run $RUN ($(nproc) cores, wrk -t$THREADS, ${DUR}s per run)" > "$SUMMARY"
 note() { echo "$*" | tee -a "$SUMMARY"; }
 
-cargo build --release --bin gitrev --example ceiling
-BIN=target/release/gitrev
 DATA=$(mktemp -d /tmp/gitrev-perf-XXXXXX)
 chmod 755 "$DATA"
 GPID=""
@@ -87,7 +105,7 @@ if [[ " $SECTIONS " == *" redirect "* ]]; then
   note "## Redirects"
   CODES=$(curl -s "$BASE/urls?is_active=true&per_page=1000" | python3 -c 'import json,sys; print(",".join(u["short_code"] for u in json.load(sys.stdin)))')
   export CODES
-  target/release/examples/ceiling 127.0.0.1:$CEILING_PORT 2>/dev/null &
+  "$CEILING_BIN" 127.0.0.1:$CEILING_PORT 2>/dev/null &
   CPID=$!
   sleep 0.5
   run_wrk ceiling perf/wrk/codes.lua "http://127.0.0.1:$CEILING_PORT"
