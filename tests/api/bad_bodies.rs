@@ -159,7 +159,6 @@ async fn oversized_body_is_413() {
             &Method::POST,
             "/users",
             "application/json",
-            "",
             64 * 1024 * 1024,
         )
         .await;
