@@ -9,9 +9,9 @@ use reqwest::Client;
 use serde_json::{json, Value};
 
 use crate::harness::{
-    assert_error, assert_grouped, client, connect, count_rows, create_url_on, create_user_on,
-    fresh_database, group_totals, id_of, read_metric, start_server_on, str_of, unique,
-    unique_original_url, TestServer,
+    assert_error, assert_grouped, assert_redirects, client, code_path, connect, count_rows,
+    create_url_on, create_user_on, fresh_database, group_totals, id_of, read_metric,
+    start_server_on, str_of, unique, unique_original_url, TestServer,
 };
 
 const UNKNOWN_ID: i64 = 9_000_000_000;
@@ -81,15 +81,8 @@ async fn concurrent_url_creates_are_grouped_and_each_answered() {
     assert_grouped(&srv, &c, "gitrev_url_batch_size", before, 300).await;
     // Answered 201 means committed, and the generated codes redirect.
     for reply in replies.iter().filter(|r| r.status == 201).step_by(27) {
-        let code = str_of(&reply.json, "short_code");
-        let redirect = srv
-            .head(&c, &format!("/{code}"))
-            .await
-            .expect(302, "redirect");
-        assert_eq!(
-            redirect.header("location"),
-            reply.json["original_url"].as_str()
-        );
+        let target = str_of(&reply.json, "original_url");
+        assert_redirects(&srv, &c, &code_path(&reply.json), target).await;
     }
 }
 
@@ -121,15 +114,9 @@ async fn one_custom_code_wanted_by_many_at_once_goes_to_exactly_one() {
         );
     }
     assert_eq!(count_rows(&database_url, "urls").await, 1);
-    let redirect = srv
-        .head(&c, &format!("/{code}"))
-        .await
-        .expect(302, "redirect");
-    assert_eq!(
-        redirect.header("location"),
-        bodies[winner]["original_url"].as_str(),
-        "the code leads to the target the winner sent"
-    );
+    // The code leads to the target the winner sent.
+    let target = str_of(&bodies[winner], "original_url");
+    assert_redirects(&srv, &c, &format!("/{code}"), target).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -10,9 +10,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::harness::{
-    assert_error, click_events, client, code_path, create_url, create_url_on, create_url_with,
-    create_user, fence_clicks, fresh_database, id_of, poll, server, settled_clicks,
-    start_server_on, str_of, unique, unique_email, unique_original_url, Reply, TestServer,
+    assert_error, assert_redirects, click_events, client, code_path, create_url, create_url_on,
+    create_url_with, create_user, fence_clicks, fresh_database, id_of, poll, server,
+    settled_clicks, start_server_on, str_of, unique, unique_email, unique_original_url, Reply,
+    TestServer,
 };
 
 #[tokio::test]
@@ -20,11 +21,7 @@ async fn get_redirects_with_302_and_location() {
     let c = client();
     let original = unique_original_url();
     let url = create_url_with(&c, json!({"original_url": original})).await;
-    let reply = server()
-        .get(&c, &code_path(&url))
-        .await
-        .expect(302, "GET /{code}");
-    assert_eq!(reply.header("location"), Some(original.as_str()));
+    assert_redirects(server(), &c, &code_path(&url), &original).await;
 }
 
 #[tokio::test]
@@ -187,12 +184,9 @@ async fn codes_are_case_sensitive() {
         json!({"original_url": unique_original_url(), "short_code": upper}),
     )
     .await;
+    // Each case is its own code.
     for url in [&a, &b] {
-        let reply = server()
-            .get(&c, &code_path(url))
-            .await
-            .expect(302, "each case is its own code");
-        assert_eq!(reply.header("location"), url["original_url"].as_str());
+        assert_redirects(server(), &c, &code_path(url), str_of(url, "original_url")).await;
     }
 }
 
@@ -284,11 +278,7 @@ async fn a_restart_never_serves_links_changed_before_it() {
     assert!(first.stop().success(), "a clean stop");
 
     let second = start_server_on(&url, &env);
-    let reply = second
-        .get(&c, &paths[0])
-        .await
-        .expect(302, "unchanged link");
-    assert_eq!(reply.header("location"), links[0]["original_url"].as_str());
+    assert_redirects(&second, &c, &paths[0], str_of(&links[0], "original_url")).await;
     assert_error(&second.get(&c, &paths[1]).await, 404, "not_found");
     assert_error(&second.get(&c, &paths[2]).await, 404, "not_found");
 }

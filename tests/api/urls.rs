@@ -8,9 +8,9 @@ use serde_json::{json, Value};
 
 use crate::harness::{
     assert_error, assert_invalid_field, assert_json_content_type, assert_not_found,
-    assert_timestamp, assert_url, client, code_path, connect, create_url, create_url_with,
-    create_user, events, id_of, is_base62_code, poll, server, settled_clicks, str_of, unique,
-    unique_original_url, MISSING_ID,
+    assert_redirects, assert_timestamp, assert_url, client, code_path, connect, create_url,
+    create_url_with, create_user, events, id_of, is_base62_code, poll, server, settled_clicks,
+    str_of, unique, unique_original_url, MISSING_ID,
 };
 
 const RESERVED: [&str; 13] = [
@@ -91,12 +91,7 @@ async fn same_original_url_twice_gives_two_codes() {
     assert_ne!(a["id"], b["id"]);
     assert_ne!(a["short_code"], b["short_code"]);
     for url in [&a, &b] {
-        let code = str_of(url, "short_code");
-        let reply = server()
-            .get(&c, &format!("/{code}"))
-            .await
-            .expect(302, "both codes redirect");
-        assert_eq!(reply.header("location"), Some(original.as_str()));
+        assert_redirects(server(), &c, &code_path(url), &original).await;
     }
 }
 
@@ -180,11 +175,7 @@ async fn custom_short_code_is_used_and_redirects() {
     let original = unique_original_url();
     let url = create_url_with(&c, json!({"original_url": original, "short_code": code})).await;
     assert_eq!(url["short_code"], code);
-    let reply = server()
-        .get(&c, &format!("/{code}"))
-        .await
-        .expect(302, "custom code redirects");
-    assert_eq!(reply.header("location"), Some(original.as_str()));
+    assert_redirects(server(), &c, &format!("/{code}"), &original).await;
 }
 
 #[tokio::test]

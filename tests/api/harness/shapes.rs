@@ -3,10 +3,11 @@
 
 use std::collections::BTreeSet;
 
+use reqwest::Client;
 use serde_json::Value;
 
 use super::http::{client, Reply};
-use super::server::server;
+use super::server::{server, TestServer};
 
 pub fn keys(value: &Value) -> BTreeSet<String> {
     value
@@ -160,4 +161,15 @@ pub fn assert_invalid_field(reply: &Reply, field: &str) {
 /// `GET path` on the shared server is a JSON 404 `not_found`.
 pub async fn assert_not_found(path: &str) {
     assert_error(&server().get(&client(), path).await, 404, "not_found");
+}
+
+/// `GET path` on `srv` is a redirect (the configured status, 302 by default) to `target`.
+pub async fn assert_redirects(srv: &TestServer, c: &Client, path: &str, target: &str) {
+    let reply = srv.get(c, path).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (302, Some(target)),
+        "GET {path} redirects to {target}: {}",
+        reply.text
+    );
 }
