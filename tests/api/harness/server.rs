@@ -66,7 +66,8 @@ static SERVER: OnceLock<Result<TestServer, String>> = OnceLock::new();
 /// at once with the same message instead of each test waiting for its own timeout.
 pub fn server() -> &'static TestServer {
     let started = SERVER.get_or_init(|| {
-        remove_stale_dirs();
+        // In the background: a run's cluster is most of a gigabyte, and no test waits for it to go.
+        std::thread::spawn(remove_stale_dirs);
         start_in_fresh_dir("main", None, &[])
     });
     match started {
@@ -78,7 +79,7 @@ pub fn server() -> &'static TestServer {
 /// Another `gitrev serve` on `database_url`, with its own data dir and ready file. It stops when the
 /// returned value is dropped.
 pub fn start_server_on(database_url: &str, extra_env: &[(&str, &str)]) -> TestServer {
-    // The shared cluster must exist first, and remove_stale_dirs must not race this server's dir.
+    // The shared cluster must exist first: every database of a test of its own lives there.
     let _ = server();
     start_in_fresh_dir(&unique("srv"), Some(database_url), extra_env)
         .unwrap_or_else(|why| panic!("gitrev serve on {database_url} did not start: {why}"))
@@ -358,7 +359,8 @@ impl Drop for TestDir {
     }
 }
 
-/// Removes `gitrev-test-<pid>-*` directories left by test runs whose process is gone.
+/// Removes `gitrev-test-<pid>-*` directories left by test runs whose process is gone (never this
+/// process's own, so it may run beside the tests).
 fn remove_stale_dirs() {
     let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
         return;
