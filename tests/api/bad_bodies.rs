@@ -5,9 +5,9 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::common::{
+use crate::harness::{
     assert_error, assert_invalid_field, client, create_url, create_user, fresh_database, id_of,
-    server, start_server_on, unique, unique_email, unique_original_url,
+    read_reply, server, start_server_on, unique, unique_email, unique_original_url,
 };
 
 /// Every kind of non-object body, each with the content type a client would plausibly send it with.
@@ -154,81 +154,15 @@ async fn a_json_object_is_accepted_whatever_the_content_type() {
 /// while the body is still being written (a server may answer before reading it all, and close).
 #[tokio::test]
 async fn oversized_body_is_413() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    let base = &server().base;
-    let addr = base
-        .strip_prefix("http://")
-        .expect("the base is plain http");
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connecting to the server");
-    let (mut reader, mut writer) = stream.into_split();
-    const SIZE: usize = 64 * 1024 * 1024;
-    let writing = tokio::spawn(async move {
-        let head = format!(
-            "POST /users HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
-             content-length: {SIZE}\r\nconnection: close\r\n\r\n"
-        );
-        if writer.write_all(head.as_bytes()).await.is_err() {
-            return;
-        }
-        let chunk = vec![b' '; 64 * 1024];
-        for _ in 0..SIZE / chunk.len() {
-            if writer.write_all(&chunk).await.is_err() {
-                return;
-            }
-        }
-    });
-    let mut answer = Vec::new();
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        match reader.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-            Err(e) => {
-                assert!(
-                    !answer.is_empty(),
-                    "connection failed before any answer: {e}"
-                );
-                break;
-            }
-        }
-        if complete_response(&answer) {
-            break;
-        }
-    }
-    writing.abort();
-    let text = String::from_utf8_lossy(&answer).to_string();
-    let status_line = text.lines().next().unwrap_or("");
-    assert!(
-        status_line.starts_with("HTTP/1.1 413"),
-        "expected 413 for a 64 MiB body, got {status_line:?}\n{text}"
-    );
-    let lower = text.to_ascii_lowercase();
-    assert!(
-        lower.contains("content-type: application/json"),
-        "413 is JSON: {text}"
-    );
-    assert!(text.contains("payload_too_large"), "413 code: {text}");
-}
-
-/// Whether `bytes` hold a whole HTTP response with a `content-length` body.
-fn complete_response(bytes: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(bytes);
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        return false;
-    };
-    let length = head.lines().find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.eq_ignore_ascii_case("content-length")
-            .then(|| value.trim().parse::<usize>().ok())
-            .flatten()
-    });
-    match length {
-        Some(length) => body.len() >= length,
-        None => false,
-    }
+    let reply = server()
+        .send_oversized(
+            &Method::POST,
+            "/users",
+            "application/json",
+            64 * 1024 * 1024,
+        )
+        .await;
+    assert_error(&reply, 413, "payload_too_large");
 }
 
 #[tokio::test]
@@ -288,17 +222,15 @@ async fn nul_characters_are_refused_by_field() {
         let reply = srv.post(&c, path, &body).await;
         assert_invalid_field(&reply, field);
     }
-    for query in ["short_code=%00", "event_type=a%00b"] {
-        let path = if query.starts_with("short") {
-            "/urls"
-        } else {
-            "/events"
-        };
-        let reply = srv.get(&c, &format!("{path}?{query}")).await;
-        assert_eq!(reply.status, 422, "{path}?{query}: {}", reply.text);
+    for (path, field, value) in [
+        ("/urls", "short_code", "%00"),
+        ("/events", "event_type", "a%00b"),
+    ] {
+        let reply = srv.get(&c, &format!("{path}?{field}={value}")).await;
+        assert_invalid_field(&reply, field);
     }
     let csv = "username,email\na\u{0}b,nul@example.com\n";
-    let reply = crate::common::read_reply(
+    let reply = read_reply(
         c.post(srv.url("/users/bulk"))
             .header("content-type", "text/csv")
             .body(csv),

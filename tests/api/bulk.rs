@@ -8,7 +8,7 @@
 use reqwest::multipart::{Form, Part};
 use serde_json::json;
 
-use crate::common::{
+use crate::harness::{
     assert_error, assert_invalid_field, assert_user, bulk_id_block, client, count_rows,
     create_user, fresh_database, id_of, read_reply, seed_dir, server, start_server_on, str_of,
     unique, unique_email, Reply, TestServer, MISSING_ID,

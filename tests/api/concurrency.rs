@@ -6,9 +6,9 @@ use std::collections::BTreeSet;
 use futures_util::future::join_all;
 use serde_json::json;
 
-use crate::common::{
-    client, create_url_with, id_of, server, unique, unique_email, unique_original_url,
-    wait_for_clicks,
+use crate::harness::{
+    client, create_url_with, id_of, server, settled_clicks, unique, unique_email,
+    unique_original_url,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -115,6 +115,6 @@ async fn concurrent_redirects_each_record_a_click() {
         assert_eq!(reply.status, 302, "{}", reply.text);
         assert_eq!(reply.header("location"), Some(original.as_str()));
     }
-    let clicks = wait_for_clicks(&c, id_of(&url), 50).await;
+    let clicks = settled_clicks(&c, id_of(&url)).await;
     assert_eq!(clicks.len(), 50, "fifty redirects, fifty clicks");
 }

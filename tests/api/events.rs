@@ -4,9 +4,10 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use crate::common::{
-    assert_error, assert_event, assert_invalid_field, assert_json_content_type, client, create_url,
-    create_url_with, create_user, events, id_of, server, unique_original_url, MISSING_ID,
+use crate::harness::{
+    assert_error, assert_event, assert_invalid_field, assert_json_content_type, assert_not_found,
+    client, create_url, create_url_with, create_user, events, id_of, server, unique_original_url,
+    MISSING_ID,
 };
 
 async fn post_event(c: &reqwest::Client, body: Value) -> Value {
@@ -59,10 +60,7 @@ async fn details_default_to_an_empty_object() {
 
 #[tokio::test]
 async fn unknown_event_is_404() {
-    let reply = server()
-        .get(&client(), &format!("/events/{MISSING_ID}"))
-        .await;
-    assert_error(&reply, 404, "not_found");
+    assert_not_found(&format!("/events/{MISSING_ID}")).await;
 }
 
 #[tokio::test]
@@ -234,19 +232,43 @@ async fn listed_events_match_every_filter() {
     let c = client();
     let user = create_user(&c).await;
     let url = create_url(&c, id_of(&user)).await;
+    let (user_id, url_id) = (id_of(&user), id_of(&url));
     post_event(
         &c,
-        json!({"event_type": "ping", "url_id": id_of(&url), "user_id": id_of(&user)}),
+        json!({"event_type": "ping", "url_id": url_id, "user_id": user_id}),
     )
     .await;
-    let list = events(&c, "event_type=ping").await;
-    assert!(!list.is_empty());
-    for event in &list {
-        assert_eq!(event["event_type"], "ping", "{event}");
-    }
-    let list = events(&c, &format!("user_id={}", id_of(&user))).await;
-    for event in &list {
-        assert_eq!(event["user_id"], user["id"], "{event}");
+    let queries = [
+        vec![("event_type", json!("ping"))],
+        vec![("user_id", json!(user_id))],
+        vec![("url_id", json!(url_id))],
+        vec![("url_id", json!(url_id)), ("event_type", json!("ping"))],
+        vec![
+            ("user_id", json!(user_id)),
+            ("url_id", json!(url_id)),
+            ("event_type", json!("ping")),
+        ],
+    ];
+    for filters in queries {
+        let query: Vec<String> = filters
+            .iter()
+            .map(|(field, value)| match value {
+                Value::String(text) => format!("{field}={text}"),
+                other => format!("{field}={other}"),
+            })
+            .collect();
+        let query = query.join("&");
+        let list = events(&c, &query).await;
+        assert!(
+            list.iter()
+                .any(|e| e["event_type"] == "ping" && e["url_id"] == url_id),
+            "GET /events?{query} lists the ping event posted here"
+        );
+        for event in &list {
+            for (field, value) in &filters {
+                assert_eq!(&event[*field], value, "GET /events?{query} listed {event}");
+            }
+        }
     }
 }
 

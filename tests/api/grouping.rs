@@ -5,22 +5,30 @@
 use std::collections::BTreeSet;
 
 use futures_util::future::join_all;
+use reqwest::Client;
 use serde_json::{json, Value};
 
-use crate::common::{
-    assert_error, client, connect, count_rows, create_user_on, fresh_database, id_of, read_metric,
-    start_server_on, str_of, unique, unique_original_url,
+use crate::harness::{
+    assert_error, assert_grouped, assert_redirects, client, code_path, connect, count_rows,
+    create_url_on, create_user_on, fresh_database, group_totals, id_of, read_metric,
+    start_server_on, str_of, unique, unique_original_url, TestServer,
 };
 
 const UNKNOWN_ID: i64 = 9_000_000_000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_url_creates_are_grouped_and_each_answered() {
-    let database_url = fresh_database("group_urls").await;
+/// A server of its own on a fresh database, a client, and the id of a user made there.
+async fn server_with_owner(prefix: &str) -> (String, TestServer, Client, i64) {
+    let database_url = fresh_database(prefix).await;
     let srv = start_server_on(&database_url, &[]);
     let c = client();
     let owner = id_of(&create_user_on(&srv, &c).await);
-    let groups_before = read_metric(&srv, &c, "gitrev_url_batch_size_count").await;
+    (database_url, srv, c, owner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_url_creates_are_grouped_and_each_answered() {
+    let (database_url, srv, c, owner) = server_with_owner("group_urls").await;
+    let before = group_totals(&srv, &c, "gitrev_url_batch_size").await;
 
     let bodies: Vec<Value> = (0..300)
         .map(|i| {
@@ -70,22 +78,11 @@ async fn concurrent_url_creates_are_grouped_and_each_answered() {
         created, 270,
         "every url has its created event, and only those"
     );
-    let groups = read_metric(&srv, &c, "gitrev_url_batch_size_count").await - groups_before;
-    assert!(
-        (1.0..300.0).contains(&groups),
-        "300 concurrent creations share statements ({groups} groups)"
-    );
+    assert_grouped(&srv, &c, "gitrev_url_batch_size", before, 300).await;
     // Answered 201 means committed, and the generated codes redirect.
     for reply in replies.iter().filter(|r| r.status == 201).step_by(27) {
-        let code = str_of(&reply.json, "short_code");
-        let redirect = srv
-            .head(&c, &format!("/{code}"))
-            .await
-            .expect(302, "redirect");
-        assert_eq!(
-            redirect.header("location"),
-            reply.json["original_url"].as_str()
-        );
+        let target = str_of(&reply.json, "original_url");
+        assert_redirects(&srv, &c, &code_path(&reply.json), target).await;
     }
 }
 
@@ -117,33 +114,17 @@ async fn one_custom_code_wanted_by_many_at_once_goes_to_exactly_one() {
         );
     }
     assert_eq!(count_rows(&database_url, "urls").await, 1);
-    let redirect = srv
-        .head(&c, &format!("/{code}"))
-        .await
-        .expect(302, "redirect");
-    assert_eq!(
-        redirect.header("location"),
-        bodies[winner]["original_url"].as_str(),
-        "the code leads to the target the winner sent"
-    );
+    // The code leads to the target the winner sent.
+    let target = str_of(&bodies[winner], "original_url");
+    assert_redirects(&srv, &c, &format!("/{code}"), target).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_events_are_grouped_and_each_answered() {
-    let database_url = fresh_database("group_events").await;
-    let srv = start_server_on(&database_url, &[]);
-    let c = client();
-    let owner = id_of(&create_user_on(&srv, &c).await);
-    let url = srv
-        .post(
-            &c,
-            "/urls",
-            &json!({"original_url": unique_original_url(), "user_id": owner}),
-        )
-        .await
-        .expect(201, "POST /urls");
-    let url_id = id_of(&url.json);
-    let groups_before = read_metric(&srv, &c, "gitrev_event_batch_size_count").await;
+    let (database_url, srv, c, owner) = server_with_owner("group_events").await;
+    let body = json!({"original_url": unique_original_url(), "user_id": owner});
+    let url_id = id_of(&create_url_on(&srv, &c, body).await);
+    let before = group_totals(&srv, &c, "gitrev_event_batch_size").await;
 
     let bodies: Vec<Value> = (0..300)
         .map(|i| match i % 10 {
@@ -190,11 +171,7 @@ async fn concurrent_events_are_grouped_and_each_answered() {
         .expect("counting events")
         .get(0);
     assert_eq!(stored, 240, "exactly the answered events are stored");
-    let groups = read_metric(&srv, &c, "gitrev_event_batch_size_count").await - groups_before;
-    assert!(
-        (1.0..300.0).contains(&groups),
-        "300 concurrent events share statements ({groups} groups)"
-    );
+    assert_grouped(&srv, &c, "gitrev_event_batch_size", before, 300).await;
     for reply in replies.iter().filter(|r| r.status == 201).step_by(23) {
         let read = srv
             .get(&c, &format!("/events/{}", id_of(&reply.json)))

@@ -1,33 +1,36 @@
 //! Health and operations: `/health`, `/ready`, `/metrics`, unknown paths and methods, and the 503 a
 //! write gets while the database is away.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::common::{
-    assert_error, assert_json_content_type, client, connect, fresh_database, server,
-    start_server_on, unique, unique_email, with_database, Reply, TestServer,
+use crate::harness::{
+    assert_error, assert_json_content_type, client, connect, database_name, fresh_database,
+    rename_database, server, settle_clicks, start_server_on, unique, unique_email, with_database,
 };
+
+/// How long an outage (or its end) may take to show on `/ready`.
+const OUTAGE_SEEN: Duration = Duration::from_secs(60);
+
+/// `GET path` on the shared server: a 200 with a JSON body, that body.
+async fn get_json(path: &str) -> Value {
+    let reply = server()
+        .get(&client(), path)
+        .await
+        .expect(200, &format!("GET {path}"));
+    assert_json_content_type(&reply);
+    reply.json
+}
 
 #[tokio::test]
 async fn health_answers_ok() {
-    let reply = server()
-        .get(&client(), "/health")
-        .await
-        .expect(200, "GET /health");
-    assert_json_content_type(&reply);
-    assert_eq!(reply.json, json!({"status": "ok"}));
+    assert_eq!(get_json("/health").await, json!({"status": "ok"}));
 }
 
 #[tokio::test]
 async fn ready_answers_ready_when_the_database_answers() {
-    let reply = server()
-        .get(&client(), "/ready")
-        .await
-        .expect(200, "GET /ready");
-    assert_json_content_type(&reply);
-    assert_eq!(reply.json, json!({"status": "ready"}));
+    assert_eq!(get_json("/ready").await, json!({"status": "ready"}));
 }
 
 #[tokio::test]
@@ -110,50 +113,10 @@ async fn wrong_methods_are_json_405() {
     assert_error(&reply, 405, "method_not_allowed");
 }
 
-async fn poll(server: &TestServer, path: &str, until: impl Fn(&Reply) -> bool) -> Reply {
-    let c = client();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let reply = server.get(&c, path).await;
-        if until(&reply) || Instant::now() > deadline {
-            return reply;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Renames the server's database away (terminating its sessions until the rename goes through), so the
-/// server can no longer connect: the outage `/ready` and writes must report.
-async fn rename_database(admin: &tokio_postgres::Client, from: &str, to: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        admin
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = $1 AND pid <> pg_backend_pid()",
-                &[&from],
-            )
-            .await
-            .expect("terminating the server's sessions");
-        match admin
-            .batch_execute(&format!("ALTER DATABASE \"{from}\" RENAME TO \"{to}\""))
-            .await
-        {
-            Ok(()) => return,
-            Err(e) if Instant::now() > deadline => panic!("renaming {from} to {to}: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    }
-}
-
 #[tokio::test]
 async fn database_outage_gives_503_on_ready_and_writes_and_recovers() {
     let url = fresh_database("outage").await;
-    let name = url
-        .rsplit('/')
-        .next()
-        .expect("a database url has a path")
-        .to_string();
+    let name = database_name(&url).to_owned();
     let srv = start_server_on(&url, &[]);
     let c = client();
     srv.get(&c, "/ready").await.expect(200, "GET /ready before");
@@ -162,12 +125,7 @@ async fn database_outage_gives_503_on_ready_and_writes_and_recovers() {
     let away = unique("away");
     rename_database(&admin, &name, &away).await;
 
-    let ready = poll(&srv, "/ready", |r| r.status == 503).await;
-    assert_eq!(
-        ready.status, 503,
-        "/ready while the database is gone: {}",
-        ready.text
-    );
+    let ready = srv.wait_for_ready(503, OUTAGE_SEEN).await;
     assert_json_content_type(&ready);
     assert_eq!(ready.json["status"], "unavailable", "{}", ready.text);
     assert!(
@@ -193,12 +151,8 @@ async fn database_outage_gives_503_on_ready_and_writes_and_recovers() {
     );
 
     rename_database(&admin, &away, &name).await;
-    let ready = poll(&srv, "/ready", |r| r.status == 200).await;
-    assert_eq!(
-        ready.status, 200,
-        "/ready recovers without a restart: {}",
-        ready.text
-    );
+    // Without a restart.
+    srv.wait_for_ready(200, OUTAGE_SEEN).await;
     srv.post(
         &c,
         "/users",
@@ -211,11 +165,7 @@ async fn database_outage_gives_503_on_ready_and_writes_and_recovers() {
 #[tokio::test]
 async fn cached_redirects_keep_working_through_an_outage_and_their_clicks_are_kept() {
     let url = fresh_database("outage2").await;
-    let name = url
-        .rsplit('/')
-        .next()
-        .expect("a database url has a path")
-        .to_string();
+    let name = database_name(&url).to_owned();
     let srv = start_server_on(&url, &[]);
     let c = client();
     let link = srv
@@ -233,9 +183,7 @@ async fn cached_redirects_keep_working_through_an_outage_and_their_clicks_are_ke
     let admin = connect(&with_database(&url, "postgres")).await;
     let away = unique("away");
     rename_database(&admin, &name, &away).await;
-    poll(&srv, "/ready", |r| r.status == 503)
-        .await
-        .expect(503, "/ready during the outage");
+    srv.wait_for_ready(503, OUTAGE_SEEN).await;
 
     let reply = srv
         .get(&c, &path)
@@ -244,13 +192,12 @@ async fn cached_redirects_keep_working_through_an_outage_and_their_clicks_are_ke
     assert_eq!(reply.header("location"), Some("https://example.com/outage"));
 
     rename_database(&admin, &away, &name).await;
-    poll(&srv, "/ready", |r| r.status == 200)
+    srv.wait_for_ready(200, OUTAGE_SEEN).await;
+    settle_clicks(&srv).await;
+    let stats = srv
+        .get(&c, &format!("/urls/{id}/stats"))
         .await
-        .expect(200, "/ready after the outage");
-    let stats = poll(&srv, &format!("/urls/{id}/stats"), |r| {
-        r.json["clicks"] == 2
-    })
-    .await;
+        .expect(200, "GET /urls/{id}/stats");
     assert_eq!(
         stats.json["clicks"], 2,
         "the click acknowledged during the outage is written once the database is back: {}",

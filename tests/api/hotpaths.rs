@@ -6,16 +6,17 @@
 //! (bounded) for it and then check it sticks.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use reqwest::Client;
 use serde_json::{json, Value};
 
-use crate::common::{
-    assert_cli_ok, assert_error, client, connect, count_rows, create_url_with, fresh_database,
-    gitrev, id_of, read_metric, server, start_server_on, str_of, unique, unique_email,
-    unique_original_url, wait_for_clicks, Reply, TestServer,
+use crate::harness::{
+    assert_error, assert_grouped, click_events, client, code_path, connect, count_rows,
+    create_url_on, create_url_with, fresh_database, group_totals, id_of, migrated_database,
+    read_metric, server, settle_clicks, settled_clicks, start_server_on, stats_clicks, unique,
+    unique_email, unique_original_url, Reply, TestServer,
 };
 
 /// How long a change may take to reach another replica before the test calls it lost. The contract
@@ -30,39 +31,10 @@ struct Replicas {
 }
 
 async fn replicas(prefix: &str) -> Replicas {
-    let database_url = fresh_database(prefix).await;
-    assert_cli_ok(&gitrev(&["migrate"], &database_url), "gitrev migrate");
+    let database_url = migrated_database(prefix).await;
     let a = start_server_on(&database_url, &[]);
     let b = start_server_on(&database_url, &[]);
     Replicas { database_url, a, b }
-}
-
-async fn create_url_on(srv: &TestServer, c: &Client, body: Value) -> Value {
-    srv.post(c, "/urls", &body)
-        .await
-        .expect(201, "POST /urls")
-        .json
-}
-
-fn code_path(url: &Value) -> String {
-    format!("/{}", str_of(url, "short_code"))
-}
-
-/// GETs `path` on `srv` every 50 ms until `flipped` holds or `FLIP_WAIT` passes; the last answer.
-async fn poll_get(
-    srv: &TestServer,
-    c: &Client,
-    path: &str,
-    flipped: &impl Fn(&Reply) -> bool,
-) -> Reply {
-    let deadline = Instant::now() + FLIP_WAIT;
-    loop {
-        let reply = srv.get(c, path).await;
-        if flipped(&reply) || Instant::now() > deadline {
-            return reply;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Waits for `path` on `srv` to flip, then checks that the next 50 answers never flip back.
@@ -73,7 +45,7 @@ async fn assert_flips_and_stays(
     what: &str,
     flipped: impl Fn(&Reply) -> bool,
 ) {
-    let reply = poll_get(srv, c, path, &flipped).await;
+    let reply = srv.poll_get(path, FLIP_WAIT, &flipped).await;
     assert!(
         flipped(&reply),
         "{what}: replica b still answers {} {:?} {} after {FLIP_WAIT:?}",
@@ -202,30 +174,21 @@ async fn five_hundred_concurrent_misses_of_one_code_all_redirect_and_count() {
         );
     }
 
-    let stats_path = format!("/urls/{}/stats", id_of(&url));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let stats = loop {
-        let stats = r.a.get(&c, &stats_path).await.expect(200, "GET stats");
-        if stats.json["clicks"].as_i64() >= Some(500) || Instant::now() > deadline {
-            break stats;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    settle_clicks(&r.b).await;
+    let stats =
+        r.a.get(&c, &format!("/urls/{}/stats", id_of(&url)))
+            .await
+            .expect(200, "GET stats");
     assert_eq!(
         stats.json["clicks"], 500,
         "one click per redirect: {}",
         stats.text
     );
-    let db = connect(&r.database_url).await;
-    let clicks: i64 = db
-        .query_one(
-            "SELECT count(*) FROM events WHERE url_id = $1 AND event_type = 'click'",
-            &[&id_of(&url)],
-        )
-        .await
-        .expect("counting clicks")
-        .get(0);
-    assert_eq!(clicks, 500, "one click event per redirect");
+    assert_eq!(
+        click_events(&r.database_url, id_of(&url)).await,
+        500,
+        "one click event per redirect"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,25 +218,6 @@ async fn a_code_that_was_unknown_redirects_once_it_exists() {
         )
         .await;
     }
-}
-
-async fn click_events(database_url: &str, url_id: i64) -> i64 {
-    let db = connect(database_url).await;
-    db.query_one(
-        "SELECT count(*) FROM events WHERE url_id = $1 AND event_type = 'click'",
-        &[&url_id],
-    )
-    .await
-    .expect("counting click events")
-    .get(0)
-}
-
-async fn stats_clicks(database_url: &str, url_id: i64) -> i64 {
-    let db = connect(database_url).await;
-    db.query_opt("SELECT clicks FROM url_stats WHERE url_id = $1", &[&url_id])
-        .await
-        .expect("reading url_stats")
-        .map_or(0, |row| row.get(0))
 }
 
 /// Click settings that never flush on their own while a test runs: an hour between flushes and a batch
@@ -410,8 +354,7 @@ async fn a_thousand_concurrent_creates_are_grouped_and_each_answered() {
     let srv = start_server_on(&database_url, &[]);
     let c = client();
     let rows_before = count_rows(&database_url, "users").await;
-    let groups_before = read_metric(&srv, &c, "gitrev_user_batch_size_count").await;
-    let grouped_before = read_metric(&srv, &c, "gitrev_user_batch_size_sum").await;
+    let before = group_totals(&srv, &c, "gitrev_user_batch_size").await;
 
     let bodies: Vec<Value> = (0..1000)
         .map(|_| json!({"username": unique("k"), "email": unique_email()}))
@@ -437,13 +380,7 @@ async fn a_thousand_concurrent_creates_are_grouped_and_each_answered() {
         "exactly the thousand rows were inserted"
     );
 
-    let groups = read_metric(&srv, &c, "gitrev_user_batch_size_count").await - groups_before;
-    let grouped = read_metric(&srv, &c, "gitrev_user_batch_size_sum").await - grouped_before;
-    assert_eq!(grouped, 1000.0, "every request went through a group");
-    assert!(
-        groups < 1000.0,
-        "a thousand concurrent requests were written by fewer statements ({groups})"
-    );
+    assert_grouped(&srv, &c, "gitrev_user_batch_size", before, 1000).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -472,7 +409,14 @@ async fn taken_emails_fail_only_their_own_requests_in_a_group() {
             json!({"username": unique("mix"), "email": email})
         })
         .collect();
+    let before = group_totals(&srv, &c, "gitrev_user_batch_size").await;
     let replies = create_users(&srv, &c, &bodies).await;
+    let after = group_totals(&srv, &c, "gitrev_user_batch_size").await;
+    assert_eq!(
+        after.1 - before.1,
+        20.0,
+        "all twenty requests, taken emails too, went through the group writer"
+    );
     for (i, (body, reply)) in bodies.iter().zip(&replies).enumerate() {
         if i % 2 == 0 {
             assert_email_conflict(reply, &format!("request {i} with a taken email"));
@@ -539,13 +483,13 @@ async fn concurrent_heads_never_count_a_click() {
         );
         assert!(reply.text.is_empty(), "HEAD {i} has no body");
     }
-    // The fence: clicks are written in order, so once this GET's click is visible, any click the HEADs
-    // had queued before it would be too.
+    // One GET as a control (clicks are recorded at all); every click received is settled before
+    // counting, so one any HEAD had made would be counted too.
     server()
         .get(&c, &path)
         .await
         .expect(302, "GET after the HEADs");
-    let clicks = wait_for_clicks(&c, id, 1).await;
+    let clicks = settled_clicks(&c, id).await;
     assert_eq!(clicks.len(), 1, "only the GET counted: {clicks:?}");
     let stats = server()
         .get(&c, &format!("/urls/{id}/stats"))

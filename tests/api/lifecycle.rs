@@ -9,152 +9,63 @@
 //! run does not remove.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
 
 use reqwest::Client;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::common::{
-    assert_cli_ok, bare_gitrev_command, client, count_rows, fresh_database, gitrev,
-    gitrev_with_env, id_of, own_test_dir, pid_exists, read_reply, seed_dir, start_server_on,
-    str_of, unique, unique_email, wait_for_exit, Reply, TestServer,
+use crate::harness::{
+    assert_cli_ok, bare_gitrev_command, client, connect, count_rows, fresh_database, gitrev,
+    gitrev_with_env, id_of, launch, migrated_database, output_text, pid_exists, poll_blocking,
+    seed_dir, start_server_on, str_of, tail, unique_email, wait_for_exit, Launch, TestDir,
+    TestServer, EXIT_TIMEOUT,
 };
-
-/// How long a standalone server may take to initdb, start PostgreSQL, migrate and listen.
-const READY_TIMEOUT: Duration = Duration::from_secs(120);
-/// How long a signalled server may take to drain, stop PostgreSQL and exit.
-const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A data dir of the test's own, removed when the test passes (kept for a look when it fails; the next
-/// run's stale-directory cleanup removes it then).
-struct DataDir(PathBuf);
-
-impl DataDir {
-    fn new(what: &str) -> DataDir {
-        let dir = own_test_dir(&unique(what));
-        if dir.exists() {
-            fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("removing {}: {e}", dir.display()));
-        }
-        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-        DataDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-}
 
 /// A `gitrev serve` on its own embedded PostgreSQL (no `DATABASE_URL`), started as a supervisor would
 /// start it: no `GITREV_STOP_ON_STDIN_EOF`, so only a signal stops it.
 ///
 /// Stopped by the test with a signal; if the test fails first, dropping it sends SIGTERM and waits.
 struct Standalone {
-    child: Child,
-    data_dir: PathBuf,
-    /// `127.0.0.1:PORT` of the HTTP listener.
-    listen: String,
-    /// The embedded cluster's `gitrev` database, from the ready file.
-    database_url: String,
+    srv: TestServer,
+    data_dir: std::path::PathBuf,
     exited: bool,
 }
 
 impl Standalone {
-    fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Standalone {
-        let ready_file = data_dir.join("ready.json");
-        // A ready file from an earlier start on this dir must not be taken for this one's.
-        let _ = fs::remove_file(&ready_file);
-        let log_path = data_dir.join("server.log");
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .expect("opening server.log");
-        let log_err = log.try_clone().expect("cloning the server.log handle");
-        let mut cmd = bare_gitrev_command();
-        cmd.arg("serve")
-            .env("GITREV_DATA_DIR", data_dir)
-            .env("GITREV_LISTEN", "127.0.0.1:0")
-            .env("GITREV_ENV", "test")
-            .env("GITREV_LOG", "info")
-            .env("GITREV_READY_FILE", &ready_file);
-        for (key, value) in extra_env {
-            cmd.env(key, value);
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err));
-        let child = cmd.spawn().expect("spawning gitrev serve");
-        let mut server = Standalone {
-            child,
+    fn start(data_dir: &Path) -> Standalone {
+        let srv = launch(Launch {
+            dir: data_dir,
+            database_url: None,
+            env: &[],
+            stop_on_stdin_eof: false,
+            log_level: "info",
+        })
+        .unwrap_or_else(|why| {
+            panic!(
+                "{why}\n--- postgres.log ---\n{}",
+                tail(&data_dir.join("postgres.log"), 4000)
+            )
+        });
+        Standalone {
+            srv,
             data_dir: data_dir.to_path_buf(),
-            listen: String::new(),
-            database_url: String::new(),
             exited: false,
-        };
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(ready) = fs::read_to_string(&ready_file)
-                .ok()
-                .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-            {
-                server.listen = ready["listen"]
-                    .as_str()
-                    .expect("the ready file names the listen address")
-                    .to_string();
-                server.database_url = ready["database_url"]
-                    .as_str()
-                    .expect("the ready file names the database url")
-                    .to_string();
-                return server;
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                server.exited = true;
-                panic!(
-                    "gitrev serve exited with {status} before it was ready; its log:\n{}",
-                    server.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no ready file after {READY_TIMEOUT:?}; the log:\n{}",
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     fn log(&self) -> String {
-        let mut text = fs::read_to_string(self.data_dir.join("server.log")).unwrap_or_default();
+        let mut text = fs::read_to_string(&self.srv.log).unwrap_or_default();
         text.push_str("\n--- postgres.log ---\n");
         text.push_str(&fs::read_to_string(self.data_dir.join("postgres.log")).unwrap_or_default());
         text
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.listen)
-    }
-
-    async fn get(&self, c: &Client, path: &str) -> Reply {
-        read_reply(c.get(self.url(path))).await
-    }
-
-    async fn post(&self, c: &Client, path: &str, body: &Value) -> Reply {
-        read_reply(c.post(self.url(path)).json(body)).await
-    }
-
     /// The port the embedded PostgreSQL listens on.
     fn database_port(&self) -> u16 {
         let config: tokio_postgres::Config = self
+            .srv
             .database_url
             .parse()
             .expect("the ready file's database url parses");
@@ -174,20 +85,23 @@ impl Standalone {
 
     /// Sends `signal` to gitrev (not to PostgreSQL: that is gitrev's to stop) and waits for it to exit.
     fn stop_with(&mut self, signal: i32) -> ExitStatus {
-        let pid = i32::try_from(self.child.id()).expect("pids fit in an i32");
-        // SAFETY: a signal to our own child, not yet reaped, so the pid is still its own.
-        let rc = unsafe { libc::kill(pid, signal) };
-        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
-        let status = wait_for_exit(&mut self.child, EXIT_TIMEOUT);
-        if status.is_some() {
-            self.exited = true;
-        }
+        self.srv.signal(signal);
+        let status = self.srv.wait_exit(EXIT_TIMEOUT);
+        self.exited = status.is_some();
         status.unwrap_or_else(|| {
             panic!(
                 "gitrev serve did not exit within {EXIT_TIMEOUT:?} of signal {signal}; the log:\n{}",
                 self.log()
             )
         })
+    }
+}
+
+impl std::ops::Deref for Standalone {
+    type Target = TestServer;
+
+    fn deref(&self) -> &TestServer {
+        &self.srv
     }
 }
 
@@ -201,13 +115,10 @@ impl Drop for Standalone {
         let postmaster = fs::read_to_string(self.data_dir.join("pg").join("postmaster.pid"))
             .ok()
             .and_then(|text| text.lines().next()?.trim().parse::<i32>().ok());
-        let pid = self.child.id() as i32;
-        // SAFETY: signals to our own child, not yet reaped.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        if wait_for_exit(&mut self.child, EXIT_TIMEOUT).is_none() {
-            // SAFETY: as above; it ignored SIGTERM for a minute.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            let _ = self.child.wait();
+        self.srv.signal(libc::SIGTERM);
+        if self.srv.wait_exit(EXIT_TIMEOUT).is_none() {
+            self.srv.signal(libc::SIGKILL);
+            let _ = self.srv.wait_exit(EXIT_TIMEOUT);
             if let Some(postmaster) = postmaster.filter(|p| *p > 0 && pid_exists(*p)) {
                 // SAFETY: the postmaster of the cluster this test started; SIGINT is a fast shutdown.
                 unsafe { libc::kill(postmaster, libc::SIGINT) };
@@ -218,21 +129,19 @@ impl Drop for Standalone {
 
 /// Polls (at most 10 s) until `pid` no longer exists; whether it went.
 fn wait_until_gone(pid: i32) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while pid_exists(pid) {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    true
+    poll_blocking(
+        Duration::from_secs(10),
+        || pid_exists(pid),
+        |exists| !exists,
+    )
+    .is_ok()
 }
 
 /// Starts a standalone server, checks it serves on its own PostgreSQL, stops it with `signal` and
 /// checks that PostgreSQL went with it.
 async fn signal_stops_the_embedded_postgres(signal: i32, name: &str) {
-    let dir = DataDir::new("sig");
-    let mut srv = Standalone::start(dir.path(), &[]);
+    let dir = TestDir::new("sig");
+    let mut srv = Standalone::start(dir.path());
     let c = client();
     srv.get(&c, "/ready").await.expect(200, "GET /ready");
     let postgres = srv.postmaster_pid();
@@ -282,10 +191,10 @@ async fn a_signal_stops_a_server_whose_stdin_stays_open() {
 
 #[tokio::test]
 async fn a_restart_on_the_same_data_dir_keeps_the_data() {
-    let dir = DataDir::new("restart");
+    let dir = TestDir::new("restart");
     let c = client();
     let email = unique_email();
-    let mut first = Standalone::start(dir.path(), &[]);
+    let mut first = Standalone::start(dir.path());
     let created = first
         .post(&c, "/users", &json!({"username": "keeper", "email": email}))
         .await
@@ -294,7 +203,7 @@ async fn a_restart_on_the_same_data_dir_keeps_the_data() {
     let status = first.stop_with(libc::SIGTERM);
     assert!(status.success(), "a clean stop: {status}");
 
-    let mut second = Standalone::start(dir.path(), &[]);
+    let mut second = Standalone::start(dir.path());
     let read = second
         .get(&c, &format!("/users/{id}"))
         .await
@@ -307,10 +216,10 @@ async fn a_restart_on_the_same_data_dir_keeps_the_data() {
 
 #[tokio::test]
 async fn two_services_with_their_own_data_dirs_run_side_by_side() {
-    let (dir_a, dir_b) = (DataDir::new("side_a"), DataDir::new("side_b"));
+    let (dir_a, dir_b) = (TestDir::new("side_a"), TestDir::new("side_b"));
     let c = client();
-    let mut a = Standalone::start(dir_a.path(), &[]);
-    let mut b = Standalone::start(dir_b.path(), &[]);
+    let mut a = Standalone::start(dir_a.path());
+    let mut b = Standalone::start(dir_b.path());
     for (name, srv) in [("a", &a), ("b", &b)] {
         srv.get(&c, "/health")
             .await
@@ -326,7 +235,7 @@ async fn two_services_with_their_own_data_dirs_run_side_by_side() {
         a.database_url,
         b.database_url
     );
-    assert_ne!(a.listen, b.listen);
+    assert_ne!(a.listen_addr(), b.listen_addr());
 
     let email = unique_email();
     let user = a
@@ -353,7 +262,7 @@ async fn two_services_with_their_own_data_dirs_run_side_by_side() {
 
 #[tokio::test]
 async fn missing_postgres_binaries_are_one_clear_error() {
-    let dir = DataDir::new("nobin");
+    let dir = TestDir::new("nobin");
     let mut child = bare_gitrev_command()
         .arg("serve")
         .env("GITREV_DATA_DIR", dir.path())
@@ -400,8 +309,7 @@ async fn table_counts(url: &str) -> [i64; 3] {
 
 #[tokio::test]
 async fn production_refuses_reset_and_seed_without_allow_production() {
-    let url = fresh_database("prod").await;
-    assert_cli_ok(&gitrev(&["migrate"], &url), "gitrev migrate");
+    let url = migrated_database("prod").await;
     let dir = seed_dir("gitrev");
     let dir = dir.to_str().expect("the seed path is UTF-8");
     let production = [("GITREV_ENV", "production")];
@@ -409,7 +317,7 @@ async fn production_refuses_reset_and_seed_without_allow_production() {
     let reset = gitrev_with_env(&["reset", "--dir", dir], &url, &production);
     let seed = gitrev_with_env(&["seed", "--dir", dir], &url, &production);
     for (what, output) in [("reset", &reset), ("seed", &seed)] {
-        let text = crate::common::output_text(output);
+        let text = output_text(output);
         assert!(
             !output.status.success(),
             "{what} is refused in production:\n{text}"
@@ -463,7 +371,7 @@ async fn twenty_concurrent_migrates_apply_each_migration_once() {
         .filter(|entry| entry.file_name().to_string_lossy().ends_with(".sql"))
         .count() as i64;
     assert!(files > 0, "sql/ holds the migrations");
-    let db = crate::common::connect(&url).await;
+    let db = connect(&url).await;
     let row = db
         .query_one(
             "SELECT count(*), count(DISTINCT version) FROM schema_migrations",

@@ -2,10 +2,14 @@
 //! database another build migrated (newer, or with an edited migration), and the process metrics.
 
 use std::process::Output;
+use std::time::Duration;
 
-use crate::common::{
-    assert_cli_ok, bare_gitrev_command, client, connect, fresh_database, gitrev, output_text,
-    server, start_server_on,
+use serde_json::json;
+
+use crate::harness::{
+    assert_cli_ok, bare_gitrev_command, client, connect, gitrev, labelled_value, metric_value,
+    migrated_database, output_text, poll, scrape, server, start_server_on, str_of,
+    unique_original_url,
 };
 
 const REQUEST_ID: &str = "x-request-id";
@@ -98,13 +102,6 @@ fn healthcheck_fails_against_a_closed_port() {
     );
 }
 
-/// A fresh database that `gitrev migrate` brought to this build's schema.
-async fn migrated_database(prefix: &str) -> String {
-    let url = fresh_database(prefix).await;
-    assert_cli_ok(&gitrev(&["migrate"], &url), "gitrev migrate");
-    url
-}
-
 #[tokio::test]
 async fn a_database_a_newer_build_migrated_is_ready() {
     let url = migrated_database("newer").await;
@@ -187,7 +184,7 @@ async fn metrics_include_process_figures() {
         "process_open_fds",
     ] {
         assert!(
-            crate::common::metric_value(&reply.text, name).is_some(),
+            metric_value(&reply.text, name).is_some(),
             "/metrics has a {name} sample:\n{}",
             reply.text
         );
@@ -207,51 +204,68 @@ async fn metrics_count_cache_evictions_and_pool_use() {
     let c = client();
     let mut codes = Vec::new();
     for _ in 0..24 {
-        let body = serde_json::json!({"original_url": crate::common::unique_original_url()});
+        let body = json!({"original_url": unique_original_url()});
         let url = srv.post(&c, "/urls", &body).await.expect(201, "POST /urls");
-        codes.push(crate::common::str_of(&url.json, "short_code").to_owned());
+        codes.push(str_of(&url.json, "short_code").to_owned());
     }
     for code in &codes {
         srv.get(&c, &format!("/{code}"))
             .await
             .expect(302, "redirect");
     }
-    // Wait out the TTL of what is still cached: those go as `expired`.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let text = srv
-        .get(&c, "/metrics")
-        .await
-        .expect(200, "GET /metrics")
-        .text;
-    let by_reason = |reason: &str| {
-        crate::common::metric_value(
-            &text,
-            &format!("gitrev_link_cache_evictions_total{{reason=\"{reason}\"}}"),
+    // Every one of the 24 links leaves the cache on its own: over the capacity of 4 (size), or past
+    // the 1 s TTL (expired). `/metrics` runs the cache's pending maintenance, so it sees them go.
+    let evictions = |text: &str, reason: &str| {
+        labelled_value(
+            text,
+            "gitrev_link_cache_evictions_total",
+            &[("reason", reason)],
         )
-        .unwrap_or(0.0)
     };
+    let text = poll(
+        Duration::from_secs(20),
+        || scrape(&srv, &c),
+        |text| evictions(text, "size") + evictions(text, "expired") >= 24.0,
+    )
+    .await
+    .unwrap_or_else(|text| {
+        panic!("24 links did not all leave a cache of 4 with a 1 s TTL:\n{text}")
+    });
+    assert_eq!(
+        evictions(&text, "size") + evictions(&text, "expired"),
+        24.0,
+        "each link is evicted once:\n{text}"
+    );
     assert!(
-        by_reason("size") >= 1.0,
+        evictions(&text, "size") >= 1.0,
         "24 links through a cache of 4 evict by size:\n{text}"
     );
     assert!(
-        by_reason("expired") >= 1.0,
+        evictions(&text, "expired") >= 1.0,
         "links older than the 1 s TTL expire:\n{text}"
     );
-    for name in [
-        "gitrev_db_pool_connections",
-        "gitrev_db_pool_idle_connections",
-        "gitrev_db_pool_in_use_connections",
-        "gitrev_db_pool_waiters",
-    ] {
-        assert!(
-            crate::common::metric_value(&text, name).is_some(),
-            "/metrics has {name}:\n{text}"
-        );
-    }
-    let open = crate::common::metric_value(&text, "gitrev_db_pool_connections").unwrap_or(0.0);
+    assert_eq!(
+        metric_value(&text, "gitrev_link_cache_entries"),
+        Some(0.0),
+        "nothing is left cached:\n{text}"
+    );
+    let pool = |name: &str| {
+        metric_value(&text, name).unwrap_or_else(|| panic!("/metrics has no {name}:\n{text}"))
+    };
+    let open = pool("gitrev_db_pool_connections");
     assert!(
         open >= 1.0,
         "the pool has a connection after serving writes"
+    );
+    assert_eq!(
+        open,
+        pool("gitrev_db_pool_idle_connections") + pool("gitrev_db_pool_in_use_connections"),
+        "every open connection is idle or in use"
+    );
+    // Reported even when nobody waits (`pool` fails on a metric that is missing).
+    pool("gitrev_db_pool_waiters");
+    assert!(
+        pool("gitrev_db_pool_max_connections") >= open,
+        "the pool opens no more than its maximum"
     );
 }

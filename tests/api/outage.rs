@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use gitrev_embedded::EmbeddedPostgres;
 use serde_json::json;
 
-use crate::common::{
-    assert_cli_ok, client, connect, fresh_database, gitrev, own_test_dir, read_metric,
-    start_server_on, str_of, unique, unique_email, unique_original_url, wait_for_ready, TestServer,
+use crate::harness::{
+    click_events, client, code_path, connect, migrated_database, poll, read_metric,
+    start_server_on, str_of, tail, unique_email, unique_original_url, wait_for_state, Reply,
+    TestDir, TestServer,
 };
 
 /// The bounds the servers here run with; no answer may take longer than their sum plus slack for
@@ -23,6 +24,8 @@ const POOL_TIMEOUT_MS: &str = "1000";
 const CONNECT_TIMEOUT_MS: &str = "1000";
 const STATEMENT_TIMEOUT_MS: &str = "3000";
 const ANSWER_BOUND: Duration = Duration::from_secs(8);
+/// How long the load may take to show what a phase of a test waits for.
+const LOAD_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 struct Outcomes {
@@ -82,6 +85,8 @@ fn start_load(
                         None => o.unanswered += 1,
                     }
                 }
+                // Pacing, not waiting for anything: 8 workers back to back would only queue up
+                // behind each other on a 2-core machine.
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }));
@@ -89,8 +94,17 @@ fn start_load(
     (outcomes, tasks)
 }
 
+/// Waits until what the load has seen so far satisfies `done`.
+async fn wait_for_load(outcomes: &Mutex<Outcomes>, what: &str, done: impl Fn(&Outcomes) -> bool) {
+    wait_for_state(outcomes, LOAD_WAIT, what, done).await;
+}
+
+fn count_status(o: &Outcomes, status: u16) -> usize {
+    o.answers.iter().filter(|a| a.0 == status).count()
+}
+
 /// A fresh url created through `srv`.
-async fn new_link(srv: &TestServer, c: &reqwest::Client) -> crate::common::Reply {
+async fn new_link(srv: &TestServer, c: &reqwest::Client) -> Reply {
     srv.post(c, "/urls", &json!({"original_url": unique_original_url()}))
         .await
         .expect(201, "POST /urls")
@@ -98,8 +112,8 @@ async fn new_link(srv: &TestServer, c: &reqwest::Client) -> crate::common::Reply
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_database_outage_under_load_loses_nothing_acknowledged() {
-    let dir = own_test_dir(&unique("outage"));
-    let mut pg = EmbeddedPostgres::start(&dir, None)
+    let dir = TestDir::new("outage");
+    let mut pg = EmbeddedPostgres::start(dir.path(), None)
         .await
         .expect("a cluster of the test's own");
     let port = pg.port();
@@ -122,14 +136,18 @@ async fn a_database_outage_under_load_loses_nothing_acknowledged() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let (outcomes, tasks) = start_load(&srv, &code, 8, stop.clone());
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    wait_for_load(&outcomes, "users created and redirects served", |o| {
+        o.created.len() >= 5 && o.redirects >= 5
+    })
+    .await;
 
     // PostgreSQL goes away.
     pg.stop().await;
-    let why = wait_for_ready(&srv, 503, Duration::from_secs(10)).await;
+    let why = srv.wait_for_ready(503, Duration::from_secs(10)).await;
     assert!(
-        why["reason"].as_str().is_some_and(|r| !r.is_empty()),
-        "/ready says why: {why}"
+        why.json["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "/ready says why: {}",
+        why.text
     );
     srv.get(&c, "/health")
         .await
@@ -165,10 +183,15 @@ async fn a_database_outage_under_load_loses_nothing_acknowledged() {
     srv.get(&c, &format!("/{code}"))
         .await
         .expect(302, "a cached redirect answers while the database is down");
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The load meets the outage: its writers are refused (one 503 per writing worker at least).
+    let refused_before = count_status(&outcomes.lock().expect("the outcomes"), 503);
+    wait_for_load(&outcomes, "the outage to its writers", |o| {
+        count_status(o, 503) >= refused_before + 4
+    })
+    .await;
 
     // PostgreSQL comes back, at the same address; the server recovers by itself.
-    let mut pg = EmbeddedPostgres::start(&dir, None)
+    let mut pg = EmbeddedPostgres::start(dir.path(), None)
         .await
         .expect("the cluster starts again");
     assert_eq!(
@@ -176,7 +199,7 @@ async fn a_database_outage_under_load_loses_nothing_acknowledged() {
         port,
         "the embedded cluster keeps its port across restarts"
     );
-    wait_for_ready(&srv, 200, Duration::from_secs(20)).await;
+    srv.wait_for_ready(200, Duration::from_secs(20)).await;
     srv.post(
         &c,
         "/users",
@@ -184,7 +207,11 @@ async fn a_database_outage_under_load_loses_nothing_acknowledged() {
     )
     .await
     .expect(201, "writes work again without a restart");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let created_before = outcomes.lock().expect("the outcomes").created.len();
+    wait_for_load(&outcomes, "users created after the outage", |o| {
+        o.created.len() >= created_before + 5
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     for task in tasks {
         task.await.expect("a load task");
@@ -213,28 +240,12 @@ async fn a_database_outage_under_load_loses_nothing_acknowledged() {
     assert!(slowest < ANSWER_BOUND, "an answer took {slowest:?}");
     assert_eq!(o.unanswered, 0, "every request got an HTTP answer");
 
-    let db = connect(&url).await;
-    let stored: i64 = db
-        .query_one(
-            "SELECT count(*) FROM users WHERE email = ANY($1)",
-            &[&o.created],
-        )
-        .await
-        .expect("counting acknowledged users")
-        .get(0);
     assert_eq!(
-        stored,
+        stored_users(&url, &o.created).await,
         o.created.len() as i64,
         "every user answered 201 is stored"
     );
-    let clicks: i64 = db
-        .query_one(
-            "SELECT count(*) FROM events WHERE event_type = 'click' AND url_id = $1",
-            &[&url_id],
-        )
-        .await
-        .expect("counting clicks")
-        .get(0);
+    let clicks = click_events(&url, url_id).await;
     // The warm-up redirect and the one during the outage are clicks too.
     let served = o.redirects as f64 + 2.0;
     assert_eq!(
@@ -245,17 +256,29 @@ async fn a_database_outage_under_load_loses_nothing_acknowledged() {
     pg.stop().await;
 }
 
+/// How many of `emails` are stored.
+async fn stored_users(database_url: &str, emails: &[String]) -> i64 {
+    connect(database_url)
+        .await
+        .query_one(
+            "SELECT count(*) FROM users WHERE email = ANY($1)",
+            &[&emails],
+        )
+        .await
+        .expect("counting acknowledged users")
+        .get(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_killed_under_load_loses_no_acknowledged_user() {
-    let url = fresh_database("kill9").await;
-    assert_cli_ok(&gitrev(&["migrate"], &url), "gitrev migrate");
+    let url = migrated_database("kill9").await;
     let srv = start_server_on(&url, &[]);
     let c = client();
     let link = new_link(&srv, &c).await;
     let code = str_of(&link.json, "short_code").to_owned();
     let stop = Arc::new(AtomicBool::new(false));
     let (outcomes, tasks) = start_load(&srv, &code, 8, stop.clone());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_for_load(&outcomes, "20 users created", |o| o.created.len() >= 20).await;
 
     let status = srv.stop_with_signal(libc::SIGKILL);
     assert!(!status.success(), "SIGKILL ends it: {status}");
@@ -268,16 +291,8 @@ async fn a_server_killed_under_load_loses_no_acknowledged_user() {
 
     let again = start_server_on(&url, &[]);
     let db = connect(&url).await;
-    let stored: i64 = db
-        .query_one(
-            "SELECT count(*) FROM users WHERE email = ANY($1)",
-            &[&created],
-        )
-        .await
-        .expect("counting acknowledged users")
-        .get(0);
     assert_eq!(
-        stored,
+        stored_users(&url, &created).await,
         created.len() as i64,
         "every user answered 201 survived SIGKILL"
     );
@@ -311,8 +326,8 @@ async fn a_server_killed_under_load_loses_no_acknowledged_user() {
 
 #[tokio::test]
 async fn a_stop_while_the_database_is_down_gives_up_on_queued_clicks_in_time() {
-    let dir = own_test_dir(&unique("drain"));
-    let mut pg = EmbeddedPostgres::start(&dir, None)
+    let dir = TestDir::new("drain");
+    let mut pg = EmbeddedPostgres::start(dir.path(), None)
         .await
         .expect("a cluster of the test's own");
     let url = pg.database_url();
@@ -327,17 +342,23 @@ async fn a_stop_while_the_database_is_down_gives_up_on_queued_clicks_in_time() {
     );
     let c = client();
     let link = new_link(&srv, &c).await;
-    let path = format!("/{}", str_of(&link.json, "short_code"));
+    let path = code_path(&link.json);
     srv.get(&c, &path).await.expect(302, "the link is cached");
 
     pg.stop().await;
-    // Clicks the writer is already retrying when the stop begins (they were flushed before it).
+    // Clicks the writer is already retrying when the stop begins (flushed every 20 ms, they were
+    // handed to a writer before it, which says so in the log).
     for _ in 0..20 {
         srv.get(&c, &path)
             .await
             .expect(302, "a cached redirect with the database down");
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let retrying = || std::future::ready(tail(&srv.log, 1 << 20));
+    poll(LOAD_WAIT, retrying, |log| {
+        log.contains("cannot write clicks yet")
+    })
+    .await
+    .unwrap_or_else(|log| panic!("the click writer never retried:\n{log}"));
     let started = Instant::now();
     let status = srv.stop_with_signal(libc::SIGTERM);
     assert!(status.success(), "gitrev stops cleanly: {status}");

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use crate::common::{
+use crate::harness::{
     assert_error, client, create_url, create_url_with, create_user, id_of, seeded_database, server,
     start_server_on, unique_original_url, Reply, TestServer,
 };

@@ -1,17 +1,17 @@
 //! The redirect: `GET /{short_code}` answers 302 and records a click; `HEAD` answers the same without
 //! one; unknown, inactive and deleted codes are a JSON 404 with no event.
 //!
-//! Clicks may be written after the redirect is answered, so click counts are polled, and a "no click"
-//! check first waits for a later click to appear (`fence_clicks`), after which an earlier one would have.
+//! Clicks are written after the redirect is answered, so click counts, "no click" checks included,
+//! are read once the server has dealt with every click it had received (`settled_clicks`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{
-    assert_error, client, connect, create_url, create_url_with, create_user, fence_clicks,
-    fresh_database, id_of, server, start_server_on, str_of, unique, unique_original_url,
-    wait_for_clicks, TestServer,
+use crate::harness::{
+    assert_error, assert_redirects, click_events, client, code_path, create_url, create_url_on,
+    create_url_with, create_user, fresh_database, id_of, poll, server, settled_clicks,
+    start_server_on, str_of, unique, unique_email, unique_original_url, Reply, TestServer,
 };
 
 #[tokio::test]
@@ -19,11 +19,7 @@ async fn get_redirects_with_302_and_location() {
     let c = client();
     let original = unique_original_url();
     let url = create_url_with(&c, json!({"original_url": original})).await;
-    let reply = server()
-        .get(&c, &format!("/{}", str_of(&url, "short_code")))
-        .await
-        .expect(302, "GET /{code}");
-    assert_eq!(reply.header("location"), Some(original.as_str()));
+    assert_redirects(server(), &c, &code_path(&url), &original).await;
 }
 
 #[tokio::test]
@@ -36,7 +32,7 @@ async fn click_records_url_owner_code_and_target() {
         .get(&c, &format!("/{code}"))
         .await
         .expect(302, "redirect");
-    let clicks = wait_for_clicks(&c, id_of(&url), 1).await;
+    let clicks = settled_clicks(&c, id_of(&url)).await;
     assert_eq!(clicks.len(), 1, "{clicks:?}");
     let click = &clicks[0];
     assert_eq!(click["event_type"], "click");
@@ -58,7 +54,7 @@ async fn click_records_referrer_and_user_agent_when_sent() {
     let c = client();
     let url = create_url_with(&c, json!({"original_url": unique_original_url()})).await;
     let code = str_of(&url, "short_code");
-    let reply = crate::common::read_reply(
+    let reply = crate::harness::read_reply(
         c.get(server().url(&format!("/{code}")))
             .header("referer", "https://news.example/item?id=1")
             .header("user-agent", "gitrev-tests/1.0"),
@@ -66,7 +62,7 @@ async fn click_records_referrer_and_user_agent_when_sent() {
     .await
     .expect(302, "redirect with headers");
     assert_eq!(reply.header("location"), url["original_url"].as_str());
-    let clicks = wait_for_clicks(&c, id_of(&url), 1).await;
+    let clicks = settled_clicks(&c, id_of(&url)).await;
     assert_eq!(clicks.len(), 1, "{clicks:?}");
     let details = &clicks[0]["details"];
     assert_eq!(details["referrer"], "https://news.example/item?id=1");
@@ -79,11 +75,11 @@ async fn click_records_referrer_and_user_agent_when_sent() {
 async fn every_redirect_records_a_click() {
     let c = client();
     let url = create_url_with(&c, json!({"original_url": unique_original_url()})).await;
-    let path = format!("/{}", str_of(&url, "short_code"));
+    let path = code_path(&url);
     for _ in 0..7 {
         server().get(&c, &path).await.expect(302, "redirect");
     }
-    let clicks = wait_for_clicks(&c, id_of(&url), 7).await;
+    let clicks = settled_clicks(&c, id_of(&url)).await;
     assert_eq!(clicks.len(), 7, "seven redirects, seven clicks: {clicks:?}");
     let ids: std::collections::BTreeSet<i64> = clicks.iter().map(id_of).collect();
     assert_eq!(ids.len(), 7, "each click is its own event");
@@ -94,15 +90,16 @@ async fn head_answers_like_get_without_a_click() {
     let c = client();
     let original = unique_original_url();
     let url = create_url_with(&c, json!({"original_url": original})).await;
-    let path = format!("/{}", str_of(&url, "short_code"));
+    let path = code_path(&url);
     for _ in 0..3 {
         let reply = server().head(&c, &path).await.expect(302, "HEAD /{code}");
         assert_eq!(reply.header("location"), Some(original.as_str()));
         assert!(reply.text.is_empty(), "HEAD has no body");
     }
-    // One GET after the HEADs: once its click is visible, any click the HEADs made would be too.
+    // One GET as a control (clicks are recorded at all); every click received is settled before
+    // counting, so one any HEAD had made would be counted too.
     server().get(&c, &path).await.expect(302, "GET /{code}");
-    let clicks = wait_for_clicks(&c, id_of(&url), 1).await;
+    let clicks = settled_clicks(&c, id_of(&url)).await;
     assert_eq!(clicks.len(), 1, "HEAD records no click: {clicks:?}");
 }
 
@@ -130,7 +127,7 @@ async fn inactive_code_is_404_and_records_no_click() {
         json!({"original_url": unique_original_url(), "is_active": false}),
     )
     .await;
-    let path = format!("/{}", str_of(&url, "short_code"));
+    let path = code_path(&url);
     for _ in 0..3 {
         let reply = server().get(&c, &path).await;
         assert_error(&reply, 404, "not_found");
@@ -146,7 +143,7 @@ async fn inactive_code_is_404_and_records_no_click() {
         .await
         .expect(200, "reactivate");
     server().get(&c, &path).await.expect(302, "active again");
-    let clicks = wait_for_clicks(&c, id_of(&url), 1).await;
+    let clicks = settled_clicks(&c, id_of(&url)).await;
     assert_eq!(clicks.len(), 1, "the 404s recorded nothing: {clicks:?}");
 }
 
@@ -155,7 +152,7 @@ async fn deleted_code_is_404_and_records_no_click() {
     let c = client();
     let url = create_url_with(&c, json!({"original_url": unique_original_url()})).await;
     let id = id_of(&url);
-    let path = format!("/{}", str_of(&url, "short_code"));
+    let path = code_path(&url);
     server()
         .delete(&c, &format!("/urls/{id}"))
         .await
@@ -163,8 +160,7 @@ async fn deleted_code_is_404_and_records_no_click() {
     for _ in 0..3 {
         assert_error(&server().get(&c, &path).await, 404, "not_found");
     }
-    fence_clicks(&c).await;
-    let clicks = wait_for_clicks(&c, id, 0).await;
+    let clicks = settled_clicks(&c, id).await;
     assert!(
         clicks.is_empty(),
         "a deleted code records no click: {clicks:?}"
@@ -186,41 +182,21 @@ async fn codes_are_case_sensitive() {
         json!({"original_url": unique_original_url(), "short_code": upper}),
     )
     .await;
+    // Each case is its own code.
     for url in [&a, &b] {
-        let reply = server()
-            .get(&c, &format!("/{}", str_of(url, "short_code")))
-            .await
-            .expect(302, "each case is its own code");
-        assert_eq!(reply.header("location"), url["original_url"].as_str());
+        assert_redirects(server(), &c, &code_path(url), str_of(url, "original_url")).await;
     }
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Servers of their own: configuration, shutdown, restart and a second replica.
 
-/// Polls `GET path` on `srv` until `done` holds or 10 s pass; returns the last answer.
-async fn poll_redirect(
-    srv: &TestServer,
-    path: &str,
-    done: impl Fn(&crate::common::Reply) -> bool,
-) -> crate::common::Reply {
+/// Polls `HEAD path` on `srv` until `done` holds or 10 s pass; returns the last answer.
+async fn poll_redirect(srv: &TestServer, path: &str, done: impl Fn(&Reply) -> bool) -> Reply {
     let c = client();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let reply = srv.head(&c, path).await;
-        if done(&reply) || Instant::now() > deadline {
-            return reply;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn create_url_on(srv: &TestServer, body: Value) -> Value {
-    let reply = srv
-        .post(&client(), "/urls", &body)
+    poll(Duration::from_secs(10), || srv.head(&c, path), done)
         .await
-        .expect(201, "POST /urls");
-    reply.json
+        .unwrap_or_else(|last| last)
 }
 
 #[tokio::test]
@@ -230,8 +206,8 @@ async fn redirect_status_is_configurable() {
     for status in [301u16, 307, 308, 302] {
         let srv = start_server_on(&url, &[("GITREV_REDIRECT_STATUS", &status.to_string())]);
         let original = unique_original_url();
-        let link = create_url_on(&srv, json!({"original_url": original})).await;
-        let path = format!("/{}", str_of(&link, "short_code"));
+        let link = create_url_on(&srv, &c, json!({"original_url": original})).await;
+        let path = code_path(&link);
         let reply = srv.get(&c, &path).await.expect(status, "configured status");
         assert_eq!(reply.header("location"), Some(original.as_str()));
         let reply = srv.head(&c, &path).await.expect(status, "HEAD too");
@@ -245,8 +221,8 @@ async fn acknowledged_clicks_survive_a_shutdown() {
     let url = fresh_database("shutdown").await;
     let srv = start_server_on(&url, &[]);
     let c = client();
-    let link = create_url_on(&srv, json!({"original_url": unique_original_url()})).await;
-    let path = format!("/{}", str_of(&link, "short_code"));
+    let link = create_url_on(&srv, &c, json!({"original_url": unique_original_url()})).await;
+    let path = code_path(&link);
     for _ in 0..20 {
         srv.get(&c, &path).await.expect(302, "redirect");
     }
@@ -254,16 +230,11 @@ async fn acknowledged_clicks_survive_a_shutdown() {
     let status = srv.stop();
     assert!(status.success(), "gitrev serve stops cleanly: {status}");
 
-    let db = connect(&url).await;
-    let clicks: i64 = db
-        .query_one(
-            "SELECT count(*) FROM events WHERE url_id = $1 AND event_type = 'click'",
-            &[&id_of(&link)],
-        )
-        .await
-        .expect("counting clicks")
-        .get(0);
-    assert_eq!(clicks, 20, "every acknowledged redirect has its click");
+    assert_eq!(
+        click_events(&url, id_of(&link)).await,
+        20,
+        "every acknowledged redirect has its click"
+    );
 
     let again = start_server_on(&url, &[]);
     let stats = again
@@ -284,12 +255,9 @@ async fn a_restart_never_serves_links_changed_before_it() {
     let first = start_server_on(&url, &env);
     let mut links = Vec::new();
     for _ in 0..3 {
-        links.push(create_url_on(&first, json!({"original_url": unique_original_url()})).await);
+        links.push(create_url_on(&first, &c, json!({"original_url": unique_original_url()})).await);
     }
-    let paths: Vec<String> = links
-        .iter()
-        .map(|l| format!("/{}", str_of(l, "short_code")))
-        .collect();
+    let paths: Vec<String> = links.iter().map(code_path).collect();
     for path in &paths {
         first.get(&c, path).await.expect(302, "warm the cache");
     }
@@ -308,11 +276,7 @@ async fn a_restart_never_serves_links_changed_before_it() {
     assert!(first.stop().success(), "a clean stop");
 
     let second = start_server_on(&url, &env);
-    let reply = second
-        .get(&c, &paths[0])
-        .await
-        .expect(302, "unchanged link");
-    assert_eq!(reply.header("location"), links[0]["original_url"].as_str());
+    assert_redirects(&second, &c, &paths[0], str_of(&links[0], "original_url")).await;
     assert_error(&second.get(&c, &paths[1]).await, 404, "not_found");
     assert_error(&second.get(&c, &paths[2]).await, 404, "not_found");
 }
@@ -328,20 +292,21 @@ async fn changes_reach_the_other_replica() {
         .post(
             &c,
             "/users",
-            &json!({"username": "owner", "email": crate::common::unique_email()}),
+            &json!({"username": "owner", "email": unique_email()}),
         )
         .await
         .expect(201, "POST /users");
     let uid = id_of(&owner.json);
-    let moved = create_url_on(&a, json!({"original_url": unique_original_url()})).await;
-    let paused = create_url_on(&a, json!({"original_url": unique_original_url()})).await;
-    let gone = create_url_on(&a, json!({"original_url": unique_original_url()})).await;
+    let moved = create_url_on(&a, &c, json!({"original_url": unique_original_url()})).await;
+    let paused = create_url_on(&a, &c, json!({"original_url": unique_original_url()})).await;
+    let gone = create_url_on(&a, &c, json!({"original_url": unique_original_url()})).await;
     let owned = create_url_on(
         &a,
+        &c,
         json!({"original_url": unique_original_url(), "user_id": uid}),
     )
     .await;
-    let path = |l: &Value| format!("/{}", str_of(l, "short_code"));
+    let path = |l: &Value| code_path(l);
     for link in [&moved, &paused, &gone, &owned] {
         b.get(&c, &path(link))
             .await

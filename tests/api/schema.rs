@@ -1,18 +1,19 @@
 //! `gitrev migrate` and `gitrev check-schema`: migrations are idempotent, a migrated database checks
 //! clean, and drift (a dropped column, a dropped index) is named. Each case has a database of its own.
 
-use crate::common::{assert_cli_ok, connect, fresh_database, gitrev, output_text};
-
-async fn migrated_database(prefix: &str) -> String {
-    let url = fresh_database(prefix).await;
-    assert_cli_ok(&gitrev(&["migrate"], &url), "gitrev migrate");
-    url
-}
+use crate::harness::{assert_cli_ok, connect, count_rows, gitrev, migrated_database, output_text};
 
 #[tokio::test]
 async fn migrate_is_idempotent_and_checks_clean() {
     let url = migrated_database("migrate").await;
+    let applied = count_rows(&url, "schema_migrations").await;
+    assert!(applied > 0, "the first run applies the migrations");
     assert_cli_ok(&gitrev(&["migrate"], &url), "gitrev migrate, second run");
+    assert_eq!(
+        count_rows(&url, "schema_migrations").await,
+        applied,
+        "the second run applies nothing"
+    );
     assert_cli_ok(&gitrev(&["check-schema"], &url), "gitrev check-schema");
     let db = connect(&url).await;
     for table in ["users", "urls", "events"] {

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::common::{
+use crate::harness::{
     assert_cli_ok, client, connect, count_rows, fresh_database, gitrev, gitrev_with_env, id_of,
     output_text, seed_dir, seeded_database, start_server_on, unique_email,
 };
@@ -221,7 +221,7 @@ async fn sequences_continue_after_the_seed_and_after_a_bulk_import() {
     assert!(id_of(&event.json) > 3422, "event id {}", event.json["id"]);
 
     let csv = format!("id,username,email\n5000,far,{}\n", unique_email());
-    let reply = crate::common::read_reply(
+    let reply = crate::harness::read_reply(
         c.post(srv.url("/users/bulk"))
             .header("content-type", "text/csv")
             .body(csv),

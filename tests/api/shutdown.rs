@@ -11,74 +11,66 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::common::*;
+use crate::harness::{
+    client, connect, migrated_database, poll, start_server_on, unique_email, TestServer,
+};
 
 /// Waits until the server's INSERT into `users` is blocked on our lock: the request is in flight.
 async fn wait_until_insert_waits(db: &tokio_postgres::Client) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let waiting = || async move {
         // `db` holds its lock inside a transaction, and a transaction sees one snapshot of
         // pg_stat_activity until it is cleared: without this, the INSERT would never show up.
         db.batch_execute("SELECT pg_stat_clear_snapshot()")
             .await
             .expect("clearing the statistics snapshot");
-        let waiting: i64 = db
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity
-                 WHERE wait_event_type = 'Lock' AND query ILIKE 'INSERT INTO users%'",
-                &[],
-            )
-            .await
-            .expect("reading pg_stat_activity")
-            .get(0);
-        if waiting > 0 {
-            return;
-        }
-        if Instant::now() >= deadline {
-            let seen: Vec<String> = db
-                .query(
-                    "SELECT coalesce(wait_event_type, '-') || ' ' || state || ': ' || query
-                     FROM pg_stat_activity WHERE backend_type = 'client backend'",
-                    &[],
-                )
-                .await
-                .expect("reading pg_stat_activity")
-                .iter()
-                .map(|row| row.get(0))
-                .collect();
-            panic!("the POST /users never reached the database; backends: {seen:#?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        db.query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE wait_event_type = 'Lock' AND query ILIKE 'INSERT INTO users%'",
+            &[],
+        )
+        .await
+        .expect("reading pg_stat_activity")
+        .get::<_, i64>(0)
+    };
+    if poll(Duration::from_secs(30), waiting, |n| *n > 0)
+        .await
+        .is_ok()
+    {
+        return;
     }
-}
-
-fn address(srv: &TestServer) -> SocketAddr {
-    srv.base
-        .trim_start_matches("http://")
-        .parse()
-        .expect("the base is http://IP:PORT")
+    let seen: Vec<String> = db
+        .query(
+            "SELECT coalesce(wait_event_type, '-') || ' ' || state || ': ' || query
+             FROM pg_stat_activity WHERE backend_type = 'client backend'",
+            &[],
+        )
+        .await
+        .expect("reading pg_stat_activity")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    panic!("the POST /users never reached the database; backends: {seen:#?}");
 }
 
 /// Polls until a fresh TCP connection to `addr` is refused.
 async fn wait_until_refused(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "the server still accepts connections after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let accepts = || {
+        std::future::ready(TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok())
+    };
+    poll(Duration::from_secs(30), accepts, |accepted| !accepted)
+        .await
+        .unwrap_or_else(|_| panic!("the server still accepts connections after SIGTERM"));
 }
 
 async fn server_with_locked_users(grace_ms: &str) -> (TestServer, tokio_postgres::Client, String) {
-    let url = fresh_database("shutdown").await;
-    assert_cli_ok(&gitrev(&["migrate"], &url), "gitrev migrate");
+    let url = migrated_database("shutdown").await;
     let srv = start_server_on(
         &url,
         &[
             ("GITREV_SHUTDOWN_GRACE_MS", grace_ms),
             ("GITREV_STATEMENT_TIMEOUT_MS", "60000"),
+            // The stop's last resort is this drain plus 5 s (see `a_request_that_outlives_…`).
+            ("GITREV_CLICK_DRAIN_MS", "1000"),
         ],
     );
     let db = connect(&url).await;
@@ -91,7 +83,7 @@ async fn server_with_locked_users(grace_ms: &str) -> (TestServer, tokio_postgres
 #[tokio::test]
 async fn sigterm_stops_accepting_and_finishes_the_request_in_flight() {
     let (srv, db, url) = server_with_locked_users("20000").await;
-    let addr = address(&srv);
+    let addr = srv.socket_addr();
     let email = unique_email();
     let request = {
         let target = srv.url("/users");
@@ -134,11 +126,20 @@ async fn a_request_that_outlives_the_grace_period_does_not_hold_the_stop() {
     };
     wait_until_insert_waits(&db).await;
 
-    // The lock is held throughout: without the grace bound the server would wait for it forever.
+    // The lock is held throughout: without a bound the server would wait for it until the
+    // statement timeout (60 s). The grace period ends the request; the grouped writer still waiting
+    // on its INSERT is joined at stop, which only the stop's last resort (click drain 1 s + 5 s)
+    // ends: the bound is that, plus slack for a loaded machine.
+    let started = Instant::now();
     let status = tokio::task::spawn_blocking(move || srv.stop_with_signal(libc::SIGTERM))
         .await
         .expect("the stopping task");
     assert!(status.success(), "gitrev exited with {status}");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(12),
+        "the stop took {took:?} with a grace period of 500 ms and a click drain of 1 s"
+    );
     let outcome = request.await.expect("the request task");
     assert!(
         outcome

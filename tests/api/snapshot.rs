@@ -2,27 +2,19 @@
 //! a query — even with the database stopped — never serves one that was switched off after the
 //! snapshot was taken, and starts cold (saying so) from a damaged snapshot.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gitrev_embedded::EmbeddedPostgres;
 use serde_json::{json, Value};
 
-use crate::common::{
-    assert_cli_ok, client, connect, fresh_database, gitrev, id_of, own_test_dir, read_metric,
-    start_server_on, str_of, unique, unique_original_url, TestServer,
+use crate::harness::{
+    client, code_path, connect, create_url_on, id_of, migrated_database, poll, read_metric,
+    start_server_on, unique_original_url, Reply, TestDir, TestServer,
 };
 
-/// A data directory of the test's own, kept across the servers it starts.
-fn data_dir(prefix: &str) -> PathBuf {
-    let dir = own_test_dir(&unique(prefix));
-    std::fs::create_dir_all(&dir).expect("creating the data dir");
-    dir
-}
-
-fn start_in(data: &std::path::Path, url: &str) -> TestServer {
-    let data = data.to_str().expect("a UTF-8 temp path");
-    start_server_on(url, &[("GITREV_DATA_DIR", data)])
+/// A server whose data dir (and with it the snapshot) is `data`, kept across the servers a test starts.
+fn start_in(data: &TestDir, url: &str) -> TestServer {
+    start_server_on(url, &[("GITREV_DATA_DIR", data.as_str())])
 }
 
 /// Creates `n` urls through `srv` and redirects each once, so they are cached.
@@ -30,12 +22,8 @@ async fn cached_links(srv: &TestServer, n: usize) -> Vec<Value> {
     let c = client();
     let mut links = Vec::new();
     for _ in 0..n {
-        let url = srv
-            .post(&c, "/urls", &json!({"original_url": unique_original_url()}))
-            .await
-            .expect(201, "POST /urls")
-            .json;
-        srv.head(&c, &format!("/{}", str_of(&url, "short_code")))
+        let url = create_url_on(srv, &c, json!({"original_url": unique_original_url()})).await;
+        srv.head(&c, &code_path(&url))
             .await
             .expect(302, "the link is cached");
         links.push(url);
@@ -43,32 +31,23 @@ async fn cached_links(srv: &TestServer, n: usize) -> Vec<Value> {
     links
 }
 
-async fn redirect(srv: &TestServer, link: &Value) -> crate::common::Reply {
-    srv.head(&client(), &format!("/{}", str_of(link, "short_code")))
-        .await
-}
-
-async fn wait_for_ready(srv: &TestServer, want: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while srv.get(&client(), "/ready").await.status != want {
-        assert!(Instant::now() < deadline, "/ready never turned {want}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn redirect(srv: &TestServer, link: &Value) -> Reply {
+    srv.head(&client(), &code_path(link)).await
 }
 
 #[tokio::test]
 async fn a_restart_with_the_database_stopped_serves_the_snapshot() {
-    let cluster = own_test_dir(&unique("snapdb"));
-    let mut pg = EmbeddedPostgres::start(&cluster, None)
+    let cluster = TestDir::new("snapdb");
+    let mut pg = EmbeddedPostgres::start(cluster.path(), None)
         .await
         .expect("a cluster of the test's own");
     let url = pg.database_url();
-    let data = data_dir("snapdata");
+    let data = TestDir::new("snapdata");
     let first = start_in(&data, &url);
     let links = cached_links(&first, 3).await;
     assert!(first.stop_after_signal(libc::SIGTERM).success());
     assert!(
-        data.join("links.snapshot").exists(),
+        data.path().join("links.snapshot").exists(),
         "a stopping server writes its snapshot"
     );
 
@@ -97,10 +76,10 @@ async fn a_restart_with_the_database_stopped_serves_the_snapshot() {
     );
 
     // The database returns: the server catches up by itself (migrations, readiness, writes).
-    let mut pg = EmbeddedPostgres::start(&cluster, None)
+    let mut pg = EmbeddedPostgres::start(cluster.path(), None)
         .await
         .expect("the cluster starts again");
-    wait_for_ready(&second, 200).await;
+    second.wait_for_ready(200, Duration::from_secs(30)).await;
     second
         .post(&c, "/urls", &json!({"original_url": unique_original_url()}))
         .await
@@ -108,28 +87,25 @@ async fn a_restart_with_the_database_stopped_serves_the_snapshot() {
     // What was served unchecked does not outlive the outage: once the invalidation listener is
     // back (it retries with backoff) it clears the cache, and a snapshot link is read from the
     // database again.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let misses = read_metric(&second, &c, "gitrev_link_cache_misses_total").await;
-        redirect(&second, &links[0]).await.expect(302, "the link");
-        if read_metric(&second, &c, "gitrev_link_cache_misses_total").await > misses {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the snapshot's entries were still cached 30 s after the database came back"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (srv, c, link) = (&second, &c, &links[0]);
+    let missed = || async move {
+        let misses = read_metric(srv, c, "gitrev_link_cache_misses_total").await;
+        redirect(srv, link).await.expect(302, "the link");
+        read_metric(srv, c, "gitrev_link_cache_misses_total").await > misses
+    };
+    poll(Duration::from_secs(30), missed, |missed| *missed)
+        .await
+        .unwrap_or_else(|_| {
+            panic!("the snapshot's entries were still cached 30 s after the database came back")
+        });
     assert!(second.stop_after_signal(libc::SIGTERM).success());
     pg.stop().await;
 }
 
 #[tokio::test]
 async fn links_changed_after_the_snapshot_are_never_served() {
-    let url = fresh_database("snapchg").await;
-    assert_cli_ok(&gitrev(&["migrate"], &url), "gitrev migrate");
-    let data = data_dir("snapchg");
+    let url = migrated_database("snapchg").await;
+    let data = TestDir::new("snapchg");
     let first = start_in(&data, &url);
     let links = cached_links(&first, 4).await;
     assert!(first.stop_after_signal(libc::SIGTERM).success());
@@ -183,13 +159,12 @@ async fn links_changed_after_the_snapshot_are_never_served() {
 
 #[tokio::test]
 async fn a_damaged_snapshot_is_rejected_and_the_service_starts_cold() {
-    let url = fresh_database("snapbad").await;
-    assert_cli_ok(&gitrev(&["migrate"], &url), "gitrev migrate");
-    let data = data_dir("snapbad");
+    let url = migrated_database("snapbad").await;
+    let data = TestDir::new("snapbad");
     let first = start_in(&data, &url);
     let links = cached_links(&first, 2).await;
     assert!(first.stop_after_signal(libc::SIGTERM).success());
-    let path = data.join("links.snapshot");
+    let path = data.path().join("links.snapshot");
     let good = std::fs::read(&path).expect("the snapshot");
 
     let damaged: [(&str, Vec<u8>); 3] = [
@@ -216,7 +191,11 @@ async fn a_damaged_snapshot_is_rejected_and_the_service_starts_cold() {
                 .await
                 .expect(302, "served cold, from the database");
         }
-        assert!(read_metric(&srv, &c, "gitrev_link_cache_misses_total").await >= 2.0);
+        assert_eq!(
+            read_metric(&srv, &c, "gitrev_link_cache_misses_total").await,
+            2.0,
+            "{what}: each of the two links was read from the database once"
+        );
         let log = std::fs::read_to_string(&srv.log).unwrap_or_default();
         assert!(
             log.contains("link snapshot rejected"),

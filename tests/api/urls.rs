@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{
-    assert_error, assert_invalid_field, assert_json_content_type, assert_timestamp, assert_url,
-    client, create_url, create_url_with, create_user, events, id_of, is_base62_code, server,
-    str_of, unique, unique_original_url, wait_for_clicks, MISSING_ID,
+use crate::harness::{
+    assert_error, assert_invalid_field, assert_json_content_type, assert_not_found,
+    assert_redirects, assert_timestamp, assert_url, client, code_path, connect, create_url,
+    create_url_with, create_user, events, id_of, is_base62_code, poll, server, settled_clicks,
+    str_of, unique, unique_original_url, MISSING_ID,
 };
 
 const RESERVED: [&str; 13] = [
@@ -78,10 +79,7 @@ async fn create_with_every_field() {
 
 #[tokio::test]
 async fn unknown_url_is_404() {
-    let reply = server()
-        .get(&client(), &format!("/urls/{MISSING_ID}"))
-        .await;
-    assert_error(&reply, 404, "not_found");
+    assert_not_found(&format!("/urls/{MISSING_ID}")).await;
 }
 
 #[tokio::test]
@@ -93,12 +91,7 @@ async fn same_original_url_twice_gives_two_codes() {
     assert_ne!(a["id"], b["id"]);
     assert_ne!(a["short_code"], b["short_code"]);
     for url in [&a, &b] {
-        let code = str_of(url, "short_code");
-        let reply = server()
-            .get(&c, &format!("/{code}"))
-            .await
-            .expect(302, "both codes redirect");
-        assert_eq!(reply.header("location"), Some(original.as_str()));
+        assert_redirects(server(), &c, &code_path(url), &original).await;
     }
 }
 
@@ -182,11 +175,7 @@ async fn custom_short_code_is_used_and_redirects() {
     let original = unique_original_url();
     let url = create_url_with(&c, json!({"original_url": original, "short_code": code})).await;
     assert_eq!(url["short_code"], code);
-    let reply = server()
-        .get(&c, &format!("/{code}"))
-        .await
-        .expect(302, "custom code redirects");
-    assert_eq!(reply.header("location"), Some(original.as_str()));
+    assert_redirects(server(), &c, &format!("/{code}"), &original).await;
 }
 
 #[tokio::test]
@@ -481,8 +470,26 @@ async fn updated_at_moves_on_change_and_not_on_empty_update() {
     let c = client();
     let url = create_url_with(&c, json!({"original_url": unique_original_url()})).await;
     let path = format!("/urls/{}", id_of(&url));
-    // Timestamps have whole seconds: make sure the next second has begun before updating.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Timestamps have whole seconds: wait until the database's clock shows a later second than the
+    // url's, or an update could not move updated_at.
+    let created = str_of(&url, "updated_at").to_owned();
+    let db = connect(&server().database_url).await;
+    let db = &db;
+    poll(
+        Duration::from_secs(5),
+        || async move {
+            db.query_one(
+                "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS')",
+                &[],
+            )
+            .await
+            .expect("reading the database's clock")
+            .get::<_, String>(0)
+        },
+        |now| now.as_str() > created.as_str(),
+    )
+    .await
+    .unwrap_or_else(|now| panic!("the database's clock stays at {now}, not past {created}"));
 
     let reply = server()
         .put(&c, &path, &json!({}))
@@ -643,17 +650,10 @@ async fn stats_count_redirects() {
         .head(&c, &format!("/{code}"))
         .await
         .expect(302, "HEAD");
-    // The click events of the three redirects have been written; the counter is kept by the same writer.
-    assert_eq!(wait_for_clicks(&c, id, 3).await.len(), 3);
-
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let stats = loop {
-        let reply = server().get(&c, &path).await.expect(200, "stats");
-        if reply.json["clicks"] == 3 || std::time::Instant::now() > deadline {
-            break reply.json;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // The click events of the three redirects have been written, and the counter with them (the same
+    // statement).
+    assert_eq!(settled_clicks(&c, id).await.len(), 3);
+    let stats = server().get(&c, &path).await.expect(200, "stats").json;
     assert_eq!(stats["url_id"], id);
     assert_eq!(stats["clicks"], 3, "three GETs, HEAD not counted: {stats}");
     assert_timestamp(&stats["last_click_at"], "last_click_at");
@@ -661,10 +661,7 @@ async fn stats_count_redirects() {
 
 #[tokio::test]
 async fn stats_of_unknown_url_is_404() {
-    let reply = server()
-        .get(&client(), &format!("/urls/{MISSING_ID}/stats"))
-        .await;
-    assert_error(&reply, 404, "not_found");
+    assert_not_found(&format!("/urls/{MISSING_ID}/stats")).await;
 }
 
 #[tokio::test]
@@ -678,20 +675,18 @@ async fn stats_come_from_redirects_not_from_the_event_log() {
         .await
         .expect(201, "POST a click-typed event");
     server()
-        .get(&c, &format!("/{}", str_of(&url, "short_code")))
+        .get(&c, &code_path(&url))
         .await
         .expect(302, "one real redirect");
-    assert_eq!(wait_for_clicks(&c, id, 2).await.len(), 2);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let stats = loop {
-        let reply = server()
-            .get(&c, &format!("/urls/{id}/stats"))
-            .await
-            .expect(200, "stats");
-        if reply.json["clicks"] != 0 || std::time::Instant::now() > deadline {
-            break reply.json;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    assert_eq!(
+        settled_clicks(&c, id).await.len(),
+        2,
+        "the posted click-typed event and the redirect's click"
+    );
+    let stats = server()
+        .get(&c, &format!("/urls/{id}/stats"))
+        .await
+        .expect(200, "stats")
+        .json;
     assert_eq!(stats["clicks"], 1, "one redirect, one click: {stats}");
 }
