@@ -110,12 +110,16 @@ pub async fn run(
     );
     let queue_depth = metrics.batch.click_queue_depth.clone();
 
+    // The grouped writers answer requests: once serving has ended (every request answered, or cut
+    // off by the grace period) nobody waits for what they still hold, so they are aborted then, not
+    // drained — a write blocked on a lock must not hold the stop until the last resort.
+    let mut group_writers = JoinSet::new();
     let writers = settings.user_batch.then(|| {
         let (max, sizes) = (settings.user_batch_max, &metrics.batch);
         let users = store.clone();
         let urls = store.clone();
         let events = store.clone();
-        let tasks = &mut background;
+        let tasks = &mut group_writers;
         Writers {
             users: GroupWriter::start(
                 max,
@@ -183,6 +187,8 @@ pub async fn run(
     .await;
 
     let _ = stop_tx.send(true);
+    group_writers.abort_all();
+    while group_writers.join_next().await.is_some() {}
     let stopped = async {
         while let Some(ended) = background.join_next().await {
             if let Err(err) = ended {
