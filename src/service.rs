@@ -2,9 +2,11 @@
 //! everything in the right order.
 //!
 //! Stop order on SIGTERM/SIGINT: stop accepting and let in-flight requests finish (bounded by the
-//! grace period); then every background task is told to stop and joined — the click queue drains
-//! into the database, the grouped writers answer what they hold, the last snapshot is written,
-//! the LISTEN connection closes; then the store closes its connections and joins their drivers.
+//! grace period); then the grouped writers are aborted (every request they served has been
+//! answered or cut off by then, so nobody waits for what they still hold) and every background task
+//! is told to stop and joined — the click queue drains into the database, the last snapshot is
+//! written, the LISTEN connection closes; then the store closes its connections and joins their
+//! drivers.
 //! All of that within one bound. The caller stops the embedded database last.
 
 use std::future::Future;
