@@ -5,18 +5,17 @@
 
 use std::hint::black_box;
 
-use bytes::BytesMut;
 use chrono::NaiveDateTime;
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gitrev_core::import;
 use gitrev_core::model::{Event, Url, User};
 use gitrev_http::response;
 use gitrev_http::router::route;
 use gitrev_links::cache::{CacheConfig, CachedLink, LinkCache};
-use gitrev_store::urls::{Click, ClickColumns, ClickTarget, Link};
+use gitrev_store::clicks::{self, Click};
+use gitrev_store::urls::{ClickTarget, Link};
 use hyper::StatusCode;
 use serde_json::json;
-use tokio_postgres::types::{ToSql, Type};
 
 fn ts() -> NaiveDateTime {
     gitrev_core::model::parse_timestamp("2025-09-19 22:25:05").expect("valid")
@@ -132,42 +131,46 @@ fn csv_parsing(c: &mut Criterion) {
     g.finish();
 }
 
-fn batch_encoding(c: &mut Criterion) {
+/// The click writer's own work for a batch of 1000 redirect clicks over 100 urls: rows and
+/// rollups (the database's part is measured by `perf/clicks.sh`).
+fn click_writer(c: &mut Criterion) {
     let code: std::sync::Arc<str> = "CKVfY9".into();
     let target = ClickTarget::Stored("https://relay.cloud/quiet/harvest/1".into());
     let clicks: Vec<Click> = (0..1000)
         .map(|i| Click {
-            url_id: i,
-            user_id: Some(i % 400),
-            short_code: code.clone(),
-            original_url: target.clone(),
+            url_id: i % 100,
+            user_id: Some(i % 40),
+            at: clicks::now_micros() + i,
+            short_code: Some(code.clone()),
+            original_url: Some(target.clone()),
             referrer: None,
             user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
+            extra: None,
         })
         .collect();
-    let mut g = c.benchmark_group("click_batch");
+    let classified = std::sync::Arc::new(clicks::classify(
+        Some("Mozilla/5.0 (X11; Linux x86_64)"),
+        None,
+    ));
+    let links: Vec<i32> = (0..1000).map(|i| i % 100).collect();
+    let contexts: Vec<(i32, std::sync::Arc<clicks::Classified>)> =
+        (0..1000).map(|_| (1, classified.clone())).collect();
+    let live: std::collections::HashSet<i64> = (0..100).collect();
+    let mut g = c.benchmark_group("click_writer");
     g.throughput(Throughput::Elements(clicks.len() as u64));
-    g.bench_function("encode_1000", |b| {
-        b.iter_batched(
-            || BytesMut::with_capacity(256 * 1024),
-            |mut out| {
-                let cols = ClickColumns::new(black_box(&clicks));
-                cols.url_ids
-                    .to_sql(&Type::INT8_ARRAY, &mut out)
-                    .expect("encodes");
-                cols.user_ids
-                    .to_sql(&Type::INT8_ARRAY, &mut out)
-                    .expect("encodes");
-                for text in [&cols.codes, &cols.targets] {
-                    text.to_sql(&Type::TEXT_ARRAY, &mut out).expect("encodes");
-                }
-                for text in [&cols.referrers, &cols.user_agents] {
-                    text.to_sql(&Type::TEXT_ARRAY, &mut out).expect("encodes");
-                }
-                out
-            },
-            BatchSize::SmallInput,
-        )
+    g.bench_function("prepare_1000", |b| {
+        b.iter(|| clicks::Prepared::new(black_box(&clicks), &links, &contexts, &live))
+    });
+    g.bench_function("classify_new_context", |b| {
+        b.iter(|| {
+            clicks::classify(
+                black_box(Some(
+                    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 \
+                     (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+                )),
+                black_box(Some("https://news.example.com/a")),
+            )
+        })
     });
     g.finish();
 }
@@ -179,6 +182,6 @@ criterion_group!(
     redirect_response,
     json_encoding,
     csv_parsing,
-    batch_encoding
+    click_writer
 );
 criterion_main!(benches);

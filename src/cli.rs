@@ -48,6 +48,13 @@ pub enum Command {
     },
     /// Move every id sequence past the largest id in its table.
     FixSequences,
+    /// Drop the click partitions past retention now and print what was freed (the service does
+    /// it on its own every ten minutes).
+    PruneClicks {
+        /// Days of clicks to keep (default: GITREV_CLICK_RETENTION_DAYS; 0 keeps every click).
+        #[arg(long)]
+        days: Option<u32>,
+    },
     /// Compare the live schema with the migrations; exit non-zero naming every drift.
     CheckSchema,
     /// Empty every table and reload the seed set (refused in production).
@@ -189,6 +196,26 @@ async fn run_on(
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::PruneClicks { days } => {
+            run_migrations(&store).await?;
+            let days = days.unwrap_or(settings.click_retention_days);
+            let pruned = store.bounded_maintenance(store.prune_clicks(days)).await?;
+            if days == 0 {
+                println!("retention is 0 days (every click is kept): nothing to drop");
+            }
+            println!(
+                "dropped {} partition(s), {} click(s), {} bytes{}",
+                pruned.partitions.len(),
+                pruned.clicks,
+                pruned.bytes,
+                if pruned.partitions.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", pruned.partitions.join(", "))
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckSchema => {
             let mut client = store.maintenance_client().await?;
             let drifts = store
@@ -295,9 +322,9 @@ async fn load_seed(
 ) -> anyhow::Result<SeedReport> {
     let dir = dir.or(settings.seed_dir.as_deref());
     let source = dir.map_or(SeedSource::BuiltIn, SeedSource::Dir);
-    let client = store.maintenance_client().await?;
+    let mut client = store.maintenance_client().await?;
     Ok(store
-        .bounded_maintenance(seed::seed(&client, &source))
+        .bounded_maintenance(seed::seed(&mut client, &source))
         .await?)
 }
 

@@ -287,6 +287,12 @@ pub struct Settings {
     )]
     pub click_drain_ms: u64,
 
+    /// Days raw clicks are kept; older ones stop being listed or exported and their daily
+    /// partitions are dropped whole by a background job (`gitrev prune-clicks` does it on demand).
+    /// Counters, timeseries and breakdowns keep counting them. 0 keeps every click.
+    #[arg(long, env = "GITREV_CLICK_RETENTION_DAYS", default_value_t = 0, global = true)]
+    pub click_retention_days: u32,
+
     /// Log filter, in tracing's `EnvFilter` syntax (e.g. `info`, `gitrev=debug`).
     #[arg(
         long,
@@ -457,6 +463,7 @@ impl Settings {
             connect_timeout_ms: self.connect_timeout_ms,
             db_deadline_margin_ms: self.db_deadline_margin_ms,
             maintenance_timeout_ms: self.maintenance_timeout_ms,
+            click_retention_days: self.click_retention_days,
         }
     }
 
@@ -747,7 +754,7 @@ mod tests {
         );
         // One row per setting, each a variable, a default and a meaning.
         let rows: Vec<&str> = table.lines().skip(2).collect();
-        assert_eq!(rows.len(), 36, "{table}");
+        assert_eq!(rows.len(), 37, "{table}");
         assert!(
             rows.iter().all(|row| row.matches(" | ").count() == 2),
             "{table}"

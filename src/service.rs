@@ -101,6 +101,11 @@ pub async fn run(
         ));
     }
 
+    background.spawn(maintain_clicks(
+        store.clone(),
+        settings.click_retention_days,
+        stop_rx.clone(),
+    ));
     let drain = Duration::from_millis(settings.click_drain_ms);
     let clicks = ClickQueue::start(
         store.clone(),
@@ -214,6 +219,58 @@ pub async fn run(
     }
     info!("service stopped");
     Ok(())
+}
+
+/// Days of click partitions made ahead of need.
+const PARTITIONS_AHEAD: i64 = 3;
+/// How often the click log is looked after.
+const CLICK_MAINTENANCE_EVERY: Duration = Duration::from_secs(600);
+/// Old click rows moved out of `events` per transaction.
+const MOVE_CHUNK: i64 = 5_000;
+
+/// Looks after the click log, now and then every [`CLICK_MAINTENANCE_EVERY`]: makes the coming
+/// days' partitions (never on a request's path: the writer makes a missing one only as a last
+/// resort), moves the click rows an older version left in `events` (chunk by chunk, while
+/// serving), and drops the partitions past retention. Safe on every replica at once (advisory
+/// locks; a moved row is written by whoever deleted it). Failures are logged and retried next time.
+async fn maintain_clicks(store: Store, retention_days: u32, mut stop: watch::Receiver<bool>) {
+    // Compiles the classifier's patterns off the runtime, before the first click needs them.
+    let _ = tokio::task::spawn_blocking(gitrev_store::clicks::warm_up).await;
+    loop {
+        match store.prepare_partitions(PARTITIONS_AHEAD).await {
+            Ok(made) if !made.is_empty() => info!(?made, "click partitions made"),
+            Ok(_) => {}
+            Err(err) => warn!(error = %err, "cannot make click partitions yet"),
+        }
+        let mut moved = 0u64;
+        while !*stop.borrow() {
+            match store.move_old_clicks(MOVE_CHUNK).await {
+                Ok(0) => break,
+                Ok(n) => moved += n,
+                Err(err) => {
+                    warn!(error = %err, "cannot move old clicks yet");
+                    break;
+                }
+            }
+        }
+        if moved > 0 {
+            info!(moved, "old click rows moved from events to the click log");
+        }
+        match store.prune_clicks(retention_days).await {
+            Ok(pruned) if !pruned.partitions.is_empty() => info!(
+                partitions = ?pruned.partitions,
+                clicks = pruned.clicks,
+                bytes = pruned.bytes,
+                "clicks past retention dropped"
+            ),
+            Ok(_) => {}
+            Err(err) => warn!(error = %err, "cannot prune clicks yet"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(CLICK_MAINTENANCE_EVERY) => {}
+            _ = stop.wait_for(|stopping| *stopping) => return,
+        }
+    }
 }
 
 /// How much longer than the click drain a stop may take before the process exits regardless.

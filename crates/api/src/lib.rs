@@ -2,6 +2,7 @@
 //! the response; the error type ([`error`], the one error edge) alone decides error statuses,
 //! headers and bodies.
 
+pub mod analytics;
 pub mod auth;
 pub mod error;
 pub mod events;
@@ -160,6 +161,9 @@ fn allowed(route: Route<'_>) -> &'static str {
         | Route::Metrics
         | Route::OpenApi
         | Route::UrlStats(_)
+        | Route::UrlTimeseries(_)
+        | Route::UrlBreakdown(_)
+        | Route::UrlClicksCsv(_)
         | Route::Event(_) => "GET, HEAD",
         Route::Redirect(_) => "GET, HEAD",
         Route::Users | Route::Urls | Route::Events => "GET, HEAD, POST",
@@ -218,6 +222,9 @@ async fn dispatch(
         }
         (Route::Url(id), Method::DELETE) => urls::delete(state, id).await,
         (Route::UrlStats(id), Method::GET) => urls::stats(state, id).await,
+        (Route::UrlTimeseries(id), Method::GET) => analytics::timeseries(state, id, query).await,
+        (Route::UrlBreakdown(id), Method::GET) => analytics::breakdown(state, id, query).await,
+        (Route::UrlClicksCsv(id), Method::GET) => analytics::export(state, id, query).await,
 
         (Route::Events, Method::GET) => events::list(state, query).await,
         (Route::Events, Method::POST) => events::create(state, json_body(incoming).await?).await,

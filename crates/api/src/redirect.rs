@@ -7,7 +7,7 @@
 
 use gitrev_http::response;
 use gitrev_links::cache::CachedLink;
-use gitrev_store::urls::Click;
+use gitrev_store::clicks::{self, Click};
 use hyper::header::{REFERER, USER_AGENT};
 use hyper::HeaderMap;
 
@@ -26,10 +26,12 @@ fn click(link: &CachedLink, headers: &HeaderMap) -> Click {
     Click {
         url_id: link.url_id,
         user_id: link.user_id,
-        short_code: link.short_code.clone(),
-        original_url: link.original_url(),
+        at: clicks::now_micros(),
+        short_code: Some(link.short_code.clone()),
+        original_url: Some(link.original_url()),
         referrer: header_text(headers, REFERER),
         user_agent: header_text(headers, USER_AGENT),
+        extra: None,
     }
 }
 

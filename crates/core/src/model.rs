@@ -36,12 +36,25 @@ pub fn render_timestamp(ts: &NaiveDateTime) -> String {
     ts.format(TIMESTAMP_FORMAT).to_string()
 }
 
-/// Parses `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DDTHH:MM:SS` (the seed files use the former).
+/// Parses `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DDTHH:MM:SS` (the seed files use the former), with
+/// an optional fraction of a second.
 pub fn parse_timestamp(text: &str) -> Option<NaiveDateTime> {
     let text = text.trim();
-    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
-        .or_else(|_| NaiveDateTime::parse_from_str(text, TIMESTAMP_FORMAT))
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f"))
         .ok()
+}
+
+/// A moment in a query string (UTC): a timestamp as [`parse_timestamp`] takes it, optionally
+/// ending in `Z`, or a bare date `YYYY-MM-DD` (its midnight).
+pub fn parse_instant(text: &str) -> Option<NaiveDateTime> {
+    let text = text.trim();
+    let text = text.strip_suffix('Z').unwrap_or(text);
+    parse_timestamp(text).or_else(|| {
+        chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+    })
 }
 
 fn ser_ts<S: Serializer>(ts: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
@@ -93,7 +106,10 @@ pub struct Event {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct UrlStats {
     pub url_id: i64,
+    /// Every click, bots included.
     pub clicks: i64,
+    /// The clicks classified as bots.
+    pub bot_clicks: i64,
     #[serde(serialize_with = "ser_opt_ts")]
     pub last_click_at: Option<NaiveDateTime>,
 }
@@ -516,6 +532,18 @@ mod tests {
             "details": "str"})))
         .unwrap_err();
         assert_eq!(bad_fields(err), ["details"]);
+    }
+
+    #[test]
+    fn instants_take_fractions_zones_and_dates() {
+        let at = |s: &str| parse_instant(s).map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3f").to_string());
+        assert_eq!(at("2026-12-01T23:59:59.9").as_deref(), Some("2026-12-01T23:59:59.900"));
+        assert_eq!(at("2026-12-01 23:59:59").as_deref(), Some("2026-12-01T23:59:59.000"));
+        assert_eq!(at("2026-12-01T10:00:00Z").as_deref(), Some("2026-12-01T10:00:00.000"));
+        assert_eq!(at("2026-12-01").as_deref(), Some("2026-12-01T00:00:00.000"));
+        for bad in ["", "yesterday", "2026-13-01", "2026-12-01T25:00:00", "1e9"] {
+            assert_eq!(parse_instant(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -118,3 +118,65 @@ mod tests {
         }
     }
 }
+
+/// The body of every response: bytes built in full before sending (everything but an export), or
+/// chunks streamed from a producer task through a small channel, so that a large export is never
+/// held whole: the producer waits while the client is slow, and stops when the client goes.
+pub enum Body {
+    Full(Option<Bytes>),
+    Stream(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>),
+}
+
+impl Body {
+    pub fn new(bytes: Bytes) -> Body {
+        Body::Full((!bytes.is_empty()).then_some(bytes))
+    }
+
+    /// A streamed body and the sender its producer writes to. A chunk that is an error ends the
+    /// response abnormally (the client sees a truncated transfer, never a complete-looking one).
+    pub fn channel(
+        capacity: usize,
+    ) -> (
+        tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+        Body,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity);
+        (tx, Body::Stream(rx))
+    }
+}
+
+impl Default for Body {
+    fn default() -> Body {
+        Body::Full(None)
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        match self.get_mut() {
+            Body::Full(bytes) => std::task::Poll::Ready(bytes.take().map(|b| Ok(hyper::body::Frame::data(b)))),
+            Body::Stream(rx) => rx
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|c| c.map(hyper::body::Frame::data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, Body::Full(None))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Body::Full(bytes) => {
+                hyper::body::SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Body::Stream(_) => hyper::body::SizeHint::default(),
+        }
+    }
+}

@@ -11,6 +11,5 @@ pub mod response;
 pub mod router;
 pub mod server;
 
-/// The body type of every response: bytes built in full before sending.
-pub type Body = http_body_util::Full<bytes::Bytes>;
+pub use body::Body;
 pub type Response = hyper::Response<Body>;

@@ -16,6 +16,9 @@ pub enum Route<'a> {
     Urls,
     Url(i64),
     UrlStats(i64),
+    UrlTimeseries(i64),
+    UrlBreakdown(i64),
+    UrlClicksCsv(i64),
     Events,
     Event(i64),
     Redirect(&'a str),
@@ -36,6 +39,9 @@ impl Route<'_> {
             Route::Urls => "/urls",
             Route::Url(_) => "/urls/{id}",
             Route::UrlStats(_) => "/urls/{id}/stats",
+            Route::UrlTimeseries(_) => "/urls/{id}/stats/timeseries",
+            Route::UrlBreakdown(_) => "/urls/{id}/stats/breakdown",
+            Route::UrlClicksCsv(_) => "/urls/{id}/clicks.csv",
             Route::Events => "/events",
             Route::Event(_) => "/events/{id}",
             Route::Redirect(_) => "/{short_code}",
@@ -59,8 +65,16 @@ pub fn route(path: &str) -> Route<'_> {
     let first = segments.next().unwrap_or("");
     let second = segments.next();
     let third = segments.next();
+    let fourth = segments.next();
     if segments.next().is_some() {
         return Route::NotFound;
+    }
+    if let Some(fourth) = fourth {
+        return match (first, second.and_then(id), third, fourth) {
+            ("urls", Some(i), Some("stats"), "timeseries") => Route::UrlTimeseries(i),
+            ("urls", Some(i), Some("stats"), "breakdown") => Route::UrlBreakdown(i),
+            _ => Route::NotFound,
+        };
     }
     match (first, second, third) {
         ("health", None, None) => Route::Health,
@@ -73,6 +87,7 @@ pub fn route(path: &str) -> Route<'_> {
         ("urls", None, None) => Route::Urls,
         ("urls", Some(s), None) => id(s).map_or(Route::NotFound, Route::Url),
         ("urls", Some(s), Some("stats")) => id(s).map_or(Route::NotFound, Route::UrlStats),
+        ("urls", Some(s), Some("clicks.csv")) => id(s).map_or(Route::NotFound, Route::UrlClicksCsv),
         ("events", None, None) => Route::Events,
         ("events", Some(s), None) => id(s).map_or(Route::NotFound, Route::Event),
         (code, None, None)
@@ -104,6 +119,9 @@ mod tests {
         assert_eq!(route("/urls"), Route::Urls);
         assert_eq!(route("/urls/7"), Route::Url(7));
         assert_eq!(route("/urls/7/stats"), Route::UrlStats(7));
+        assert_eq!(route("/urls/7/stats/timeseries"), Route::UrlTimeseries(7));
+        assert_eq!(route("/urls/7/stats/breakdown"), Route::UrlBreakdown(7));
+        assert_eq!(route("/urls/7/clicks.csv"), Route::UrlClicksCsv(7));
         assert_eq!(route("/events"), Route::Events);
         assert_eq!(route("/events/9"), Route::Event(9));
     }
@@ -127,7 +145,11 @@ mod tests {
             "/users/99999999999999999999",
             "/users/1/x",
             "/urls/1/stats/x",
-            "/a/b/c/d",
+            "/urls/x/stats/timeseries",
+            "/urls/1/stats/timeseries/x",
+            "/users/1/stats/breakdown",
+            "/urls/1/clicks.json",
+            "/a/b/c/d/e",
             "/openapi.json/x",
             "/openapi.yaml",
             "/OpenAPI.json",

@@ -15,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use gitrev_core::retry::{self, Retryable};
-use gitrev_store::urls::Click;
+use gitrev_store::clicks::{Click, Counting};
 use gitrev_store::{deadline, Store, StoreError};
 use gitrev_telemetry::BatchMetrics;
 use prometheus::IntCounter;
@@ -241,12 +241,15 @@ async fn flush_clicks(
     metrics: &BatchMetrics,
     deadline: &OnceLock<Instant>,
 ) {
+    // The same marker on every attempt: an attempt whose commit succeeded but whose answer was
+    // lost makes the next one a no-op instead of a second copy.
+    let marker: [u8; 16] = rand::random();
     let written = (|| async {
         let started = Instant::now();
         store
-            .record_clicks(&batch)
+            .record_clicks(&batch, Some(marker), Counting::New)
             .await
-            .map(|()| started.elapsed())
+            .map(|written| (written, started.elapsed()))
     })
     .retry(retry::backoff(FLUSH_RETRY.0, FLUSH_RETRY.1))
     .when(|err| {
@@ -258,9 +261,14 @@ async fn flush_clicks(
     )
     .await;
     match written {
-        Ok(took) => {
+        Ok((written, took)) => {
             metrics.click_batch_size.observe(batch.len() as f64);
             metrics.click_flush_seconds.observe(took.as_secs_f64());
+            metrics.clicks_url_gone.inc_by(written.dropped);
+            if written.duplicate {
+                metrics.click_batches_repeated.inc();
+                info!(clicks = batch.len(), "a retried click batch had already been written");
+            }
         }
         Err(err) => {
             metrics.click_lost.inc_by(batch.len() as u64);

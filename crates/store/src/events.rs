@@ -1,9 +1,12 @@
-//! The `events` table: the log of what happened to urls.
+//! The event log: the `events` table (what happened to urls) and the click log, read together
+//! through the `event_log` view, one id space. A posted click goes to the click log like a
+//! redirect's.
 
 use gitrev_core::model::{Event, NewEvent};
 use serde_json::Value;
 use tokio_postgres::Row;
 
+use super::clicks::{Click, Counting};
 use super::{Filter, Page, Store, StoreError};
 
 const COLUMNS: &str = "id, url_id, user_id, event_type, timestamp, details";
@@ -54,6 +57,13 @@ pub struct EventFilter {
 impl Store {
     /// Records an event; the url (and user, when given) must exist.
     pub async fn create_event(&self, new: &NewEvent) -> Result<Event, StoreError> {
+        if new.event_type == "click" {
+            return self
+                .create_clicks(std::slice::from_ref(new))
+                .await
+                .pop()
+                .unwrap_or_else(|| Err(StoreError::Internal("no answer".into())));
+        }
         let mut conn = self.conn().await?;
         let stmt = conn
             .prepared(
@@ -97,8 +107,121 @@ impl Store {
     /// `NotFound`. Ids are drawn per row before the insert, so each answer is matched to its
     /// request by id, not by the order rows come back in.
     pub async fn create_events(&self, group: &[NewEvent]) -> Vec<Result<Event, StoreError>> {
+        if group.iter().any(|e| e.event_type == "click") {
+            // Clicks go to the click log, the rest to `events`; answers keep the group's order.
+            let (click_group, other_group): (Vec<(usize, &NewEvent)>, Vec<(usize, &NewEvent)>) =
+                group.iter().enumerate().partition(|(_, e)| e.event_type == "click");
+            let clicks: Vec<NewEvent> = click_group.iter().map(|(_, e)| (*e).clone()).collect();
+            let others: Vec<NewEvent> = other_group.iter().map(|(_, e)| (*e).clone()).collect();
+            let mut answers: Vec<Option<Result<Event, StoreError>>> =
+                group.iter().map(|_| None).collect();
+            let click_answers = self.create_clicks(&clicks).await;
+            let other_answers = if others.is_empty() {
+                Vec::new()
+            } else {
+                Box::pin(self.create_events(&others)).await
+            };
+            for ((i, _), answer) in click_group.iter().zip(click_answers) {
+                answers[*i] = Some(answer);
+            }
+            for ((i, _), answer) in other_group.iter().zip(other_answers) {
+                answers[*i] = Some(answer);
+            }
+            return answers
+                .into_iter()
+                .map(|a| a.unwrap_or_else(|| Err(StoreError::Internal("no answer".into()))))
+                .collect();
+        }
         let grouped = self.insert_events(group).await;
         super::answer_group(group, grouped, |new| self.create_event(new)).await
+    }
+
+    /// Posted clicks: each url (and user, when given) must exist; the rest are written to the
+    /// click log with their rollups in one transaction, with ids drawn up front so that each
+    /// answer is the stored event.
+    async fn create_clicks(&self, group: &[NewEvent]) -> Vec<Result<Event, StoreError>> {
+        match self.try_create_clicks(group).await {
+            Ok(answers) => answers,
+            Err(err) => {
+                let unavailable = matches!(err, StoreError::Unavailable(_));
+                group
+                    .iter()
+                    .map(|_| {
+                        Err(if unavailable {
+                            StoreError::Unavailable(err.to_string())
+                        } else {
+                            StoreError::Internal(err.to_string())
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    async fn try_create_clicks(
+        &self,
+        group: &[NewEvent],
+    ) -> Result<Vec<Result<Event, StoreError>>, StoreError> {
+        let url_ids: Vec<i64> = group.iter().map(|e| e.url_id).collect();
+        let user_ids: Vec<Option<i64>> = group.iter().map(|e| e.user_id).collect();
+        let (checks, ids) = {
+            let conn = self.conn().await?;
+            let checks = conn
+                .client
+                .query(
+                    "SELECT EXISTS (SELECT 1 FROM urls WHERE id = g.url_id),
+                            (g.user_id IS NULL OR EXISTS (SELECT 1 FROM users WHERE id = g.user_id)),
+                            CASE WHEN EXISTS (SELECT 1 FROM urls WHERE id = g.url_id)
+                                  AND (g.user_id IS NULL
+                                       OR EXISTS (SELECT 1 FROM users WHERE id = g.user_id))
+                                 THEN nextval('events_id_seq') END,
+                            (now() AT TIME ZONE 'UTC')
+                     FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS g(url_id, user_id, n)
+                     ORDER BY g.n",
+                    &[&url_ids, &user_ids],
+                )
+                .await?;
+            let ids: Vec<i64> = checks.iter().filter_map(|r| r.get::<_, Option<i64>>(2)).collect();
+            (checks, ids)
+        };
+        let clicks: Vec<Click> = group
+            .iter()
+            .zip(&checks)
+            .filter_map(|(new, check)| {
+                let id: Option<i64> = check.get(2);
+                id.map(|id| {
+                    Click::from_details(new.url_id, new.user_id, check.get(3), Some(id), new.details.clone())
+                })
+            })
+            .collect();
+        self.record_clicks(&clicks, None, Counting::New).await?;
+        let stored: std::collections::HashMap<i64, Event> = {
+            let conn = self.conn().await?;
+            conn.client
+                .query(
+                    "SELECT id, url_id, user_id, event_type, timestamp, details FROM event_log
+                     WHERE event_type = 'click' AND id = ANY($1)",
+                    &[&ids],
+                )
+                .await?
+                .iter()
+                .map(|r| (r.get(0), event_from_row(r)))
+                .collect()
+        };
+        Ok(checks
+            .iter()
+            .map(|check| {
+                if !check.get::<_, bool>(0) {
+                    return Err(StoreError::NotFound("url"));
+                }
+                if !check.get::<_, bool>(1) {
+                    return Err(StoreError::NotFound("user"));
+                }
+                let id: Option<i64> = check.get(2);
+                id.and_then(|id| stored.get(&id).cloned())
+                    .ok_or_else(|| StoreError::Internal("a posted click was not stored".into()))
+            })
+            .collect())
     }
 
     async fn insert_events(
@@ -146,11 +269,15 @@ impl Store {
         let mut conn = self.conn().await?;
         let stmt = conn
             .prepared(
-                "SELECT id, url_id, user_id, event_type, timestamp, details FROM events
-                 WHERE id = $1",
+                "SELECT id, url_id, user_id, event_type, timestamp, details FROM event_log
+                 WHERE id = $1
+                   AND NOT (event_type = 'click' AND timestamp < COALESCE($2::timestamp, '-infinity'))",
             )
             .await?;
-        let row = conn.client.query_opt(&stmt, &[&id]).await?;
+        let row = conn
+            .client
+            .query_opt(&stmt, &[&id, &self.click_retention_cutoff()])
+            .await?;
         row.map(|r| event_from_row(&r))
             .ok_or(StoreError::NotFound("event"))
     }
@@ -163,8 +290,12 @@ impl Store {
         let filter = Filter::default()
             .eq("url_id", filter.url_id)
             .eq("user_id", filter.user_id)
-            .eq("event_type", filter.event_type);
-        let (rows, total) = self.list("events", COLUMNS, filter, page).await?;
+            .eq("event_type", filter.event_type)
+            .clause(
+                "NOT (event_type = 'click' AND timestamp < $?)",
+                self.click_retention_cutoff(),
+            );
+        let (rows, total) = self.list("event_log", COLUMNS, filter, page).await?;
         Ok((rows.iter().map(event_from_row).collect(), total))
     }
 }

@@ -15,6 +15,7 @@
 //! kernel also notices a silent peer within seconds with no query in flight.
 
 pub mod announce;
+pub mod clicks;
 pub mod deadline;
 pub mod events;
 pub mod migrate;
@@ -397,6 +398,9 @@ pub struct Store {
     side: tokio_postgres::Config,
     /// Every connection's driver task, joined by [`Store::close`].
     drivers: Arc<Drivers>,
+    /// Click dictionary ids already known to this process.
+    dictionaries: Arc<clicks::Dictionaries>,
+    click_retention_days: u32,
 }
 
 /// TCP keepalive and `tcp_user_timeout` of every database socket: an idle connection whose peer
@@ -423,6 +427,8 @@ pub struct StoreSettings {
     pub db_deadline_margin_ms: u64,
     /// Statement timeout and client-side bound of maintenance work (migrations, seeding).
     pub maintenance_timeout_ms: u64,
+    /// Raw clicks older than this many days are no longer listed or exported (0: kept).
+    pub click_retention_days: u32,
 }
 
 impl StoreSettings {
@@ -510,6 +516,8 @@ impl Store {
                 + Duration::from_millis(settings.db_deadline_margin_ms),
             side,
             drivers,
+            dictionaries: Arc::default(),
+            click_retention_days: settings.click_retention_days,
         })
     }
 
@@ -759,35 +767,44 @@ where
     futures_util::future::join_all(items.iter().map(run)).await
 }
 
-/// Equality filters on a list, combined with AND. Column names are fixed strings from the
+/// Filters on a list, combined with AND. Column names and clauses are fixed strings from the
 /// callers; values always travel as parameters.
 #[derive(Default)]
 pub struct Filter {
-    columns: Vec<&'static str>,
+    /// Each clause with `$?` where its parameter goes.
+    clauses: Vec<String>,
     values: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>,
 }
 
 impl Filter {
-    pub fn eq<T>(mut self, column: &'static str, value: Option<T>) -> Filter
+    pub fn eq<T>(self, column: &'static str, value: Option<T>) -> Filter
+    where
+        T: tokio_postgres::types::ToSql + Sync + Send + 'static,
+    {
+        self.clause(&format!("{column} = $?"), value)
+    }
+
+    /// A clause of the caller's own, with `$?` for its one parameter.
+    pub fn clause<T>(mut self, clause: &str, value: Option<T>) -> Filter
     where
         T: tokio_postgres::types::ToSql + Sync + Send + 'static,
     {
         if let Some(value) = value {
-            self.columns.push(column);
+            self.clauses.push(clause.to_owned());
             self.values.push(Box::new(value));
         }
         self
     }
 
     fn where_clause(&self) -> String {
-        if self.columns.is_empty() {
+        if self.clauses.is_empty() {
             return String::new();
         }
         let parts: Vec<String> = self
-            .columns
+            .clauses
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("{c} = ${}", i + 1))
+            .map(|(i, c)| c.replace("$?", &format!("${}", i + 1)))
             .collect();
         format!(" WHERE {}", parts.join(" AND "))
     }

@@ -17,11 +17,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. A unit test checks this list against the files in `sql/`.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init.sql",
-    sql: include_str!("../../../sql/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init.sql",
+        sql: include_str!("../../../sql/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_clicks.sql",
+        sql: include_str!("../../../sql/0002_clicks.sql"),
+    },
+];
 
 /// Arbitrary but fixed: the advisory lock every gitrev process takes while migrating.
 const LOCK_KEY: i64 = 0x6769_7472_6576; // "gitrev"

@@ -30,7 +30,11 @@ async fn catalog(
              JOIN information_schema.tables t
                ON t.table_schema = c.table_schema AND t.table_name = c.table_name
              WHERE c.table_schema = $1 AND t.table_type = 'BASE TABLE'
-               AND c.table_name <> 'schema_migrations'",
+               AND c.table_name <> 'schema_migrations'
+               -- The click log's day partitions are made by the service, not by a migration.
+               AND NOT EXISTS (SELECT 1 FROM pg_class p JOIN pg_namespace pn ON pn.oid = p.relnamespace
+                               WHERE pn.nspname = c.table_schema AND p.relname = c.table_name
+                                 AND p.relispartition)",
             &[&schema],
         )
         .await?;
@@ -45,16 +49,18 @@ async fn catalog(
              JOIN pg_class i ON i.oid = x.indexrelid
              JOIN pg_class t ON t.oid = x.indrelid
              JOIN pg_namespace n ON n.oid = t.relnamespace
-             WHERE n.nspname = $1 AND t.relname <> 'schema_migrations'",
+             WHERE n.nspname = $1 AND t.relname <> 'schema_migrations' AND NOT t.relispartition",
             &[&schema],
         )
         .await?;
     let qualified = format!(" ON {schema}.");
+    let qualified_only = format!(" ON ONLY {schema}.");
     for row in indexes {
         let (table, index, def): (String, String, String) = (row.get(0), row.get(1), row.get(2));
         out.insert(
             format!("index {index} on {table}"),
-            def.replace(&qualified, " ON "),
+            def.replace(&qualified, " ON ")
+                .replace(&qualified_only, " ON ONLY "),
         );
     }
     let constraints = client
@@ -63,7 +69,7 @@ async fn catalog(
              FROM pg_constraint c
              JOIN pg_class t ON t.oid = c.conrelid
              JOIN pg_namespace n ON n.oid = t.relnamespace
-             WHERE n.nspname = $1 AND t.relname <> 'schema_migrations'",
+             WHERE n.nspname = $1 AND t.relname <> 'schema_migrations' AND NOT t.relispartition",
             &[&schema],
         )
         .await?;

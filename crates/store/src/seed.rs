@@ -11,6 +11,7 @@ use std::path::Path;
 use gitrev_core::import::{self, EventRow, ImportError, Parsed, RowError, UrlRow, UserRow};
 use tokio_postgres::Client;
 
+use super::clicks::{self, Click, Counting};
 use super::{announce, sequences, StoreError};
 
 /// Rows go to the database in chunks of this many pipelined statements.
@@ -222,7 +223,14 @@ pub async fn import_urls(client: &Client, rows: &[UrlRow]) -> Result<ImportRepor
     Ok(report)
 }
 
-pub async fn import_events(client: &Client, rows: &[EventRow]) -> Result<ImportReport, StoreError> {
+pub async fn import_events(
+    client: &mut Client,
+    rows: &[EventRow],
+) -> Result<ImportReport, StoreError> {
+    let (click_rows, rows): (Vec<&EventRow>, Vec<&EventRow>) =
+        rows.iter().partition(|r| r.event_type == "click");
+    let mut report = import_clicks(client, &click_rows).await?;
+    let client = &*client;
     // The event log has no foreign keys (it outlives what it describes), so an import checks
     // that the url exists itself: a seed event about a url that never existed is bad data.
     let stmt = client
@@ -236,9 +244,9 @@ pub async fn import_events(client: &Client, rows: &[EventRow]) -> Result<ImportR
                  details = EXCLUDED.details",
         )
         .await?;
-    let report = write_rows(
+    let others = write_rows(
         client,
-        rows,
+        &rows,
         |r| r.line,
         |r| {
             let stmt = &stmt;
@@ -269,6 +277,69 @@ pub async fn import_events(client: &Client, rows: &[EventRow]) -> Result<ImportR
     )
     .await?;
     sequences::fix(client, &["events"]).await?;
+    report.written += others.written;
+    report.errors.extend(others.errors);
+    report.errors.sort_by_key(|e| e.line);
+    Ok(report)
+}
+
+/// Imported click events go to the click log like any other click, with their ids and times,
+/// counted in the rollups. A click whose id is already stored is left as it is (importing a file
+/// twice counts nothing twice); one whose url does not exist is refused, like any event.
+async fn import_clicks(
+    client: &mut Client,
+    rows: &[&EventRow],
+) -> Result<ImportReport, StoreError> {
+    let mut report = ImportReport::default();
+    if rows.is_empty() {
+        return Ok(report);
+    }
+    let ids: Vec<i64> = rows.iter().filter_map(|r| r.id).collect();
+    let url_ids: Vec<i64> = rows.iter().map(|r| r.url_id).collect();
+    let stored: std::collections::HashSet<i64> = client
+        .query("SELECT id FROM clicks WHERE id = ANY($1)", &[&ids])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let urls: std::collections::HashSet<i64> = client
+        .query("SELECT id FROM urls WHERE id = ANY($1)", &[&url_ids])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let now = chrono::Utc::now().naive_utc();
+    let mut clicks = Vec::new();
+    for row in rows {
+        if !urls.contains(&row.url_id) {
+            report.errors.push(RowError {
+                line: row.line,
+                error: format!("url_id {} does not exist", row.url_id),
+            });
+            continue;
+        }
+        report.written += 1;
+        if row.id.is_some_and(|id| stored.contains(&id)) {
+            continue;
+        }
+        let details = match &row.details {
+            serde_json::Value::Object(map) => map.clone(),
+            _ => serde_json::Map::new(),
+        };
+        clicks.push(Click::from_details(
+            row.url_id,
+            row.user_id,
+            row.timestamp.unwrap_or(now),
+            row.id,
+            details,
+        ));
+    }
+    let dictionaries = clicks::Dictionaries::default();
+    let statements = clicks::BatchStatements::prepare(client).await?;
+    for chunk in clicks.chunks(CHUNK * 10) {
+        clicks::write_clicks(client, &statements, &dictionaries, chunk, None, Counting::New)
+            .await?;
+    }
     Ok(report)
 }
 
@@ -350,7 +421,7 @@ fn parsed<T>(
 
 /// Loads a seed set: users, then urls, then events, each upserted by id; then fixes sequences.
 /// Every file is parsed before anything is written, so a file that cannot be read changes nothing.
-pub async fn seed(client: &Client, source: &SeedSource<'_>) -> Result<SeedReport, SeedError> {
+pub async fn seed(client: &mut Client, source: &SeedSource<'_>) -> Result<SeedReport, SeedError> {
     let files = read_files(source)?;
     let users = parsed("users.csv", import::parse_users(&files.users))?;
     let urls = parsed("urls.csv", import::parse_urls(&files.urls))?;
@@ -386,7 +457,8 @@ pub async fn truncate(client: &Client) -> Result<(), StoreError> {
     client
         .batch_execute(&format!(
             "BEGIN;
-             TRUNCATE url_stats, events, urls, users RESTART IDENTITY;
+             TRUNCATE url_stats, click_hours, click_breakdowns, click_batches, clicks, events, urls,
+                      users RESTART IDENTITY;
              SELECT pg_notify('{}', '{}');
              COMMIT;",
             announce::CHANNEL,

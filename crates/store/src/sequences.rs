@@ -17,10 +17,16 @@ pub async fn fix(client: &Client, tables: &[&str]) -> Result<Vec<(String, i64)>,
         if !TABLES.contains(table) {
             return Err(StoreError::Internal(format!("unknown table {table}")));
         }
-        // The table name comes from the fixed list above, never from input.
+        // The table name comes from the fixed list above, never from input. Clicks take their
+        // ids from the events sequence too.
+        let largest = if *table == "events" {
+            "GREATEST((SELECT MAX(id) FROM events), (SELECT MAX(id) FROM clicks))".to_owned()
+        } else {
+            format!("(SELECT MAX(id) FROM {table})")
+        };
         let sql = format!(
             "SELECT setval(s.seq, GREATEST(
-                        (SELECT COALESCE(MAX(id), 0) FROM {table}) + 1,
+                        COALESCE({largest}, 0) + 1,
                         COALESCE(pg_sequence_last_value(s.seq) + 1, 1)), false)
              FROM (SELECT pg_get_serial_sequence('{table}', 'id')::regclass AS seq) s"
         );

@@ -35,39 +35,6 @@ pub struct Link {
     pub is_active: bool,
 }
 
-/// A batch of clicks as the array parameters of the click statement, one array per column.
-pub struct ClickColumns<'a> {
-    pub url_ids: Vec<i64>,
-    pub user_ids: Vec<Option<i64>>,
-    pub codes: Vec<&'a str>,
-    pub targets: Vec<&'a str>,
-    pub referrers: Vec<Option<&'a str>>,
-    pub user_agents: Vec<Option<&'a str>>,
-}
-
-impl<'a> ClickColumns<'a> {
-    pub fn new(clicks: &'a [Click]) -> ClickColumns<'a> {
-        let n = clicks.len();
-        let mut columns = ClickColumns {
-            url_ids: Vec::with_capacity(n),
-            user_ids: Vec::with_capacity(n),
-            codes: Vec::with_capacity(n),
-            targets: Vec::with_capacity(n),
-            referrers: Vec::with_capacity(n),
-            user_agents: Vec::with_capacity(n),
-        };
-        for c in clicks {
-            columns.url_ids.push(c.url_id);
-            columns.user_ids.push(c.user_id);
-            columns.codes.push(&c.short_code);
-            columns.targets.push(c.original_url.as_str());
-            columns.referrers.push(c.referrer.as_deref());
-            columns.user_agents.push(c.user_agent.as_deref());
-        }
-        columns
-    }
-}
-
 /// Filters of `GET /urls`.
 #[derive(Clone, Debug, Default)]
 pub struct UrlFilter {
@@ -103,18 +70,6 @@ pub struct KnownLink<'a> {
     pub user_id: Option<i64>,
     /// The target as stored.
     pub target: &'a str,
-}
-
-/// A click to record. Kept compact (it may wait in a queue of 100k): the code and target are
-/// shared with the cache entry, and the JSON details are built by the database at write time.
-#[derive(Clone, Debug)]
-pub struct Click {
-    pub url_id: i64,
-    pub user_id: Option<i64>,
-    pub short_code: Arc<str>,
-    pub original_url: ClickTarget,
-    pub referrer: Option<Box<str>>,
-    pub user_agent: Option<Box<str>>,
 }
 
 const INSERT: &str = "WITH u AS (
@@ -438,7 +393,7 @@ impl Store {
         let mut conn = self.conn().await?;
         let stmt = conn
             .prepared(
-                "SELECT u.id, COALESCE(s.clicks, 0), s.last_click_at
+                "SELECT u.id, COALESCE(s.clicks, 0), COALESCE(s.bot_clicks, 0), s.last_click_at
                  FROM urls u LEFT JOIN url_stats s ON s.url_id = u.id WHERE u.id = $1",
             )
             .await?;
@@ -446,7 +401,8 @@ impl Store {
         row.map(|r| UrlStats {
             url_id: r.get(0),
             clicks: r.get(1),
-            last_click_at: r.get(2),
+            bot_clicks: r.get(2),
+            last_click_at: r.get(3),
         })
         .ok_or(StoreError::NotFound("url"))
     }
@@ -464,51 +420,5 @@ impl Store {
             original_url: r.get(2),
             is_active: r.get(3),
         }))
-    }
-
-    /// Writes clicks as `click` events and adds them to the per-url counters, in one statement.
-    /// Clicks of urls deleted in the meantime are dropped (their counters are gone too).
-    pub async fn record_clicks(&self, clicks: &[Click]) -> Result<(), StoreError> {
-        if clicks.is_empty() {
-            return Ok(());
-        }
-        let c = ClickColumns::new(clicks);
-        let mut conn = self.conn().await?;
-        let stmt = conn
-            .prepared(
-                "WITH c AS (
-                    SELECT c.url_id, c.user_id,
-                           jsonb_strip_nulls(jsonb_build_object('short_code', c.code,
-                               'original_url', c.target, 'referrer', c.referrer,
-                               'user_agent', c.agent)) AS details
-                    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-                                $6::text[]) AS c(url_id, user_id, code, target, referrer, agent)
-                    WHERE EXISTS (SELECT 1 FROM urls WHERE urls.id = c.url_id)),
-                 logged AS (
-                    INSERT INTO events (url_id, user_id, event_type, details)
-                    SELECT url_id, user_id, 'click', details FROM c
-                    RETURNING url_id, timestamp)
-                 INSERT INTO url_stats AS s (url_id, clicks, last_click_at)
-                 SELECT url_id, count(*), max(timestamp) FROM logged
-                 GROUP BY url_id ORDER BY url_id
-                 ON CONFLICT (url_id) DO UPDATE
-                    SET clicks = s.clicks + EXCLUDED.clicks,
-                        last_click_at = GREATEST(s.last_click_at, EXCLUDED.last_click_at)",
-            )
-            .await?;
-        conn.client
-            .execute(
-                &stmt,
-                &[
-                    &c.url_ids,
-                    &c.user_ids,
-                    &c.codes,
-                    &c.targets,
-                    &c.referrers,
-                    &c.user_agents,
-                ],
-            )
-            .await?;
-        Ok(())
     }
 }

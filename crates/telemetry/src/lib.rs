@@ -119,6 +119,10 @@ pub struct BatchMetrics {
     pub click_queue_depth: IntGauge,
     pub click_overflow: IntCounter,
     pub click_lost: IntCounter,
+    /// Clicks of urls deleted while they waited in the queue: dropped, not stored.
+    pub clicks_url_gone: IntCounter,
+    /// Batches found already written when retried (their first commit's answer was lost).
+    pub click_batches_repeated: IntCounter,
     /// Clicks handed to the click queue (queued or, when full, dropped).
     pub clicks_received: IntCounter,
     /// A low-water mark over the received clicks: every one up to it is written, lost or dropped.
@@ -283,6 +287,16 @@ impl Default for Metrics {
                 &registry,
                 "gitrev_clicks_lost_total",
                 "Clicks that could not be written (database error past retries)",
+            ),
+            clicks_url_gone: counter(
+                &registry,
+                "gitrev_clicks_url_gone_total",
+                "Clicks dropped because their url was deleted while they waited in the queue",
+            ),
+            click_batches_repeated: counter(
+                &registry,
+                "gitrev_click_batches_repeated_total",
+                "Click batches retried after a lost commit answer and found already written (not written twice)",
             ),
             clicks_received: counter(
                 &registry,

@@ -1,0 +1,1343 @@
+//! Clicks: the narrow, day-partitioned click log, its two dictionaries and its rollups.
+//!
+//! A batch of clicks is written in one transaction: the batch's marker (so a batch retried after a
+//! lost commit is not written twice), the rows by binary `COPY`, and the rollups (`url_stats`,
+//! `click_hours`, `click_breakdowns`) computed here from the batch, one upsert statement for all.
+//! What repeats (link versions, user agents and referrers with their classification) is resolved
+//! to dictionary ids before the transaction, mostly from memory.
+//!
+//! Nothing here counts raw clicks to answer a request: stats, timeseries and breakdowns read the
+//! rollups. See docs/decisions.md ("Click storage") for the layout and what it was measured against.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration as Span, NaiveDate, NaiveDateTime, Timelike};
+use futures_util::pin_mut;
+use gitrev_classify::classifier;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, GenericClient, Statement};
+use tracing::info;
+
+use super::urls::ClickTarget;
+use super::{Store, StoreError};
+
+/// A click to record, from any source: a redirect, `POST /events`, an import, or an old `events`
+/// row being moved. Kept compact (it may wait in a queue of 100k): a redirect's code and target
+/// are shared with the cache entry.
+#[derive(Clone, Debug)]
+pub struct Click {
+    pub url_id: i64,
+    pub user_id: Option<i64>,
+    /// When it happened: microseconds since the Unix epoch, UTC.
+    pub at: i64,
+    /// The code and target it went through (a posted click has neither).
+    pub short_code: Option<Arc<str>>,
+    pub original_url: Option<ClickTarget>,
+    pub referrer: Option<Box<str>>,
+    pub user_agent: Option<Box<str>>,
+    /// A posted or imported click's own id and the rest of its `details`.
+    pub extra: Option<Box<ClickExtra>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ClickExtra {
+    pub id: Option<i64>,
+    /// `details` without the keys stored in their own columns.
+    pub details: Map<String, Value>,
+}
+
+/// Now, as a click's `at`.
+pub fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+pub fn micros_to_datetime(micros: i64) -> NaiveDateTime {
+    DateTime::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .naive_utc()
+}
+
+pub fn datetime_to_micros(at: NaiveDateTime) -> i64 {
+    at.and_utc().timestamp_micros()
+}
+
+impl Click {
+    /// A click given as an event's `details` (posted, imported or moved from `events`):
+    /// `short_code`, `original_url`, `referrer` and `user_agent`, when they are strings, go to
+    /// their own columns; every other key is kept as given.
+    pub fn from_details(
+        url_id: i64,
+        user_id: Option<i64>,
+        at: NaiveDateTime,
+        id: Option<i64>,
+        mut details: Map<String, Value>,
+    ) -> Click {
+        let mut text = |key: &str| match details.get(key) {
+            Some(Value::String(_)) => match details.remove(key) {
+                Some(Value::String(s)) => Some(s.into_boxed_str()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let referrer = text("referrer");
+        let user_agent = text("user_agent");
+        let short_code = text("short_code").map(Arc::from);
+        let original_url = text("original_url").map(|t| ClickTarget::Stored(Arc::from(t)));
+        // `bot` is always the classification; a posted one is not kept.
+        details.remove("bot");
+        Click {
+            url_id,
+            user_id,
+            at: datetime_to_micros(at),
+            short_code,
+            original_url,
+            referrer,
+            user_agent,
+            extra: Some(Box::new(ClickExtra { id, details })),
+        }
+    }
+
+    fn id(&self) -> Option<i64> {
+        self.extra.as_ref().and_then(|e| e.id)
+    }
+}
+
+/// How a context (user agent, referrer) was classified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Classified {
+    pub bot: bool,
+    pub browser: Arc<str>,
+    pub os: Arc<str>,
+    pub device: Arc<str>,
+    pub referrer_host: Arc<str>,
+}
+
+/// The dictionary ids already known to this process. Bounded: cleared when full (a miss costs one
+/// statement per batch for all of its misses, and the rows stay in the database).
+#[derive(Default)]
+pub struct Dictionaries {
+    links: Mutex<HashMap<LinkKey, i32>>,
+    contexts: Mutex<HashMap<ContextKey, (i32, Arc<Classified>)>>,
+}
+
+const DICTIONARY_CAP: usize = 100_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct LinkKey {
+    url_id: i64,
+    user_id: Option<i64>,
+    short_code: Option<Arc<str>>,
+    original_url: Option<Box<str>>,
+}
+
+/// Only clicks without `extra` details are cached by context (a posted click's details are rare
+/// and may be large).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ContextKey {
+    user_agent: Option<Box<str>>,
+    referrer: Option<Box<str>>,
+}
+
+impl LinkKey {
+    fn of(click: &Click) -> LinkKey {
+        LinkKey {
+            url_id: click.url_id,
+            user_id: click.user_id,
+            short_code: click.short_code.clone(),
+            original_url: click.original_url.as_ref().map(|t| t.as_str().into()),
+        }
+    }
+
+    fn digest(&self) -> Vec<u8> {
+        let mut h = Sha256::new();
+        h.update(self.url_id.to_le_bytes());
+        digest_opt(&mut h, self.user_id.map(|u| u.to_le_bytes()).as_ref());
+        digest_opt(&mut h, self.short_code.as_deref().map(str::as_bytes));
+        digest_opt(&mut h, self.original_url.as_deref().map(str::as_bytes));
+        h.finalize().to_vec()
+    }
+}
+
+fn digest_opt(h: &mut Sha256, part: Option<&(impl AsRef<[u8]> + ?Sized)>) {
+    match part {
+        None => h.update([0u8]),
+        Some(bytes) => {
+            let bytes = bytes.as_ref();
+            h.update([1u8]);
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        }
+    }
+}
+
+/// The contexts of a batch: those this process knows, and the others, classified.
+pub struct ContextPlan {
+    known: Vec<Option<(i32, Arc<Classified>)>>,
+    missing: HashMap<Vec<u8>, (ContextInput, Vec<usize>)>,
+    classified: HashMap<Vec<u8>, Classified>,
+}
+
+/// A context to resolve: its text, its extra details and (for the digest) their JSON.
+struct ContextInput {
+    user_agent: Option<Box<str>>,
+    referrer: Option<Box<str>>,
+    extra: Option<Value>,
+    digest: Vec<u8>,
+}
+
+impl ContextInput {
+    fn of(click: &Click) -> ContextInput {
+        let extra = click
+            .extra
+            .as_ref()
+            .filter(|e| !e.details.is_empty())
+            .map(|e| Value::Object(e.details.clone()));
+        let mut h = Sha256::new();
+        digest_opt(&mut h, click.user_agent.as_deref().map(str::as_bytes));
+        digest_opt(&mut h, click.referrer.as_deref().map(str::as_bytes));
+        let extra_text = extra.as_ref().map(|v| v.to_string());
+        digest_opt(&mut h, extra_text.as_deref().map(str::as_bytes));
+        ContextInput {
+            user_agent: click.user_agent.clone(),
+            referrer: click.referrer.clone(),
+            extra,
+            digest: h.finalize().to_vec(),
+        }
+    }
+}
+
+/// Classifies a context once, when it is first recorded.
+pub fn classify(user_agent: Option<&str>, referrer: Option<&str>) -> Classified {
+    let agent = classifier().agent(user_agent);
+    Classified {
+        bot: agent.bot,
+        browser: agent.browser.into(),
+        os: agent.os.into(),
+        device: agent.device.as_str().into(),
+        referrer_host: gitrev_classify::referrer_host(referrer).into(),
+    }
+}
+
+/// Builds the classifier now rather than on the first click (it compiles its patterns).
+pub fn warm_up() {
+    let _ = classifier();
+}
+
+/// What a batch write did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Click rows stored.
+    pub stored: u64,
+    /// Clicks of urls deleted meanwhile, dropped (a redirect's click only).
+    pub dropped: u64,
+    /// The batch had already been written (a retry after a lost commit): nothing was done.
+    pub duplicate: bool,
+}
+
+/// How the counters of `url_stats` take a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counting {
+    /// New clicks: every counter moves.
+    New,
+    /// Clicks moved from `events`, already in `url_stats.clicks`: only the rest moves.
+    Moved,
+}
+
+/// One `COPY` row.
+struct Row {
+    id: Option<i64>,
+    at: NaiveDateTime,
+    link: i32,
+    context: i32,
+    url_id: i64,
+    classified: Arc<Classified>,
+}
+
+/// What the rollups gain from one batch.
+#[derive(Default)]
+struct Rollup {
+    stats: BTreeMap<i64, (i64, i64, NaiveDateTime)>,
+    hours: BTreeMap<(i64, NaiveDateTime), (i64, i64)>,
+    breakdowns: BTreeMap<(i64, i8, NaiveDate, Arc<str>), (i64, i64)>,
+}
+
+/// The dimensions of `click_breakdowns`, as stored.
+pub const DIMENSIONS: [(&str, i8); 4] = [
+    ("referrer", b'r' as i8),
+    ("browser", b'b' as i8),
+    ("os", b'o' as i8),
+    ("device", b'd' as i8),
+];
+
+impl Rollup {
+    fn add(&mut self, row: &Row) {
+        let bot = i64::from(row.classified.bot);
+        let stat = self.stats.entry(row.url_id).or_insert((0, 0, row.at));
+        stat.0 += 1;
+        stat.1 += bot;
+        stat.2 = stat.2.max(row.at);
+        let hour = row
+            .at
+            .date()
+            .and_hms_opt(row.at.hour(), 0, 0)
+            .unwrap_or(row.at);
+        let h = self.hours.entry((row.url_id, hour)).or_default();
+        h.0 += 1;
+        h.1 += bot;
+        let c = &row.classified;
+        for (dimension, value) in [
+            (DIMENSIONS[0].1, &c.referrer_host),
+            (DIMENSIONS[1].1, &c.browser),
+            (DIMENSIONS[2].1, &c.os),
+            (DIMENSIONS[3].1, &c.device),
+        ] {
+            let b = self
+                .breakdowns
+                .entry((row.url_id, dimension, row.at.date(), value.clone()))
+                .or_default();
+            b.0 += 1;
+            b.1 += bot;
+        }
+    }
+}
+
+/// All three rollups in one statement; each upsert in key order, so concurrent batches wait on
+/// each other and never deadlock.
+const ROLLUP: &str = "WITH s AS (
+        INSERT INTO url_stats AS s (url_id, clicks, bot_clicks, last_click_at)
+        SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamp[])
+        ORDER BY 1
+        ON CONFLICT (url_id) DO UPDATE
+           SET clicks = s.clicks + EXCLUDED.clicks,
+               bot_clicks = s.bot_clicks + EXCLUDED.bot_clicks,
+               last_click_at = GREATEST(s.last_click_at, EXCLUDED.last_click_at)),
+    h AS (
+        INSERT INTO click_hours AS h (url_id, hour, clicks, bot_clicks)
+        SELECT * FROM unnest($5::bigint[], $6::timestamp[], $7::bigint[], $8::bigint[])
+        ORDER BY 1, 2
+        ON CONFLICT (url_id, hour) DO UPDATE
+           SET clicks = h.clicks + EXCLUDED.clicks, bot_clicks = h.bot_clicks + EXCLUDED.bot_clicks)
+    INSERT INTO click_breakdowns AS b (url_id, dimension, day, value, clicks, bot_clicks)
+    SELECT * FROM unnest($9::bigint[], $10::\"char\"[], $11::date[], $12::text[], $13::bigint[],
+                         $14::bigint[])
+    ORDER BY 1, 2, 3, 4
+    ON CONFLICT (url_id, dimension, day, value) DO UPDATE
+       SET clicks = b.clicks + EXCLUDED.clicks, bot_clicks = b.bot_clicks + EXCLUDED.bot_clicks";
+
+/// Resolves link versions to ids, inserting the new ones. Run outside any transaction, so the ids
+/// remembered in memory always exist.
+const RESOLVE_LINKS: &str = "WITH input AS (
+        SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::text[], $5::text[])
+            AS i(digest, url_id, user_id, short_code, original_url)),
+    ins AS (
+        INSERT INTO click_links (digest, url_id, user_id, short_code, original_url)
+        SELECT * FROM input ORDER BY digest
+        ON CONFLICT (digest) DO NOTHING
+        RETURNING id, digest)
+    SELECT id, digest FROM ins
+    UNION ALL
+    SELECT l.id, l.digest FROM click_links l JOIN input USING (digest)";
+
+const RESOLVE_CONTEXTS: &str = "WITH input AS (
+        SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::jsonb[], $5::bool[],
+                             $6::text[], $7::text[], $8::text[], $9::text[])
+            AS i(digest, user_agent, referrer, extra, bot, browser, os, device, referrer_host)),
+    ins AS (
+        INSERT INTO click_contexts (digest, user_agent, referrer, extra, bot, browser, os, device,
+                                    referrer_host)
+        SELECT * FROM input ORDER BY digest
+        ON CONFLICT (digest) DO NOTHING
+        RETURNING id, digest, bot, browser, os, device, referrer_host)
+    SELECT * FROM ins
+    UNION ALL
+    SELECT x.id, x.digest, x.bot, x.browser, x.os, x.device, x.referrer_host
+    FROM click_contexts x JOIN input USING (digest)";
+
+const MARK_BATCH: &str = "INSERT INTO click_batches (batch) VALUES ($1) ON CONFLICT DO NOTHING";
+
+/// Locked against deletion until the commit, so a url's rollups never outlive it.
+const LIVE_URLS: &str = "SELECT id FROM urls WHERE id = ANY($1) ORDER BY id FOR KEY SHARE";
+
+/// The statements of a batch's transaction, prepared on its connection (cached with a pooled one).
+pub struct BatchStatements {
+    mark: Statement,
+    live: Statement,
+    rollup: Statement,
+}
+
+impl BatchStatements {
+    pub async fn prepare(client: &Client) -> Result<BatchStatements, tokio_postgres::Error> {
+        Ok(BatchStatements {
+            mark: client.prepare(MARK_BATCH).await?,
+            live: client.prepare(LIVE_URLS).await?,
+            rollup: client.prepare(ROLLUP).await?,
+        })
+    }
+}
+
+/// The SQLSTATE of "no partition of relation found for row".
+const NO_PARTITION: &str = "23514";
+
+impl Store {
+    /// Writes a batch of clicks with their rollups, in one transaction. `batch` (16 random bytes
+    /// per batch, the same on every retry) makes a retry after a lost commit a no-op. A redirect's
+    /// click whose url was deleted meanwhile is dropped and counted; a posted, imported or moved
+    /// click is always stored (the log outlives what it describes) and counts in the rollups of
+    /// urls that still exist.
+    pub async fn record_clicks(
+        &self,
+        clicks: &[Click],
+        batch: Option<[u8; 16]>,
+        counting: Counting,
+    ) -> Result<Written, StoreError> {
+        if clicks.is_empty() {
+            return Ok(Written::default());
+        }
+        let plan = self.dictionaries.plan_contexts(clicks).await;
+        let mut conn = self.conn().await?;
+        let statements = BatchStatements {
+            mark: conn.prepared(MARK_BATCH).await?,
+            live: conn.prepared(LIVE_URLS).await?,
+            rollup: conn.prepared(ROLLUP).await?,
+        };
+        let (links, contexts) = self
+            .dictionaries
+            .resolve_planned(&conn.client, clicks, plan)
+            .await?;
+        write_resolved(
+            &mut conn.client,
+            &statements,
+            clicks,
+            (&links, &contexts),
+            batch,
+            counting,
+        )
+        .await
+    }
+}
+
+/// [`Store::record_clicks`] on a connection of the caller's (an import's).
+pub async fn write_clicks(
+    client: &mut Client,
+    statements: &BatchStatements,
+    dictionaries: &Dictionaries,
+    clicks: &[Click],
+    batch: Option<[u8; 16]>,
+    counting: Counting,
+) -> Result<Written, StoreError> {
+    if clicks.is_empty() {
+        return Ok(Written::default());
+    }
+    let (links, contexts) = dictionaries.resolve(client, clicks).await?;
+    write_resolved(client, statements, clicks, (&links, &contexts), batch, counting).await
+}
+
+/// Writes a batch whose dictionary ids are known; makes a missing partition as a last resort.
+async fn write_resolved(
+    client: &mut Client,
+    statements: &BatchStatements,
+    clicks: &[Click],
+    (links, contexts): (&[i32], &[(i32, Arc<Classified>)]),
+    batch: Option<[u8; 16]>,
+    counting: Counting,
+) -> Result<Written, StoreError> {
+    let mut ensured = false;
+    loop {
+        match write_batch(client, statements, clicks, links, contexts, batch, counting).await {
+            Err(err) if !ensured && is_missing_partition(&err) => {
+                ensured = true;
+                let days: HashSet<NaiveDate> = clicks
+                    .iter()
+                    .map(|c| micros_to_datetime(c.at).date())
+                    .collect();
+                ensure_partitions(&*client, &days.into_iter().collect::<Vec<_>>()).await?;
+            }
+            Err(err) => return Err(StoreError::classify(err)),
+            Ok(written) => return Ok(written),
+        }
+    }
+}
+
+impl Dictionaries {
+    /// Dictionary ids for every click of `clicks`, in order.
+    pub async fn resolve(
+        &self,
+        client: &Client,
+        clicks: &[Click],
+    ) -> Result<(Vec<i32>, Vec<(i32, Arc<Classified>)>), StoreError> {
+        let plan = self.plan_contexts(clicks).await;
+        self.resolve_planned(client, clicks, plan).await
+    }
+
+    /// [`Dictionaries::resolve`] with the contexts already planned.
+    pub async fn resolve_planned(
+        &self,
+        client: &Client,
+        clicks: &[Click],
+        plan: ContextPlan,
+    ) -> Result<(Vec<i32>, Vec<(i32, Arc<Classified>)>), StoreError> {
+        let links = self.resolve_links(client, clicks).await?;
+        let contexts = self.resolve_contexts(client, plan).await?;
+        Ok((links, contexts))
+    }
+
+    async fn resolve_links(&self, client: &Client, clicks: &[Click]) -> Result<Vec<i32>, StoreError> {
+        let mut ids: Vec<Option<i32>> = Vec::with_capacity(clicks.len());
+        let mut missing: HashMap<LinkKey, Vec<usize>> = HashMap::new();
+        {
+            let known = lock(&self.links);
+            for (i, click) in clicks.iter().enumerate() {
+                let key = LinkKey::of(click);
+                match known.get(&key) {
+                    Some(id) => ids.push(Some(*id)),
+                    None => {
+                        ids.push(None);
+                        missing.entry(key).or_default().push(i);
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let keys: Vec<(LinkKey, Vec<u8>)> =
+                missing.keys().map(|k| (k.clone(), k.digest())).collect();
+            let digests: Vec<&[u8]> = keys.iter().map(|(_, d)| d.as_slice()).collect();
+            let url_ids: Vec<i64> = keys.iter().map(|(k, _)| k.url_id).collect();
+            let user_ids: Vec<Option<i64>> = keys.iter().map(|(k, _)| k.user_id).collect();
+            let codes: Vec<Option<&str>> =
+                keys.iter().map(|(k, _)| k.short_code.as_deref()).collect();
+            let targets: Vec<Option<&str>> =
+                keys.iter().map(|(k, _)| k.original_url.as_deref()).collect();
+            let params: [&(dyn ToSql + Sync); 5] =
+                [&digests, &url_ids, &user_ids, &codes, &targets];
+            let mut found: HashMap<Vec<u8>, i32> = HashMap::new();
+            // A digest inserted by another writer after this statement's snapshot is neither
+            // inserted nor seen; the next round sees it.
+            for _ in 0..3 {
+                for row in client.query(RESOLVE_LINKS, &params).await? {
+                    found.insert(row.get(1), row.get(0));
+                }
+                if found.len() >= keys.len() {
+                    break;
+                }
+            }
+            let mut known = lock(&self.links);
+            if known.len() + keys.len() > DICTIONARY_CAP {
+                known.clear();
+            }
+            for (key, digest) in keys {
+                let id = *found.get(&digest).ok_or_else(|| {
+                    StoreError::Internal("a click link could not be resolved".into())
+                })?;
+                for &i in &missing[&key] {
+                    ids[i] = Some(id);
+                }
+                known.insert(key, id);
+            }
+        }
+        Ok(ids.into_iter().map(|id| id.unwrap_or_default()).collect())
+    }
+
+    /// The clicks' contexts as far as this process knows them, and the rest classified (off the
+    /// runtime's threads: the first classification builds the classifier, which compiles its
+    /// patterns). Done before a connection is taken, so no checkout waits for it.
+    pub async fn plan_contexts(&self, clicks: &[Click]) -> ContextPlan {
+        let mut known_ids: Vec<Option<(i32, Arc<Classified>)>> = Vec::with_capacity(clicks.len());
+        // Misses by digest: the input and the clicks waiting for it.
+        let mut missing: HashMap<Vec<u8>, (ContextInput, Vec<usize>)> = HashMap::new();
+        {
+            let known = lock(&self.contexts);
+            for (i, click) in clicks.iter().enumerate() {
+                let cacheable = click.extra.as_ref().is_none_or(|e| e.details.is_empty());
+                let hit = cacheable
+                    .then(|| {
+                        known.get(&ContextKey {
+                            user_agent: click.user_agent.clone(),
+                            referrer: click.referrer.clone(),
+                        })
+                    })
+                    .flatten();
+                match hit {
+                    Some(found) => known_ids.push(Some(found.clone())),
+                    None => {
+                        known_ids.push(None);
+                        let input = ContextInput::of(click);
+                        missing
+                            .entry(input.digest.clone())
+                            .or_insert_with(|| (input, Vec::new()))
+                            .1
+                            .push(i);
+                    }
+                }
+            }
+        }
+        let classified = if missing.is_empty() {
+            HashMap::new()
+        } else {
+            let texts: Vec<(Vec<u8>, Option<Box<str>>, Option<Box<str>>)> = missing
+                .iter()
+                .map(|(d, (input, _))| (d.clone(), input.user_agent.clone(), input.referrer.clone()))
+                .collect();
+            let classify_all = move || {
+                texts
+                    .into_iter()
+                    .map(|(d, agent, referrer)| (d, classify(agent.as_deref(), referrer.as_deref())))
+                    .collect::<HashMap<_, _>>()
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(_) => tokio::task::spawn_blocking(classify_all)
+                    .await
+                    .unwrap_or_default(),
+                Err(_) => classify_all(),
+            }
+        };
+        ContextPlan {
+            known: known_ids,
+            missing,
+            classified,
+        }
+    }
+
+    async fn resolve_contexts(
+        &self,
+        client: &Client,
+        plan: ContextPlan,
+    ) -> Result<Vec<(i32, Arc<Classified>)>, StoreError> {
+        let ContextPlan {
+            known: mut out,
+            missing,
+            classified,
+        } = plan;
+        if !missing.is_empty() {
+            let inputs: Vec<(Vec<u8>, &Classified)> = classified
+                .iter()
+                .map(|(digest, c)| (digest.clone(), c))
+                .collect();
+            if inputs.len() != missing.len() {
+                return Err(StoreError::Internal("a click context was not classified".into()));
+            }
+            let digests: Vec<&[u8]> = inputs.iter().map(|(d, _)| d.as_slice()).collect();
+            let agents: Vec<Option<&str>> = inputs
+                .iter()
+                .map(|(d, _)| missing[d].0.user_agent.as_deref())
+                .collect();
+            let referrers: Vec<Option<&str>> = inputs
+                .iter()
+                .map(|(d, _)| missing[d].0.referrer.as_deref())
+                .collect();
+            let extras: Vec<Option<&Value>> =
+                inputs.iter().map(|(d, _)| missing[d].0.extra.as_ref()).collect();
+            let bots: Vec<bool> = inputs.iter().map(|(_, c)| c.bot).collect();
+            let browsers: Vec<&str> = inputs.iter().map(|(_, c)| &*c.browser).collect();
+            let oses: Vec<&str> = inputs.iter().map(|(_, c)| &*c.os).collect();
+            let devices: Vec<&str> = inputs.iter().map(|(_, c)| &*c.device).collect();
+            let hosts: Vec<&str> = inputs.iter().map(|(_, c)| &*c.referrer_host).collect();
+            let params: [&(dyn ToSql + Sync); 9] = [
+                &digests, &agents, &referrers, &extras, &bots, &browsers, &oses, &devices, &hosts,
+            ];
+            let mut found: HashMap<Vec<u8>, (i32, Arc<Classified>)> = HashMap::new();
+            // A digest inserted by another writer after this statement's snapshot is neither
+            // inserted nor seen; the next round sees it.
+            for _ in 0..3 {
+                for row in client.query(RESOLVE_CONTEXTS, &params).await? {
+                    let digest: Vec<u8> = row.get(1);
+                    let classified = Classified {
+                        bot: row.get(2),
+                        browser: row.get::<_, String>(3).into(),
+                        os: row.get::<_, String>(4).into(),
+                        device: row.get::<_, String>(5).into(),
+                        referrer_host: row.get::<_, String>(6).into(),
+                    };
+                    found.insert(digest, (row.get(0), Arc::new(classified)));
+                }
+                if found.len() >= missing.len() {
+                    break;
+                }
+            }
+            let mut known = lock(&self.contexts);
+            if known.len() + missing.len() > DICTIONARY_CAP {
+                known.clear();
+            }
+            for (digest, (input, waiting)) in missing {
+                let resolved = found.get(&digest).cloned().ok_or_else(|| {
+                    StoreError::Internal("a click context could not be resolved".into())
+                })?;
+                for i in waiting {
+                    out[i] = Some(resolved.clone());
+                }
+                if input.extra.is_none() {
+                    known.insert(
+                        ContextKey {
+                            user_agent: input.user_agent,
+                            referrer: input.referrer,
+                        },
+                        resolved,
+                    );
+                }
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|c| c.expect("every click was resolved"))
+            .collect())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn is_missing_partition(err: &tokio_postgres::Error) -> bool {
+    err.as_db_error()
+        .is_some_and(|db| db.code().code() == NO_PARTITION && db.message().contains("partition"))
+}
+
+/// The batch's transaction: marker, rows, rollups.
+async fn write_batch(
+    client: &mut Client,
+    statements: &BatchStatements,
+    clicks: &[Click],
+    links: &[i32],
+    contexts: &[(i32, Arc<Classified>)],
+    batch: Option<[u8; 16]>,
+    counting: Counting,
+) -> Result<Written, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    if let Some(batch) = batch {
+        let fresh = tx.execute(&statements.mark, &[&batch.as_slice()]).await?;
+        if fresh == 0 {
+            tx.rollback().await?;
+            return Ok(Written {
+                duplicate: true,
+                ..Written::default()
+            });
+        }
+    }
+    let mut url_ids: Vec<i64> = clicks.iter().map(|c| c.url_id).collect();
+    url_ids.sort_unstable();
+    url_ids.dedup();
+    let live: HashSet<i64> = tx
+        .query(&statements.live, &[&url_ids])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let prepared = Prepared::new(clicks, links, contexts, &live);
+    copy_rows(&tx, prepared.rows.iter()).await?;
+    write_rollup(&tx, &statements.rollup, &prepared.rollup, counting).await?;
+    tx.commit().await?;
+    Ok(Written {
+        stored: prepared.rows.len() as u64,
+        dropped: prepared.dropped,
+        duplicate: false,
+    })
+}
+
+/// A batch made ready to write: its rows and what the rollups gain. The in-process part of the
+/// writer (measured by the `click_writer` bench).
+pub struct Prepared {
+    rows: Vec<Row>,
+    rollup: Rollup,
+    /// Clicks of urls deleted meanwhile, left out (a redirect's click only).
+    pub dropped: u64,
+}
+
+impl Prepared {
+    /// `links` and `contexts` are the clicks' dictionary ids, in order; `live` the urls that
+    /// still exist.
+    pub fn new(
+        clicks: &[Click],
+        links: &[i32],
+        contexts: &[(i32, Arc<Classified>)],
+        live: &HashSet<i64>,
+    ) -> Prepared {
+        let mut prepared = Prepared {
+            rows: Vec::with_capacity(clicks.len()),
+            rollup: Rollup::default(),
+            dropped: 0,
+        };
+        for (i, click) in clicks.iter().enumerate() {
+            let is_live = live.contains(&click.url_id);
+            if !is_live && click.extra.is_none() {
+                prepared.dropped += 1;
+                continue;
+            }
+            let row = Row {
+                id: click.id(),
+                at: micros_to_datetime(click.at),
+                link: links[i],
+                context: contexts[i].0,
+                url_id: click.url_id,
+                classified: contexts[i].1.clone(),
+            };
+            if is_live {
+                prepared.rollup.add(&row);
+            }
+            prepared.rows.push(row);
+        }
+        prepared
+    }
+
+    /// Rows to copy, and rollup rows to upsert.
+    pub fn sizes(&self) -> (usize, usize) {
+        let r = &self.rollup;
+        (
+            self.rows.len(),
+            r.stats.len() + r.hours.len() + r.breakdowns.len(),
+        )
+    }
+}
+
+/// Binary `COPY` of the rows; those without an id take the next of the events sequence.
+async fn copy_rows<'a>(
+    tx: &tokio_postgres::Transaction<'_>,
+    rows: impl Iterator<Item = &'a Row> + Clone,
+) -> Result<(), tokio_postgres::Error> {
+    let with_id: Vec<&Row> = rows.clone().filter(|r| r.id.is_some()).collect();
+    let without: Vec<&Row> = rows.filter(|r| r.id.is_none()).collect();
+    if !without.is_empty() {
+        let sink = tx
+            .copy_in("COPY clicks (at, link_id, context_id) FROM STDIN BINARY")
+            .await?;
+        let writer = BinaryCopyInWriter::new(sink, &[Type::TIMESTAMP, Type::INT4, Type::INT4]);
+        pin_mut!(writer);
+        for row in without {
+            writer
+                .as_mut()
+                .write(&[&row.at, &row.link, &row.context])
+                .await?;
+        }
+        writer.finish().await?;
+    }
+    if !with_id.is_empty() {
+        let sink = tx
+            .copy_in("COPY clicks (id, at, link_id, context_id) FROM STDIN BINARY")
+            .await?;
+        let writer = BinaryCopyInWriter::new(
+            sink,
+            &[Type::INT8, Type::TIMESTAMP, Type::INT4, Type::INT4],
+        );
+        pin_mut!(writer);
+        for row in with_id {
+            writer
+                .as_mut()
+                .write(&[&row.id, &row.at, &row.link, &row.context])
+                .await?;
+        }
+        writer.finish().await?;
+    }
+    Ok(())
+}
+
+async fn write_rollup(
+    tx: &tokio_postgres::Transaction<'_>,
+    stmt: &Statement,
+    rollup: &Rollup,
+    counting: Counting,
+) -> Result<(), tokio_postgres::Error> {
+    if rollup.stats.is_empty() {
+        return Ok(());
+    }
+    let moved = counting == Counting::Moved;
+    let s_url: Vec<i64> = rollup.stats.keys().copied().collect();
+    let s_clicks: Vec<i64> = rollup
+        .stats
+        .values()
+        .map(|s| if moved { 0 } else { s.0 })
+        .collect();
+    let s_bots: Vec<i64> = rollup.stats.values().map(|s| s.1).collect();
+    let s_last: Vec<NaiveDateTime> = rollup.stats.values().map(|s| s.2).collect();
+    let h_url: Vec<i64> = rollup.hours.keys().map(|k| k.0).collect();
+    let h_hour: Vec<NaiveDateTime> = rollup.hours.keys().map(|k| k.1).collect();
+    let h_clicks: Vec<i64> = rollup.hours.values().map(|v| v.0).collect();
+    let h_bots: Vec<i64> = rollup.hours.values().map(|v| v.1).collect();
+    let b_url: Vec<i64> = rollup.breakdowns.keys().map(|k| k.0).collect();
+    let b_dim: Vec<i8> = rollup.breakdowns.keys().map(|k| k.1).collect();
+    let b_day: Vec<NaiveDate> = rollup.breakdowns.keys().map(|k| k.2).collect();
+    let b_value: Vec<&str> = rollup.breakdowns.keys().map(|k| &*k.3).collect();
+    let b_clicks: Vec<i64> = rollup.breakdowns.values().map(|v| v.0).collect();
+    let b_bots: Vec<i64> = rollup.breakdowns.values().map(|v| v.1).collect();
+    tx.execute(
+        stmt,
+        &[
+            &s_url, &s_clicks, &s_bots, &s_last, &h_url, &h_hour, &h_clicks, &h_bots, &b_url,
+            &b_dim, &b_day, &b_value, &b_clicks, &b_bots,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Arbitrary but fixed: the advisory lock taken while partitions are made or dropped.
+const PARTITION_LOCK: i64 = 0x6769_7472_6563; // "gitrec"
+
+pub fn partition_name(day: NaiveDate) -> String {
+    format!("clicks_p{}", day.format("%Y%m%d"))
+}
+
+fn partition_day(name: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(name.strip_prefix("clicks_p")?, "%Y%m%d").ok()
+}
+
+/// The days that have a partition, and those whose detach was interrupted.
+async fn partitions(client: &impl GenericClient) -> Result<Vec<(NaiveDate, bool)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT c.relname::text, i.inhdetachpending FROM pg_inherits i
+             JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'clicks'::regclass",
+            &[],
+        )
+        .await?;
+    let mut days: Vec<(NaiveDate, bool)> = rows
+        .iter()
+        .filter_map(|r| Some((partition_day(r.get::<_, &str>(0))?, r.get(1))))
+        .collect();
+    days.sort();
+    Ok(days)
+}
+
+/// Makes the partitions of `days` that do not exist yet, under an advisory lock so replicas
+/// starting together make each exactly once. A partition is made empty and attached (which locks
+/// the parent only against other schema changes, not against writers or readers). Answers the
+/// partitions made.
+pub async fn ensure_partitions(
+    client: &impl GenericClient,
+    days: &[NaiveDate],
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let existing: HashSet<NaiveDate> = partitions(client).await?.into_iter().map(|p| p.0).collect();
+    let mut made = Vec::new();
+    let mut wanted: Vec<NaiveDate> = days.iter().copied().filter(|d| !existing.contains(d)).collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    for day in wanted {
+        let name = partition_name(day);
+        let next = day + Span::days(1);
+        // One simple query is one implicit transaction: the lock is held to its end, and a
+        // failure leaves nothing half made.
+        client
+            .batch_execute(&format!(
+                "SELECT pg_advisory_xact_lock({PARTITION_LOCK});
+                 CREATE TABLE IF NOT EXISTS {name} (LIKE clicks INCLUDING DEFAULTS);
+                 DO $$ BEGIN
+                   IF NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = '{name}'::regclass) THEN
+                     ALTER TABLE clicks ATTACH PARTITION {name}
+                       FOR VALUES FROM ('{day}') TO ('{next}');
+                   END IF;
+                 END $$;"
+            ))
+            .await?;
+        made.push(name);
+    }
+    Ok(made)
+}
+
+/// What `prune-clicks` freed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub partitions: Vec<String>,
+    pub clicks: i64,
+    pub bytes: i64,
+}
+
+/// A click's rollup value as the API names it, and back.
+pub fn dimension_code(by: &str) -> Option<i8> {
+    DIMENSIONS.iter().find(|(name, _)| *name == by).map(|d| d.1)
+}
+
+/// One row of `clicks.csv`.
+#[derive(Clone, Debug)]
+pub struct ExportedClick {
+    pub id: i64,
+    pub at: NaiveDateTime,
+    pub referrer: Option<String>,
+    pub user_agent: Option<String>,
+    pub browser: String,
+    pub os: String,
+    pub device: String,
+    pub bot: bool,
+}
+
+/// Clicks of one url's links beyond `after`, oldest first: one index scan per link version,
+/// merged (the planner's Merge Append), so a chunk costs its own rows, not the url's.
+fn export_sql(links: usize) -> String {
+    let branches: Vec<String> = (0..links)
+        .map(|i| {
+            format!(
+                "(SELECT id, at, context_id FROM clicks WHERE link_id = ${} AND id > $1
+                  AND at >= $2 AND at < $3 ORDER BY id LIMIT $4)",
+                i + 5
+            )
+        })
+        .collect();
+    format!(
+        "SELECT c.id, c.at, x.referrer, x.user_agent, x.browser, x.os, x.device, x.bot
+         FROM ({}) c JOIN click_contexts x ON x.id = c.context_id ORDER BY c.id LIMIT $4",
+        branches.join(" UNION ALL ")
+    )
+}
+
+impl Store {
+    /// Clicks before this are past retention: no longer listed or exported (`None`: kept).
+    pub fn click_retention_cutoff(&self) -> Option<NaiveDateTime> {
+        (self.click_retention_days > 0).then(|| {
+            chrono::Utc::now().naive_utc() - Span::days(i64::from(self.click_retention_days))
+        })
+    }
+
+    pub fn click_retention_days(&self) -> u32 {
+        self.click_retention_days
+    }
+
+    /// Makes the partitions from yesterday to `ahead` days from now, and, with a retention,
+    /// drops those past it. For the background job and for start-up.
+    pub async fn prepare_partitions(&self, ahead: i64) -> Result<Vec<String>, StoreError> {
+        let today = chrono::Utc::now().date_naive();
+        let days: Vec<NaiveDate> = (-1..=ahead).map(|d| today + Span::days(d)).collect();
+        let conn = self.conn().await?;
+        Ok(ensure_partitions(&conn.client, &days).await?)
+    }
+
+    /// Drops the partitions whose every click is older than `retention_days` (whole chunks, never
+    /// row by row) and forgets batch markers older than a day. Runs on a maintenance connection
+    /// (a detach waits for the readers of the parent to finish) under an advisory lock, so one
+    /// process at a time prunes; another answers with nothing pruned.
+    pub async fn prune_clicks(&self, retention_days: u32) -> Result<Pruned, StoreError> {
+        let client = self.maintenance_client().await?;
+        let mut pruned = Pruned::default();
+        let locked: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&PARTITION_LOCK])
+            .await?
+            .get(0);
+        if !locked {
+            info!("another process is pruning clicks");
+            return Ok(pruned);
+        }
+        client
+            .execute(
+                "DELETE FROM click_batches
+                 WHERE written_at < (now() AT TIME ZONE 'UTC') - interval '1 day'",
+                &[],
+            )
+            .await?;
+        if retention_days > 0 {
+            let cutoff = chrono::Utc::now().naive_utc() - Span::days(i64::from(retention_days));
+            for (day, pending) in partitions(&client).await? {
+                let name = partition_name(day);
+                let end = (day + Span::days(1)).and_hms_opt(0, 0, 0).unwrap_or_default();
+                if end > cutoff {
+                    continue;
+                }
+                let row = client
+                    .query_one(
+                        &format!("SELECT count(*), pg_total_relation_size('{name}') FROM {name}"),
+                        &[],
+                    )
+                    .await?;
+                let detach = if pending { "FINALIZE" } else { "CONCURRENTLY" };
+                client
+                    .batch_execute(&format!("ALTER TABLE clicks DETACH PARTITION {name} {detach}"))
+                    .await?;
+                client.batch_execute(&format!("DROP TABLE {name}")).await?;
+                info!(partition = %name, clicks = row.get::<_, i64>(0), "dropped a click partition");
+                pruned.clicks += row.get::<_, i64>(0);
+                pruned.bytes += row.get::<_, i64>(1);
+                pruned.partitions.push(name);
+            }
+        }
+        client
+            .execute("SELECT pg_advisory_unlock($1)", &[&PARTITION_LOCK])
+            .await?;
+        Ok(pruned)
+    }
+
+    /// Moves up to `chunk` click rows of the old `events` table into the click log, in one
+    /// transaction (deleted there, written here, rollups kept; `url_stats.clicks` already counted
+    /// them). Answers how many moved; 0 when none is left. Safe with several movers at once: a row
+    /// is written by whoever deleted it.
+    pub async fn move_old_clicks(&self, chunk: i64) -> Result<u64, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows = conn
+            .client
+            .query(
+                "SELECT id, url_id, user_id, timestamp, details FROM events
+                 WHERE event_type = 'click' ORDER BY event_type, id LIMIT $1",
+                &[&chunk],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let clicks: Vec<Click> = rows
+            .iter()
+            .map(|r| {
+                let details = match r.get::<_, Value>(4) {
+                    Value::Object(map) => map,
+                    _ => Map::new(),
+                };
+                Click::from_details(r.get(1), r.get(2), r.get(3), Some(r.get(0)), details)
+            })
+            .collect();
+        let days: HashSet<NaiveDate> = clicks
+            .iter()
+            .map(|c| micros_to_datetime(c.at).date())
+            .collect();
+        ensure_partitions(&conn.client, &days.into_iter().collect::<Vec<_>>()).await?;
+        let (links, contexts) = self.dictionaries.resolve(&conn.client, &clicks).await?;
+        let live_stmt = conn.prepared(LIVE_URLS).await?;
+        let rollup_stmt = conn.prepared(ROLLUP).await?;
+        let ids: Vec<i64> = clicks.iter().filter_map(Click::id).collect();
+        let tx = conn.client.transaction().await?;
+        let deleted: HashSet<i64> = tx
+            .query(
+                "DELETE FROM events WHERE id = ANY($1) AND event_type = 'click' RETURNING id",
+                &[&ids],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let live: HashSet<i64> = {
+            let mut url_ids: Vec<i64> = clicks.iter().map(|c| c.url_id).collect();
+            url_ids.sort_unstable();
+            url_ids.dedup();
+            tx.query(&live_stmt, &[&url_ids])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+        };
+        let mut rows = Vec::with_capacity(deleted.len());
+        let mut rollup = Rollup::default();
+        for (i, click) in clicks.iter().enumerate() {
+            if !click.id().is_some_and(|id| deleted.contains(&id)) {
+                continue;
+            }
+            let row = Row {
+                id: click.id(),
+                at: micros_to_datetime(click.at),
+                link: links[i],
+                context: contexts[i].0,
+                url_id: click.url_id,
+                classified: contexts[i].1.clone(),
+            };
+            if live.contains(&click.url_id) {
+                rollup.add(&row);
+            }
+            rows.push(row);
+        }
+        copy_rows(&tx, rows.iter()).await?;
+        write_rollup(&tx, &rollup_stmt, &rollup, Counting::Moved).await?;
+        tx.commit().await?;
+        Ok(rows.len() as u64)
+    }
+
+    /// Clicks per bucket (`hourly` or daily) from the bucket holding `from` to the one holding
+    /// `to`, from the hourly rollup; buckets without clicks are left out (the caller fills them).
+    /// `None` when the url does not exist.
+    pub async fn click_timeseries(
+        &self,
+        url_id: i64,
+        hourly: bool,
+        from: NaiveDateTime,
+        to: NaiveDateTime,
+        bots: bool,
+    ) -> Result<Option<Vec<(NaiveDateTime, i64)>>, StoreError> {
+        let mut conn = self.conn().await?;
+        let exists = conn
+            .prepared("SELECT EXISTS (SELECT 1 FROM urls WHERE id = $1)")
+            .await?;
+        let series = conn
+            .prepared(
+                "SELECT date_trunc($2, hour) AS bucket,
+                        (sum(clicks) - CASE WHEN $5 THEN 0 ELSE sum(bot_clicks) END)::bigint
+                 FROM click_hours
+                 WHERE url_id = $1 AND hour >= date_trunc($2, $3::timestamp)
+                   AND hour < date_trunc($2, $4::timestamp)
+                              + CASE WHEN $2 = 'hour' THEN interval '1 hour' ELSE interval '1 day' END
+                 GROUP BY bucket ORDER BY bucket",
+            )
+            .await?;
+        let unit = if hourly { "hour" } else { "day" };
+        let exists_params: [&(dyn ToSql + Sync); 1] = [&url_id];
+        let series_params: [&(dyn ToSql + Sync); 5] = [&url_id, &unit, &from, &to, &bots];
+        let (exists, rows) = tokio::try_join!(
+            conn.client.query_one(&exists, &exists_params),
+            conn.client.query(&series, &series_params),
+        )?;
+        if !exists.get::<_, bool>(0) {
+            return Ok(None);
+        }
+        Ok(Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
+    }
+
+    /// The values of one dimension with their clicks from day `from` to day `to` (both
+    /// included), most clicks first, ties by value. `None` when the url does not exist.
+    pub async fn click_breakdown(
+        &self,
+        url_id: i64,
+        dimension: i8,
+        from: NaiveDate,
+        to: NaiveDate,
+        bots: bool,
+        limit: i64,
+    ) -> Result<Option<Vec<(String, i64)>>, StoreError> {
+        let mut conn = self.conn().await?;
+        let exists = conn
+            .prepared("SELECT EXISTS (SELECT 1 FROM urls WHERE id = $1)")
+            .await?;
+        let rows = conn
+            .prepared(
+                "SELECT value, n FROM (
+                    SELECT value,
+                           (sum(clicks) - CASE WHEN $5 THEN 0 ELSE sum(bot_clicks) END)::bigint AS n
+                    FROM click_breakdowns
+                    WHERE url_id = $1 AND dimension = $2 AND day >= $3 AND day <= $4
+                    GROUP BY value) v
+                 WHERE n > 0 ORDER BY n DESC, value LIMIT $6",
+            )
+            .await?;
+        let exists_params: [&(dyn ToSql + Sync); 1] = [&url_id];
+        let rows_params: [&(dyn ToSql + Sync); 6] = [&url_id, &dimension, &from, &to, &bots, &limit];
+        let (exists, rows) = tokio::try_join!(
+            conn.client.query_one(&exists, &exists_params),
+            conn.client.query(&rows, &rows_params),
+        )?;
+        if !exists.get::<_, bool>(0) {
+            return Ok(None);
+        }
+        Ok(Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
+    }
+
+    /// The link versions of a url's clicks (for the export), or `None` when the url does not
+    /// exist.
+    pub async fn click_links_of(&self, url_id: i64) -> Result<Option<Vec<i32>>, StoreError> {
+        let conn = self.conn().await?;
+        let params: [&(dyn ToSql + Sync); 1] = [&url_id];
+        let (exists, links) = tokio::try_join!(
+            conn.client
+                .query_one("SELECT EXISTS (SELECT 1 FROM urls WHERE id = $1)", &params),
+            conn.client
+                .query("SELECT id FROM click_links WHERE url_id = $1 ORDER BY id", &params),
+        )?;
+        if !exists.get::<_, bool>(0) {
+            return Ok(None);
+        }
+        Ok(Some(links.iter().map(|r| r.get(0)).collect()))
+    }
+
+    /// Up to `limit` clicks of `links` with an id above `after` and a time in `[from, to)`, oldest
+    /// first: one chunk of the export, each its own short query.
+    pub async fn export_clicks(
+        &self,
+        links: &[i32],
+        after: i64,
+        from: NaiveDateTime,
+        to: NaiveDateTime,
+        limit: i64,
+    ) -> Result<Vec<ExportedClick>, StoreError> {
+        if links.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let stmt = conn.prepared(&export_sql(links.len())).await?;
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after, &from, &to, &limit];
+        for link in links {
+            params.push(link);
+        }
+        let rows = conn.client.query(&stmt, &params).await?;
+        Ok(rows
+            .iter()
+            .map(|r| ExportedClick {
+                id: r.get(0),
+                at: r.get(1),
+                referrer: r.get(2),
+                user_agent: r.get(3),
+                browser: r.get(4),
+                os: r.get(5),
+                device: r.get(6),
+                bot: r.get(7),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_names_round_trip() {
+        let day = NaiveDate::from_ymd_opt(2026, 12, 2).expect("a date");
+        assert_eq!(partition_name(day), "clicks_p20261202");
+        assert_eq!(partition_day("clicks_p20261202"), Some(day));
+        assert_eq!(partition_day("clicks_default"), None);
+    }
+
+    #[test]
+    fn details_keep_every_key_but_bot() {
+        let details = serde_json::json!({"referrer": "https://a.example/", "user_agent": 7,
+                                          "bot": false, "campaign": "x"});
+        let Value::Object(map) = details else { unreachable!() };
+        let at = micros_to_datetime(0);
+        let click = Click::from_details(1, None, at, Some(9), map);
+        assert_eq!(click.referrer.as_deref(), Some("https://a.example/"));
+        assert_eq!(click.user_agent, None, "a user agent that is not a string stays in details");
+        let extra = click.extra.expect("extra");
+        assert_eq!(extra.id, Some(9));
+        assert_eq!(
+            Value::Object(extra.details),
+            serde_json::json!({"user_agent": 7, "campaign": "x"})
+        );
+    }
+
+    #[test]
+    fn a_batch_rolls_up_by_url_hour_and_day() {
+        let human = Arc::new(Classified {
+            bot: false,
+            browser: "Chrome".into(),
+            os: "Windows".into(),
+            device: "desktop".into(),
+            referrer_host: "direct".into(),
+        });
+        let bot = Arc::new(Classified {
+            bot: true,
+            browser: "Googlebot".into(),
+            os: "Other".into(),
+            device: "bot".into(),
+            referrer_host: "direct".into(),
+        });
+        let at = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").expect("ts");
+        let mut rollup = Rollup::default();
+        for (time, classified) in [
+            ("2026-12-01T23:59:59.9", &human),
+            ("2026-12-02T00:00:00.0", &bot),
+            ("2026-12-02T00:30:00.0", &human),
+        ] {
+            rollup.add(&Row {
+                id: None,
+                at: at(time),
+                link: 1,
+                context: 1,
+                url_id: 5,
+                classified: classified.clone(),
+            });
+        }
+        assert_eq!(rollup.stats[&5].0, 3);
+        assert_eq!(rollup.stats[&5].1, 1);
+        assert_eq!(rollup.hours[&(5, at("2026-12-01T23:00:00.0"))], (1, 0));
+        assert_eq!(rollup.hours[&(5, at("2026-12-02T00:00:00.0"))], (2, 1));
+        let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("day");
+        assert_eq!(
+            rollup.breakdowns[&(5, b'r' as i8, day("2026-12-02"), Arc::from("direct"))],
+            (2, 1)
+        );
+        assert_eq!(
+            rollup.breakdowns[&(5, b'd' as i8, day("2026-12-01"), Arc::from("desktop"))],
+            (1, 0)
+        );
+    }
+}
