@@ -154,6 +154,8 @@ fn crawlers_and_link_previews_are_bots() {
             "Mozilla/5.0+(compatible; UptimeRobot/2.0; http://www.uptimerobot.com/)",
             "UptimeRobot",
         ),
+        ("WhatsApp/2.23.20.0", "WhatsApp"),
+        ("TelegramBot (like TwitterBot)", "TelegramBot"),
     ] {
         let got = agent(ua);
         assert!(got.bot, "{ua:?} is a bot: {got:?}");
