@@ -147,8 +147,9 @@ impl Classifier {
             };
         };
         let (browser, os, device) = self.uap.extract(ua);
-        let browser = browser.map_or(Cow::Borrowed(OTHER), |b| b.family);
-        let os = os.map_or(Cow::Borrowed(OTHER), |o| o.os);
+        // A rule whose `$1` captured nothing names no family either.
+        let browser = known(browser.map(|b| b.family));
+        let os = known(os.map(|o| o.os));
         let (family, brand, model) = device.map_or((Cow::Borrowed(OTHER), None, None), |d| {
             (d.device, d.brand, d.model)
         });
@@ -168,6 +169,13 @@ impl Classifier {
 }
 
 const OTHER: &str = "Other";
+
+/// A family, or `Other` when there is none or it is blank.
+fn known(family: Option<Cow<'_, str>>) -> Cow<'_, str> {
+    family
+        .filter(|f| !f.trim().is_empty())
+        .unwrap_or(Cow::Borrowed(OTHER))
+}
 
 /// The first [`MAX_USER_AGENT_BYTES`] bytes of `ua`, cut at a character boundary.
 fn cap(ua: &str) -> &str {

@@ -251,6 +251,13 @@ fn the_cap_keeps_whole_characters() {
 }
 
 #[test]
+fn a_blank_family_is_other() {
+    assert_eq!(known(None), "Other");
+    assert_eq!(known(Some(Cow::Borrowed(" "))), "Other");
+    assert_eq!(known(Some(Cow::Borrowed("Chrome"))), "Chrome");
+}
+
+#[test]
 fn device_names_are_the_contracts() {
     let names: Vec<&str> = Device::ALL.iter().map(|d| d.as_str()).collect();
     assert_eq!(names, ["desktop", "mobile", "tablet", "bot", "other"]);
