@@ -234,42 +234,52 @@ const MOVE_CHUNK: i64 = 5_000;
 /// serving), and drops the partitions past retention. Safe on every replica at once (advisory
 /// locks; a moved row is written by whoever deleted it). Failures are logged and retried next time.
 async fn maintain_clicks(store: Store, retention_days: u32, mut stop: watch::Receiver<bool>) {
-    // Compiles the classifier's patterns off the runtime, before the first click needs them.
-    let _ = tokio::task::spawn_blocking(gitrev_store::clicks::warm_up).await;
     loop {
-        match store.prepare_partitions(PARTITIONS_AHEAD).await {
-            Ok(made) if !made.is_empty() => info!(?made, "click partitions made"),
-            Ok(_) => {}
-            Err(err) => warn!(error = %err, "cannot make click partitions yet"),
-        }
-        let mut moved = 0u64;
-        while !*stop.borrow() {
-            match store.move_old_clicks(MOVE_CHUNK).await {
-                Ok(0) => break,
-                Ok(n) => moved += n,
-                Err(err) => {
-                    warn!(error = %err, "cannot move old clicks yet");
-                    break;
-                }
-            }
-        }
-        if moved > 0 {
-            info!(moved, "old click rows moved from events to the click log");
-        }
-        match store.prune_clicks(retention_days).await {
-            Ok(pruned) if !pruned.partitions.is_empty() => info!(
-                partitions = ?pruned.partitions,
-                clicks = pruned.clicks,
-                bytes = pruned.bytes,
-                "clicks past retention dropped"
-            ),
-            Ok(_) => {}
-            Err(err) => warn!(error = %err, "cannot prune clicks yet"),
+        // A stop ends a pass wherever it is: what it was doing is transactional, or (a detach)
+        // finished by the next pass.
+        tokio::select! {
+            _ = maintenance_pass(&store, retention_days) => {}
+            _ = stop.wait_for(|stopping| *stopping) => return,
         }
         tokio::select! {
             _ = tokio::time::sleep(CLICK_MAINTENANCE_EVERY) => {}
             _ = stop.wait_for(|stopping| *stopping) => return,
         }
+    }
+}
+
+async fn maintenance_pass(store: &Store, retention_days: u32) {
+    // Builds the classifier (it compiles its patterns) off the runtime's threads, before the
+    // first click needs it.
+    let _ = tokio::task::spawn_blocking(gitrev_store::clicks::warm_up).await;
+    match store.prepare_partitions(PARTITIONS_AHEAD).await {
+        Ok(made) if !made.is_empty() => info!(?made, "click partitions made"),
+        Ok(_) => {}
+        Err(err) => warn!(error = %err, "cannot make click partitions yet"),
+    }
+    let mut moved = 0u64;
+    loop {
+        match store.move_old_clicks(MOVE_CHUNK).await {
+            Ok(0) => break,
+            Ok(n) => moved += n,
+            Err(err) => {
+                warn!(error = %err, "cannot move old clicks yet");
+                break;
+            }
+        }
+    }
+    if moved > 0 {
+        info!(moved, "old click rows moved from events to the click log");
+    }
+    match store.prune_clicks(retention_days).await {
+        Ok(pruned) if !pruned.partitions.is_empty() => info!(
+            partitions = ?pruned.partitions,
+            clicks = pruned.clicks,
+            bytes = pruned.bytes,
+            "clicks past retention dropped"
+        ),
+        Ok(_) => {}
+        Err(err) => warn!(error = %err, "cannot prune clicks yet"),
     }
 }
 

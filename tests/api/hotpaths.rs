@@ -282,17 +282,17 @@ async fn a_full_click_queue_drops_clicks_only_by_count() {
     let path = code_path(&url);
     let before = read_metric(&srv, &c, "gitrev_click_queue_overflow_total").await;
 
-    // While the events table is locked the writer blocks on its first click and the one-slot queue
+    // While the click log is locked the writer blocks on its first click and the one-slot queue
     // fills: the overflow is certain, not a matter of how fast the writer happens to be.
     let lock = connect(&database_url).await;
-    lock.batch_execute("BEGIN; LOCK TABLE events IN SHARE MODE")
+    lock.batch_execute("BEGIN; LOCK TABLE clicks IN SHARE MODE")
         .await
-        .expect("locking events");
+        .expect("locking the click log");
     let replies = join_all((0..200).map(|_| srv.get(&c, &path))).await;
     let overflow = read_metric(&srv, &c, "gitrev_click_queue_overflow_total").await - before;
     lock.batch_execute("ROLLBACK")
         .await
-        .expect("unlocking events");
+        .expect("unlocking the click log");
     for (i, reply) in replies.iter().enumerate() {
         assert_eq!(
             reply.status, 302,

@@ -636,7 +636,7 @@ async fn stats_count_redirects() {
     assert_json_content_type(&reply);
     assert_eq!(
         reply.json,
-        json!({"url_id": id, "clicks": 0, "last_click_at": null})
+        json!({"url_id": id, "clicks": 0, "bot_clicks": 0, "last_click_at": null})
     );
 
     let code = str_of(&url, "short_code");
@@ -656,6 +656,10 @@ async fn stats_count_redirects() {
     let stats = server().get(&c, &path).await.expect(200, "stats").json;
     assert_eq!(stats["url_id"], id);
     assert_eq!(stats["clicks"], 3, "three GETs, HEAD not counted: {stats}");
+    assert_eq!(
+        stats["bot_clicks"], 3,
+        "the test client sends no user agent, which classifies as a bot: {stats}"
+    );
     assert_timestamp(&stats["last_click_at"], "last_click_at");
 }
 
@@ -665,15 +669,25 @@ async fn stats_of_unknown_url_is_404() {
 }
 
 #[tokio::test]
-async fn stats_come_from_redirects_not_from_the_event_log() {
+async fn a_posted_click_counts_like_a_redirect() {
     let c = client();
     let url = create_url_with(&c, json!({"original_url": unique_original_url()})).await;
     let id = id_of(&url);
-    // An event posted by a client is not a redirect: it must not move the click counter.
-    server()
-        .post(&c, "/events", &json!({"event_type": "click", "url_id": id}))
+    // The contract (part 2): a posted click is a click like any other, classified and counted.
+    let browser = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+    let posted = server()
+        .post(
+            &c,
+            "/events",
+            &json!({"event_type": "click", "url_id": id, "details": {"user_agent": browser, "campaign": "spring"}}),
+        )
         .await
-        .expect(201, "POST a click-typed event");
+        .expect(201, "POST a click");
+    assert_eq!(
+        posted.json["details"],
+        json!({"user_agent": browser, "campaign": "spring", "bot": false}),
+        "a posted click keeps its details as given, plus its classification"
+    );
     server()
         .get(&c, &code_path(&url))
         .await
@@ -688,5 +702,9 @@ async fn stats_come_from_redirects_not_from_the_event_log() {
         .await
         .expect(200, "stats")
         .json;
-    assert_eq!(stats["clicks"], 1, "one redirect, one click: {stats}");
+    assert_eq!(stats["clicks"], 2, "the posted click and the redirect: {stats}");
+    assert_eq!(
+        stats["bot_clicks"], 1,
+        "the redirect came without a user agent (a bot), the posted click from a browser: {stats}"
+    );
 }

@@ -86,7 +86,7 @@ pub async fn click_events(database_url: &str, url_id: i64) -> i64 {
     connect(database_url)
         .await
         .query_one(
-            "SELECT count(*) FROM events WHERE url_id = $1 AND event_type = 'click'",
+            "SELECT count(*) FROM event_log WHERE url_id = $1 AND event_type = 'click'",
             &[&url_id],
         )
         .await
