@@ -290,7 +290,12 @@ pub struct Settings {
     /// Days raw clicks are kept; older ones stop being listed or exported and their daily
     /// partitions are dropped whole by a background job (`gitrev prune-clicks` does it on demand).
     /// Counters, timeseries and breakdowns keep counting them. 0 keeps every click.
-    #[arg(long, env = "GITREV_CLICK_RETENTION_DAYS", default_value_t = 0, global = true)]
+    #[arg(
+        long,
+        env = "GITREV_CLICK_RETENTION_DAYS",
+        default_value_t = 0,
+        global = true
+    )]
     pub click_retention_days: u32,
 
     /// Log filter, in tracing's `EnvFilter` syntax (e.g. `info`, `gitrev=debug`).

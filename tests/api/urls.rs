@@ -702,7 +702,10 @@ async fn a_posted_click_counts_like_a_redirect() {
         .await
         .expect(200, "stats")
         .json;
-    assert_eq!(stats["clicks"], 2, "the posted click and the redirect: {stats}");
+    assert_eq!(
+        stats["clicks"], 2,
+        "the posted click and the redirect: {stats}"
+    );
     assert_eq!(
         stats["bot_clicks"], 1,
         "the redirect came without a user agent (a bot), the posted click from a browser: {stats}"

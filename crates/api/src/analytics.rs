@@ -56,7 +56,9 @@ fn now() -> NaiveDateTime {
 }
 
 /// Reads `from` and `to` (UTC moments); `from` after `to` is a 422.
-fn range(query: &mut Query<'_>) -> Result<(Option<NaiveDateTime>, Option<NaiveDateTime>), ApiError> {
+fn range(
+    query: &mut Query<'_>,
+) -> Result<(Option<NaiveDateTime>, Option<NaiveDateTime>), ApiError> {
     let mut errors = Vec::new();
     let mut moment = |name: &str| match query.string(name) {
         None => None,
@@ -119,7 +121,11 @@ pub async fn timeseries(state: &AppState, id: i64, query: Option<&str>) -> Handl
     let (from, to) = range(&mut query)?;
     let bots = bots(&mut query)?;
     query.finish()?;
-    let unit = if hourly { Span::hours(1) } else { Span::days(1) };
+    let unit = if hourly {
+        Span::hours(1)
+    } else {
+        Span::days(1)
+    };
     // Defaults: 24 buckets by hour, 30 by day, ending with the one holding `to` (or now).
     let to = to.unwrap_or_else(|| from.map_or_else(now, |f| f.max(now())));
     let from = from.unwrap_or_else(|| to - unit * if hourly { 23 } else { 29 });
@@ -293,12 +299,17 @@ pub async fn export(state: &AppState, id: i64, query: Option<&str>) -> HandlerRe
                 return;
             }
             let after = chunk.last().map_or(0, |c| c.id);
-            chunk = match store.export_clicks(&links, after, from, to, EXPORT_CHUNK).await {
+            chunk = match store
+                .export_clicks(&links, after, from, to, EXPORT_CHUNK)
+                .await
+            {
                 Ok(chunk) => chunk,
                 Err(err) => {
                     warn!(error = %err, url_id = id, "click export failed midway");
                     let _ = tx
-                        .send(Err(std::io::Error::other("the export could not be completed")))
+                        .send(Err(std::io::Error::other(
+                            "the export could not be completed",
+                        )))
                         .await;
                     return;
                 }

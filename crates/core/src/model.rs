@@ -537,9 +537,18 @@ mod tests {
     #[test]
     fn instants_take_fractions_zones_and_dates() {
         let at = |s: &str| parse_instant(s).map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3f").to_string());
-        assert_eq!(at("2026-12-01T23:59:59.9").as_deref(), Some("2026-12-01T23:59:59.900"));
-        assert_eq!(at("2026-12-01 23:59:59").as_deref(), Some("2026-12-01T23:59:59.000"));
-        assert_eq!(at("2026-12-01T10:00:00Z").as_deref(), Some("2026-12-01T10:00:00.000"));
+        assert_eq!(
+            at("2026-12-01T23:59:59.9").as_deref(),
+            Some("2026-12-01T23:59:59.900")
+        );
+        assert_eq!(
+            at("2026-12-01 23:59:59").as_deref(),
+            Some("2026-12-01T23:59:59.000")
+        );
+        assert_eq!(
+            at("2026-12-01T10:00:00Z").as_deref(),
+            Some("2026-12-01T10:00:00.000")
+        );
         assert_eq!(at("2026-12-01").as_deref(), Some("2026-12-01T00:00:00.000"));
         for bad in ["", "yesterday", "2026-13-01", "2026-12-01T25:00:00", "1e9"] {
             assert_eq!(parse_instant(bad), None, "{bad}");

@@ -160,7 +160,9 @@ impl hyper::body::Body for Body {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
         match self.get_mut() {
-            Body::Full(bytes) => std::task::Poll::Ready(bytes.take().map(|b| Ok(hyper::body::Frame::data(b)))),
+            Body::Full(bytes) => {
+                std::task::Poll::Ready(bytes.take().map(|b| Ok(hyper::body::Frame::data(b))))
+            }
             Body::Stream(rx) => rx
                 .poll_recv(cx)
                 .map(|chunk| chunk.map(|c| c.map(hyper::body::Frame::data))),

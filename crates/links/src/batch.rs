@@ -267,7 +267,10 @@ async fn flush_clicks(
             metrics.clicks_url_gone.inc_by(written.dropped);
             if written.duplicate {
                 metrics.click_batches_repeated.inc();
-                info!(clicks = batch.len(), "a retried click batch had already been written");
+                info!(
+                    clicks = batch.len(),
+                    "a retried click batch had already been written"
+                );
             }
         }
         Err(err) => {

@@ -120,8 +120,10 @@ pub struct Classified {
 /// statement per batch for all of its misses, and the rows stay in the database).
 #[derive(Default)]
 pub struct Dictionaries {
-    links: Mutex<HashMap<LinkKey, i32>>,
-    contexts: Mutex<HashMap<ContextKey, (i32, Arc<Classified>)>>,
+    /// By url: its link versions (usually one). A lookup compares the click's own fields: no
+    /// allocation per click.
+    links: Mutex<HashMap<i64, Vec<(LinkKey, i32)>>>,
+    contexts: Mutex<ContextCache>,
 }
 
 const DICTIONARY_CAP: usize = 100_000;
@@ -134,12 +136,52 @@ struct LinkKey {
     original_url: Option<Box<str>>,
 }
 
-/// Only clicks without `extra` details are cached by context (a posted click's details are rare
-/// and may be large).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct ContextKey {
-    user_agent: Option<Box<str>>,
-    referrer: Option<Box<str>>,
+/// Contexts by user agent, then referrer (absent: [`ABSENT`], which no header value can be): a
+/// lookup borrows the click's own text. Only clicks without `extra` details are cached (a posted
+/// click's details are rare and may be large).
+#[derive(Default)]
+struct ContextCache {
+    by_agent: HashMap<Box<str>, HashMap<Box<str>, (i32, Arc<Classified>)>>,
+    len: usize,
+}
+
+const ABSENT: &str = "\0";
+
+impl ContextCache {
+    fn get(&self, agent: Option<&str>, referrer: Option<&str>) -> Option<&(i32, Arc<Classified>)> {
+        self.by_agent
+            .get(agent.unwrap_or(ABSENT))?
+            .get(referrer.unwrap_or(ABSENT))
+    }
+
+    fn insert(
+        &mut self,
+        agent: Option<&str>,
+        referrer: Option<&str>,
+        value: (i32, Arc<Classified>),
+    ) {
+        if self.len >= DICTIONARY_CAP {
+            self.by_agent.clear();
+            self.len = 0;
+        }
+        let previous = self
+            .by_agent
+            .entry(agent.unwrap_or(ABSENT).into())
+            .or_default()
+            .insert(referrer.unwrap_or(ABSENT).into(), value);
+        if previous.is_none() {
+            self.len += 1;
+        }
+    }
+}
+
+impl LinkKey {
+    /// Whether `click` went through this link version.
+    fn matches(&self, click: &Click) -> bool {
+        self.user_id == click.user_id
+            && self.short_code.as_deref() == click.short_code.as_deref()
+            && self.original_url.as_deref() == click.original_url.as_ref().map(ClickTarget::as_str)
+    }
 }
 
 impl LinkKey {
@@ -433,7 +475,15 @@ pub async fn write_clicks(
         return Ok(Written::default());
     }
     let (links, contexts) = dictionaries.resolve(client, clicks).await?;
-    write_resolved(client, statements, clicks, (&links, &contexts), batch, counting).await
+    write_resolved(
+        client,
+        statements,
+        clicks,
+        (&links, &contexts),
+        batch,
+        counting,
+    )
+    .await
 }
 
 /// Writes a batch whose dictionary ids are known; makes a missing partition as a last resort.
@@ -485,18 +535,24 @@ impl Dictionaries {
         Ok((links, contexts))
     }
 
-    async fn resolve_links(&self, client: &Client, clicks: &[Click]) -> Result<Vec<i32>, StoreError> {
+    async fn resolve_links(
+        &self,
+        client: &Client,
+        clicks: &[Click],
+    ) -> Result<Vec<i32>, StoreError> {
         let mut ids: Vec<Option<i32>> = Vec::with_capacity(clicks.len());
         let mut missing: HashMap<LinkKey, Vec<usize>> = HashMap::new();
         {
             let known = lock(&self.links);
             for (i, click) in clicks.iter().enumerate() {
-                let key = LinkKey::of(click);
-                match known.get(&key) {
-                    Some(id) => ids.push(Some(*id)),
+                let hit = known
+                    .get(&click.url_id)
+                    .and_then(|versions| versions.iter().find(|(k, _)| k.matches(click)));
+                match hit {
+                    Some((_, id)) => ids.push(Some(*id)),
                     None => {
                         ids.push(None);
-                        missing.entry(key).or_default().push(i);
+                        missing.entry(LinkKey::of(click)).or_default().push(i);
                     }
                 }
             }
@@ -509,8 +565,10 @@ impl Dictionaries {
             let user_ids: Vec<Option<i64>> = keys.iter().map(|(k, _)| k.user_id).collect();
             let codes: Vec<Option<&str>> =
                 keys.iter().map(|(k, _)| k.short_code.as_deref()).collect();
-            let targets: Vec<Option<&str>> =
-                keys.iter().map(|(k, _)| k.original_url.as_deref()).collect();
+            let targets: Vec<Option<&str>> = keys
+                .iter()
+                .map(|(k, _)| k.original_url.as_deref())
+                .collect();
             let params: [&(dyn ToSql + Sync); 5] =
                 [&digests, &url_ids, &user_ids, &codes, &targets];
             let mut found: HashMap<Vec<u8>, i32> = HashMap::new();
@@ -528,6 +586,7 @@ impl Dictionaries {
             if known.len() + keys.len() > DICTIONARY_CAP {
                 known.clear();
             }
+
             for (key, digest) in keys {
                 let id = *found.get(&digest).ok_or_else(|| {
                     StoreError::Internal("a click link could not be resolved".into())
@@ -535,7 +594,10 @@ impl Dictionaries {
                 for &i in &missing[&key] {
                     ids[i] = Some(id);
                 }
-                known.insert(key, id);
+                let versions = known.entry(key.url_id).or_default();
+                if !versions.iter().any(|(k, _)| *k == key) {
+                    versions.push((key, id));
+                }
             }
         }
         Ok(ids.into_iter().map(|id| id.unwrap_or_default()).collect())
@@ -553,12 +615,7 @@ impl Dictionaries {
             for (i, click) in clicks.iter().enumerate() {
                 let cacheable = click.extra.as_ref().is_none_or(|e| e.details.is_empty());
                 let hit = cacheable
-                    .then(|| {
-                        known.get(&ContextKey {
-                            user_agent: click.user_agent.clone(),
-                            referrer: click.referrer.clone(),
-                        })
-                    })
+                    .then(|| known.get(click.user_agent.as_deref(), click.referrer.as_deref()))
                     .flatten();
                 match hit {
                     Some(found) => known_ids.push(Some(found.clone())),
@@ -579,12 +636,16 @@ impl Dictionaries {
         } else {
             let texts: Vec<(Vec<u8>, Option<Box<str>>, Option<Box<str>>)> = missing
                 .iter()
-                .map(|(d, (input, _))| (d.clone(), input.user_agent.clone(), input.referrer.clone()))
+                .map(|(d, (input, _))| {
+                    (d.clone(), input.user_agent.clone(), input.referrer.clone())
+                })
                 .collect();
             let classify_all = move || {
                 texts
                     .into_iter()
-                    .map(|(d, agent, referrer)| (d, classify(agent.as_deref(), referrer.as_deref())))
+                    .map(|(d, agent, referrer)| {
+                        (d, classify(agent.as_deref(), referrer.as_deref()))
+                    })
                     .collect::<HashMap<_, _>>()
             };
             match tokio::runtime::Handle::try_current() {
@@ -617,7 +678,9 @@ impl Dictionaries {
                 .map(|(digest, c)| (digest.clone(), c))
                 .collect();
             if inputs.len() != missing.len() {
-                return Err(StoreError::Internal("a click context was not classified".into()));
+                return Err(StoreError::Internal(
+                    "a click context was not classified".into(),
+                ));
             }
             let digests: Vec<&[u8]> = inputs.iter().map(|(d, _)| d.as_slice()).collect();
             let agents: Vec<Option<&str>> = inputs
@@ -628,8 +691,10 @@ impl Dictionaries {
                 .iter()
                 .map(|(d, _)| missing[d].0.referrer.as_deref())
                 .collect();
-            let extras: Vec<Option<&Value>> =
-                inputs.iter().map(|(d, _)| missing[d].0.extra.as_ref()).collect();
+            let extras: Vec<Option<&Value>> = inputs
+                .iter()
+                .map(|(d, _)| missing[d].0.extra.as_ref())
+                .collect();
             let bots: Vec<bool> = inputs.iter().map(|(_, c)| c.bot).collect();
             let browsers: Vec<&str> = inputs.iter().map(|(_, c)| &*c.browser).collect();
             let oses: Vec<&str> = inputs.iter().map(|(_, c)| &*c.os).collect();
@@ -658,9 +723,6 @@ impl Dictionaries {
                 }
             }
             let mut known = lock(&self.contexts);
-            if known.len() + missing.len() > DICTIONARY_CAP {
-                known.clear();
-            }
             for (digest, (input, waiting)) in missing {
                 let resolved = found.get(&digest).cloned().ok_or_else(|| {
                     StoreError::Internal("a click context could not be resolved".into())
@@ -670,10 +732,8 @@ impl Dictionaries {
                 }
                 if input.extra.is_none() {
                     known.insert(
-                        ContextKey {
-                            user_agent: input.user_agent,
-                            referrer: input.referrer,
-                        },
+                        input.user_agent.as_deref(),
+                        input.referrer.as_deref(),
                         resolved,
                     );
                 }
@@ -816,10 +876,8 @@ async fn copy_rows<'a>(
         let sink = tx
             .copy_in("COPY clicks (id, at, link_id, context_id) FROM STDIN BINARY")
             .await?;
-        let writer = BinaryCopyInWriter::new(
-            sink,
-            &[Type::INT8, Type::TIMESTAMP, Type::INT4, Type::INT4],
-        );
+        let writer =
+            BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TIMESTAMP, Type::INT4, Type::INT4]);
         pin_mut!(writer);
         for row in with_id {
             writer
@@ -883,7 +941,9 @@ fn partition_day(name: &str) -> Option<NaiveDate> {
 }
 
 /// The days that have a partition, and those whose detach was interrupted.
-async fn partitions(client: &impl GenericClient) -> Result<Vec<(NaiveDate, bool)>, tokio_postgres::Error> {
+async fn partitions(
+    client: &impl GenericClient,
+) -> Result<Vec<(NaiveDate, bool)>, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT c.relname::text, i.inhdetachpending FROM pg_inherits i
@@ -910,7 +970,11 @@ pub async fn ensure_partitions(
 ) -> Result<Vec<String>, tokio_postgres::Error> {
     let existing: HashSet<NaiveDate> = partitions(client).await?.into_iter().map(|p| p.0).collect();
     let mut made = Vec::new();
-    let mut wanted: Vec<NaiveDate> = days.iter().copied().filter(|d| !existing.contains(d)).collect();
+    let mut wanted: Vec<NaiveDate> = days
+        .iter()
+        .copied()
+        .filter(|d| !existing.contains(d))
+        .collect();
     wanted.sort_unstable();
     wanted.dedup();
     for day in wanted {
@@ -1027,7 +1091,9 @@ impl Store {
             let cutoff = chrono::Utc::now().naive_utc() - Span::days(i64::from(retention_days));
             for (day, pending) in partitions(&client).await? {
                 let name = partition_name(day);
-                let end = (day + Span::days(1)).and_hms_opt(0, 0, 0).unwrap_or_default();
+                let end = (day + Span::days(1))
+                    .and_hms_opt(0, 0, 0)
+                    .unwrap_or_default();
                 if end > cutoff {
                     continue;
                 }
@@ -1039,7 +1105,9 @@ impl Store {
                     .await?;
                 let detach = if pending { "FINALIZE" } else { "CONCURRENTLY" };
                 client
-                    .batch_execute(&format!("ALTER TABLE clicks DETACH PARTITION {name} {detach}"))
+                    .batch_execute(&format!(
+                        "ALTER TABLE clicks DETACH PARTITION {name} {detach}"
+                    ))
                     .await?;
                 client.batch_execute(&format!("DROP TABLE {name}")).await?;
                 info!(partition = %name, clicks = row.get::<_, i64>(0), "dropped a click partition");
@@ -1105,10 +1173,10 @@ impl Store {
             url_ids.sort_unstable();
             url_ids.dedup();
             tx.query(&live_stmt, &[&url_ids])
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect()
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect()
         };
         let mut rows = Vec::with_capacity(deleted.len());
         let mut rollup = Rollup::default();
@@ -1201,7 +1269,8 @@ impl Store {
             )
             .await?;
         let exists_params: [&(dyn ToSql + Sync); 1] = [&url_id];
-        let rows_params: [&(dyn ToSql + Sync); 6] = [&url_id, &dimension, &from, &to, &bots, &limit];
+        let rows_params: [&(dyn ToSql + Sync); 6] =
+            [&url_id, &dimension, &from, &to, &bots, &limit];
         let (exists, rows) = tokio::try_join!(
             conn.client.query_one(&exists, &exists_params),
             conn.client.query(&rows, &rows_params),
@@ -1220,8 +1289,10 @@ impl Store {
         let (exists, links) = tokio::try_join!(
             conn.client
                 .query_one("SELECT EXISTS (SELECT 1 FROM urls WHERE id = $1)", &params),
-            conn.client
-                .query("SELECT id FROM click_links WHERE url_id = $1 ORDER BY id", &params),
+            conn.client.query(
+                "SELECT id FROM click_links WHERE url_id = $1 ORDER BY id",
+                &params
+            ),
         )?;
         if !exists.get::<_, bool>(0) {
             return Ok(None);
@@ -1281,11 +1352,16 @@ mod tests {
     fn details_keep_every_key_but_bot() {
         let details = serde_json::json!({"referrer": "https://a.example/", "user_agent": 7,
                                           "bot": false, "campaign": "x"});
-        let Value::Object(map) = details else { unreachable!() };
+        let Value::Object(map) = details else {
+            unreachable!()
+        };
         let at = micros_to_datetime(0);
         let click = Click::from_details(1, None, at, Some(9), map);
         assert_eq!(click.referrer.as_deref(), Some("https://a.example/"));
-        assert_eq!(click.user_agent, None, "a user agent that is not a string stays in details");
+        assert_eq!(
+            click.user_agent, None,
+            "a user agent that is not a string stays in details"
+        );
         let extra = click.extra.expect("extra");
         assert_eq!(extra.id, Some(9));
         assert_eq!(

@@ -110,7 +110,10 @@ impl Store {
         if group.iter().any(|e| e.event_type == "click") {
             // Clicks go to the click log, the rest to `events`; answers keep the group's order.
             let (click_group, other_group): (Vec<(usize, &NewEvent)>, Vec<(usize, &NewEvent)>) =
-                group.iter().enumerate().partition(|(_, e)| e.event_type == "click");
+                group
+                    .iter()
+                    .enumerate()
+                    .partition(|(_, e)| e.event_type == "click");
             let clicks: Vec<NewEvent> = click_group.iter().map(|(_, e)| (*e).clone()).collect();
             let others: Vec<NewEvent> = other_group.iter().map(|(_, e)| (*e).clone()).collect();
             let mut answers: Vec<Option<Result<Event, StoreError>>> =
@@ -181,7 +184,10 @@ impl Store {
                     &[&url_ids, &user_ids],
                 )
                 .await?;
-            let ids: Vec<i64> = checks.iter().filter_map(|r| r.get::<_, Option<i64>>(2)).collect();
+            let ids: Vec<i64> = checks
+                .iter()
+                .filter_map(|r| r.get::<_, Option<i64>>(2))
+                .collect();
             (checks, ids)
         };
         let clicks: Vec<Click> = group
@@ -190,7 +196,13 @@ impl Store {
             .filter_map(|(new, check)| {
                 let id: Option<i64> = check.get(2);
                 id.map(|id| {
-                    Click::from_details(new.url_id, new.user_id, check.get(3), Some(id), new.details.clone())
+                    Click::from_details(
+                        new.url_id,
+                        new.user_id,
+                        check.get(3),
+                        Some(id),
+                        new.details.clone(),
+                    )
                 })
             })
             .collect();

@@ -337,8 +337,15 @@ async fn import_clicks(
     let dictionaries = clicks::Dictionaries::default();
     let statements = clicks::BatchStatements::prepare(client).await?;
     for chunk in clicks.chunks(CHUNK * 10) {
-        clicks::write_clicks(client, &statements, &dictionaries, chunk, None, Counting::New)
-            .await?;
+        clicks::write_clicks(
+            client,
+            &statements,
+            &dictionaries,
+            chunk,
+            None,
+            Counting::New,
+        )
+        .await?;
     }
     Ok(report)
 }
