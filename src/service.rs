@@ -249,14 +249,14 @@ async fn maintain_clicks(store: Store, retention_days: u32, mut stop: watch::Rec
 }
 
 async fn maintenance_pass(store: &Store, retention_days: u32) {
-    // Builds the classifier (it compiles its patterns) off the runtime's threads, before the
-    // first click needs it.
-    let _ = tokio::task::spawn_blocking(gitrev_store::clicks::warm_up).await;
     match store.prepare_partitions(PARTITIONS_AHEAD).await {
         Ok(made) if !made.is_empty() => info!(?made, "click partitions made"),
         Ok(_) => {}
         Err(err) => warn!(error = %err, "cannot make click partitions yet"),
     }
+    // Builds the classifier (it compiles its patterns) off the runtime's threads, before the
+    // first click needs it.
+    let _ = tokio::task::spawn_blocking(gitrev_store::clicks::warm_up).await;
     let mut moved = 0u64;
     loop {
         match store.move_old_clicks(MOVE_CHUNK).await {

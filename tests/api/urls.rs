@@ -78,8 +78,16 @@ async fn create_with_every_field() {
 }
 
 #[tokio::test]
-async fn unknown_url_is_404() {
-    assert_not_found(&format!("/urls/{MISSING_ID}")).await;
+async fn unknown_url_is_404_and_so_are_its_stats() {
+    for path in [
+        format!("/urls/{MISSING_ID}"),
+        format!("/urls/{MISSING_ID}/stats"),
+        format!("/urls/{MISSING_ID}/stats/timeseries"),
+        format!("/urls/{MISSING_ID}/stats/breakdown?by=os"),
+        format!("/urls/{MISSING_ID}/clicks.csv"),
+    ] {
+        assert_not_found(&path).await;
+    }
 }
 
 #[tokio::test]
@@ -661,11 +669,6 @@ async fn stats_count_redirects() {
         "the test client sends no user agent, which classifies as a bot: {stats}"
     );
     assert_timestamp(&stats["last_click_at"], "last_click_at");
-}
-
-#[tokio::test]
-async fn stats_of_unknown_url_is_404() {
-    assert_not_found(&format!("/urls/{MISSING_ID}/stats")).await;
 }
 
 #[tokio::test]

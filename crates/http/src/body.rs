@@ -91,34 +91,6 @@ pub fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, BodyError> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_objects_pass() {
-        assert!(json_object(br#"{"a": 1}"#).is_ok());
-        assert!(json_object(b" {} \n").is_ok());
-        for bad in [
-            &b""[..],
-            b"   ",
-            b"hello",
-            b"username=a&email=b",
-            br#""str""#,
-            b"[1,2]",
-            b"42",
-            b"null",
-            b"true",
-            b"{broken",
-            br#"{"a":1} trailing"#,
-            b"\xff\xfe",
-        ] {
-            let err = json_object(bad).unwrap_err();
-            assert!(matches!(err, BodyError::Invalid(_)), "{bad:?}");
-        }
-    }
-}
-
 /// The body of every response: bytes built in full before sending (everything but an export), or
 /// chunks streamed from a producer task through a small channel, so that a large export is never
 /// held whole: the producer waits while the client is slow, and stops when the client goes.
@@ -179,6 +151,34 @@ impl hyper::body::Body for Body {
                 hyper::body::SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
             Body::Stream(_) => hyper::body::SizeHint::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_objects_pass() {
+        assert!(json_object(br#"{"a": 1}"#).is_ok());
+        assert!(json_object(b" {} \n").is_ok());
+        for bad in [
+            &b""[..],
+            b"   ",
+            b"hello",
+            b"username=a&email=b",
+            br#""str""#,
+            b"[1,2]",
+            b"42",
+            b"null",
+            b"true",
+            b"{broken",
+            br#"{"a":1} trailing"#,
+            b"\xff\xfe",
+        ] {
+            let err = json_object(bad).unwrap_err();
+            assert!(matches!(err, BodyError::Invalid(_)), "{bad:?}");
         }
     }
 }

@@ -139,9 +139,12 @@ struct LinkKey {
 /// Contexts by user agent, then referrer (absent: [`ABSENT`], which no header value can be): a
 /// lookup borrows the click's own text. Only clicks without `extra` details are cached (a posted
 /// click's details are rare and may be large).
+/// A context's dictionary id and classification.
+type Resolved = (i32, Arc<Classified>);
+
 #[derive(Default)]
 struct ContextCache {
-    by_agent: HashMap<Box<str>, HashMap<Box<str>, (i32, Arc<Classified>)>>,
+    by_agent: HashMap<Box<str>, HashMap<Box<str>, Resolved>>,
     len: usize,
 }
 
@@ -299,12 +302,15 @@ struct Row {
     classified: Arc<Classified>,
 }
 
+type BreakdownKey = (i64, i8, NaiveDate, Arc<str>);
+
 /// What the rollups gain from one batch.
 #[derive(Default)]
 struct Rollup {
     stats: BTreeMap<i64, (i64, i64, NaiveDateTime)>,
     hours: BTreeMap<(i64, NaiveDateTime), (i64, i64)>,
-    breakdowns: BTreeMap<(i64, i8, NaiveDate, Arc<str>), (i64, i64)>,
+    /// (url, dimension, day, value) → (clicks, bot clicks).
+    breakdowns: BTreeMap<BreakdownKey, (i64, i64)>,
 }
 
 /// The dimensions of `click_breakdowns`, as stored.
@@ -634,7 +640,8 @@ impl Dictionaries {
         let classified = if missing.is_empty() {
             HashMap::new()
         } else {
-            let texts: Vec<(Vec<u8>, Option<Box<str>>, Option<Box<str>>)> = missing
+            type Texts = Vec<(Vec<u8>, Option<Box<str>>, Option<Box<str>>)>;
+            let texts: Texts = missing
                 .iter()
                 .map(|(d, (input, _))| {
                     (d.clone(), input.user_agent.clone(), input.referrer.clone())
@@ -1061,8 +1068,13 @@ impl Store {
     pub async fn prepare_partitions(&self, ahead: i64) -> Result<Vec<String>, StoreError> {
         let today = chrono::Utc::now().date_naive();
         let days: Vec<NaiveDate> = (-1..=ahead).map(|d| today + Span::days(d)).collect();
-        let conn = self.conn().await?;
-        Ok(ensure_partitions(&conn.client, &days).await?)
+        // On a maintenance connection: making partitions waits for locks now and then, and a
+        // pooled checkout that outlives its deadline would take the whole pool down with it.
+        let client = self.maintenance_client().await?;
+        self.bounded_maintenance(async {
+            Ok::<_, StoreError>(ensure_partitions(&client, &days).await?)
+        })
+        .await
     }
 
     /// Drops the partitions whose every click is older than `retention_days` (whole chunks, never
@@ -1127,9 +1139,14 @@ impl Store {
     /// them). Answers how many moved; 0 when none is left. Safe with several movers at once: a row
     /// is written by whoever deleted it.
     pub async fn move_old_clicks(&self, chunk: i64) -> Result<u64, StoreError> {
-        let mut conn = self.conn().await?;
-        let rows = conn
-            .client
+        // On a maintenance connection, like partition work: a chunk may take a while.
+        let mut client = self.maintenance_client().await?;
+        self.bounded_maintenance(self.move_old_clicks_on(&mut client, chunk))
+            .await
+    }
+
+    async fn move_old_clicks_on(&self, client: &mut Client, chunk: i64) -> Result<u64, StoreError> {
+        let rows = client
             .query(
                 "SELECT id, url_id, user_id, timestamp, details FROM events
                  WHERE event_type = 'click' ORDER BY event_type, id LIMIT $1",
@@ -1153,12 +1170,12 @@ impl Store {
             .iter()
             .map(|c| micros_to_datetime(c.at).date())
             .collect();
-        ensure_partitions(&conn.client, &days.into_iter().collect::<Vec<_>>()).await?;
-        let (links, contexts) = self.dictionaries.resolve(&conn.client, &clicks).await?;
-        let live_stmt = conn.prepared(LIVE_URLS).await?;
-        let rollup_stmt = conn.prepared(ROLLUP).await?;
+        ensure_partitions(&*client, &days.into_iter().collect::<Vec<_>>()).await?;
+        let (links, contexts) = self.dictionaries.resolve(client, &clicks).await?;
+        let live_stmt = client.prepare(LIVE_URLS).await?;
+        let rollup_stmt = client.prepare(ROLLUP).await?;
         let ids: Vec<i64> = clicks.iter().filter_map(Click::id).collect();
-        let tx = conn.client.transaction().await?;
+        let tx = client.transaction().await?;
         let deleted: HashSet<i64> = tx
             .query(
                 "DELETE FROM events WHERE id = ANY($1) AND event_type = 'click' RETURNING id",
@@ -1178,29 +1195,21 @@ impl Store {
                 .map(|r| r.get(0))
                 .collect()
         };
-        let mut rows = Vec::with_capacity(deleted.len());
-        let mut rollup = Rollup::default();
+        // Only the rows this transaction deleted (another mover may have taken the rest).
+        let mut kept = (Vec::new(), Vec::new(), Vec::new());
         for (i, click) in clicks.iter().enumerate() {
-            if !click.id().is_some_and(|id| deleted.contains(&id)) {
-                continue;
+            if click.id().is_some_and(|id| deleted.contains(&id)) {
+                kept.0.push(click.clone());
+                kept.1.push(links[i]);
+                kept.2.push(contexts[i].clone());
             }
-            let row = Row {
-                id: click.id(),
-                at: micros_to_datetime(click.at),
-                link: links[i],
-                context: contexts[i].0,
-                url_id: click.url_id,
-                classified: contexts[i].1.clone(),
-            };
-            if live.contains(&click.url_id) {
-                rollup.add(&row);
-            }
-            rows.push(row);
         }
-        copy_rows(&tx, rows.iter()).await?;
-        write_rollup(&tx, &rollup_stmt, &rollup, Counting::Moved).await?;
+        // Every moved click has an id (its `extra`), so it is stored whether its url lives or not.
+        let prepared = Prepared::new(&kept.0, &kept.1, &kept.2, &live);
+        copy_rows(&tx, prepared.rows.iter()).await?;
+        write_rollup(&tx, &rollup_stmt, &prepared.rollup, Counting::Moved).await?;
         tx.commit().await?;
-        Ok(rows.len() as u64)
+        Ok(prepared.rows.len() as u64)
     }
 
     /// Clicks per bucket (`hourly` or daily) from the bucket holding `from` to the one holding
@@ -1214,12 +1223,10 @@ impl Store {
         to: NaiveDateTime,
         bots: bool,
     ) -> Result<Option<Vec<(NaiveDateTime, i64)>>, StoreError> {
-        let mut conn = self.conn().await?;
-        let exists = conn
-            .prepared("SELECT EXISTS (SELECT 1 FROM urls WHERE id = $1)")
-            .await?;
-        let series = conn
-            .prepared(
+        let unit = if hourly { "hour" } else { "day" };
+        let rows = self
+            .rows_of_url(
+                url_id,
                 "SELECT date_trunc($2, hour) AS bucket,
                         (sum(clicks) - CASE WHEN $5 THEN 0 ELSE sum(bot_clicks) END)::bigint
                  FROM click_hours
@@ -1227,19 +1234,31 @@ impl Store {
                    AND hour < date_trunc($2, $4::timestamp)
                               + CASE WHEN $2 = 'hour' THEN interval '1 hour' ELSE interval '1 day' END
                  GROUP BY bucket ORDER BY bucket",
+                &[&url_id, &unit, &from, &to, &bots],
             )
             .await?;
-        let unit = if hourly { "hour" } else { "day" };
+        Ok(rows.map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
+    }
+
+    /// The rows `sql` (whose `$1` is the url id) answers, or `None` when the url does not exist;
+    /// both asked at once on one connection.
+    async fn rows_of_url(
+        &self,
+        url_id: i64,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Vec<tokio_postgres::Row>>, StoreError> {
+        let mut conn = self.conn().await?;
+        let exists = conn
+            .prepared("SELECT EXISTS (SELECT 1 FROM urls WHERE id = $1)")
+            .await?;
+        let stmt = conn.prepared(sql).await?;
         let exists_params: [&(dyn ToSql + Sync); 1] = [&url_id];
-        let series_params: [&(dyn ToSql + Sync); 5] = [&url_id, &unit, &from, &to, &bots];
         let (exists, rows) = tokio::try_join!(
             conn.client.query_one(&exists, &exists_params),
-            conn.client.query(&series, &series_params),
+            conn.client.query(&stmt, params),
         )?;
-        if !exists.get::<_, bool>(0) {
-            return Ok(None);
-        }
-        Ok(Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
+        Ok(exists.get::<_, bool>(0).then_some(rows))
     }
 
     /// The values of one dimension with their clicks from day `from` to day `to` (both
@@ -1253,12 +1272,9 @@ impl Store {
         bots: bool,
         limit: i64,
     ) -> Result<Option<Vec<(String, i64)>>, StoreError> {
-        let mut conn = self.conn().await?;
-        let exists = conn
-            .prepared("SELECT EXISTS (SELECT 1 FROM urls WHERE id = $1)")
-            .await?;
-        let rows = conn
-            .prepared(
+        let rows = self
+            .rows_of_url(
+                url_id,
                 "SELECT value, n FROM (
                     SELECT value,
                            (sum(clicks) - CASE WHEN $5 THEN 0 ELSE sum(bot_clicks) END)::bigint AS n
@@ -1266,38 +1282,23 @@ impl Store {
                     WHERE url_id = $1 AND dimension = $2 AND day >= $3 AND day <= $4
                     GROUP BY value) v
                  WHERE n > 0 ORDER BY n DESC, value LIMIT $6",
+                &[&url_id, &dimension, &from, &to, &bots, &limit],
             )
             .await?;
-        let exists_params: [&(dyn ToSql + Sync); 1] = [&url_id];
-        let rows_params: [&(dyn ToSql + Sync); 6] =
-            [&url_id, &dimension, &from, &to, &bots, &limit];
-        let (exists, rows) = tokio::try_join!(
-            conn.client.query_one(&exists, &exists_params),
-            conn.client.query(&rows, &rows_params),
-        )?;
-        if !exists.get::<_, bool>(0) {
-            return Ok(None);
-        }
-        Ok(Some(rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
+        Ok(rows.map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect()))
     }
 
     /// The link versions of a url's clicks (for the export), or `None` when the url does not
     /// exist.
     pub async fn click_links_of(&self, url_id: i64) -> Result<Option<Vec<i32>>, StoreError> {
-        let conn = self.conn().await?;
-        let params: [&(dyn ToSql + Sync); 1] = [&url_id];
-        let (exists, links) = tokio::try_join!(
-            conn.client
-                .query_one("SELECT EXISTS (SELECT 1 FROM urls WHERE id = $1)", &params),
-            conn.client.query(
+        let rows = self
+            .rows_of_url(
+                url_id,
                 "SELECT id FROM click_links WHERE url_id = $1 ORDER BY id",
-                &params
-            ),
-        )?;
-        if !exists.get::<_, bool>(0) {
-            return Ok(None);
-        }
-        Ok(Some(links.iter().map(|r| r.get(0)).collect()))
+                &[&url_id],
+            )
+            .await?;
+        Ok(rows.map(|rows| rows.iter().map(|r| r.get(0)).collect()))
     }
 
     /// Up to `limit` clicks of `links` with an id above `after` and a time in `[from, to)`, oldest

@@ -109,11 +109,11 @@ impl Store {
     pub async fn create_events(&self, group: &[NewEvent]) -> Vec<Result<Event, StoreError>> {
         if group.iter().any(|e| e.event_type == "click") {
             // Clicks go to the click log, the rest to `events`; answers keep the group's order.
-            let (click_group, other_group): (Vec<(usize, &NewEvent)>, Vec<(usize, &NewEvent)>) =
-                group
-                    .iter()
-                    .enumerate()
-                    .partition(|(_, e)| e.event_type == "click");
+            type Part<'a> = Vec<(usize, &'a NewEvent)>;
+            let (click_group, other_group): (Part, Part) = group
+                .iter()
+                .enumerate()
+                .partition(|(_, e)| e.event_type == "click");
             let clicks: Vec<NewEvent> = click_group.iter().map(|(_, e)| (*e).clone()).collect();
             let others: Vec<NewEvent> = other_group.iter().map(|(_, e)| (*e).clone()).collect();
             let mut answers: Vec<Option<Result<Event, StoreError>>> =

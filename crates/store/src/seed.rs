@@ -77,38 +77,29 @@ where
     client
         .batch_execute("SET synchronous_commit TO off")
         .await?;
-    let result = write_chunks(rows, line, run).await;
+    let result = async {
+        let mut report = ImportReport::default();
+        for chunk in rows.chunks(CHUNK) {
+            let results = futures_util::future::join_all(chunk.iter().map(&run)).await;
+            for (row, result) in chunk.iter().zip(results) {
+                match result {
+                    Ok(()) => report.written += 1,
+                    Err(RowFailure::Fatal(err)) => return Err(err),
+                    Err(RowFailure::Row(error)) => report.errors.push(RowError {
+                        line: line(row),
+                        error,
+                    }),
+                }
+            }
+        }
+        Ok(report)
+    }
+    .await;
     // txid_current() gives the barrier transaction an id, so its commit is written and flushed.
     client
         .batch_execute("RESET synchronous_commit; SELECT txid_current()")
         .await?;
     result
-}
-
-async fn write_chunks<'a, T, F, Fut>(
-    rows: &'a [T],
-    line: fn(&T) -> u64,
-    run: F,
-) -> Result<ImportReport, StoreError>
-where
-    F: Fn(&'a T) -> Fut,
-    Fut: std::future::Future<Output = Result<(), RowFailure>>,
-{
-    let mut report = ImportReport::default();
-    for chunk in rows.chunks(CHUNK) {
-        let results = futures_util::future::join_all(chunk.iter().map(&run)).await;
-        for (row, result) in chunk.iter().zip(results) {
-            match result {
-                Ok(()) => report.written += 1,
-                Err(RowFailure::Fatal(err)) => return Err(err),
-                Err(RowFailure::Row(error)) => report.errors.push(RowError {
-                    line: line(row),
-                    error,
-                }),
-            }
-        }
-    }
-    Ok(report)
 }
 
 pub async fn import_users(client: &Client, rows: &[UserRow]) -> Result<ImportReport, StoreError> {
