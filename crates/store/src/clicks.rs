@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Duration as Span, NaiveDate, NaiveDateTime, Timelike};
+use chrono::{DateTime, Duration as Span, NaiveDate, NaiveDateTime};
 use futures_util::pin_mut;
 use gitrev_classify::classifier;
 use serde_json::{Map, Value};
@@ -298,8 +298,6 @@ struct Row {
     at: NaiveDateTime,
     link: i32,
     context: i32,
-    url_id: i64,
-    classified: Arc<Classified>,
 }
 
 type BreakdownKey = (i64, i8, NaiveDate, Arc<str>);
@@ -321,22 +319,30 @@ pub const DIMENSIONS: [(&str, i8); 4] = [
     ("device", b'd' as i8),
 ];
 
+/// An hour in microseconds.
+const HOUR_MICROS: i64 = 3_600_000_000;
+
 impl Rollup {
-    fn add(&mut self, row: &Row) {
-        let bot = i64::from(row.classified.bot);
-        let stat = self.stats.entry(row.url_id).or_insert((0, 0, row.at));
-        stat.0 += 1;
-        stat.1 += bot;
-        stat.2 = stat.2.max(row.at);
-        let hour = row
-            .at
-            .date()
-            .and_hms_opt(row.at.hour(), 0, 0)
-            .unwrap_or(row.at);
-        let h = self.hours.entry((row.url_id, hour)).or_default();
-        h.0 += 1;
-        h.1 += bot;
-        let c = &row.classified;
+    /// Adds `n` clicks of one url, context and hour (`hour` in hours since the epoch), the latest
+    /// at `last`.
+    fn add(
+        &mut self,
+        url_id: i64,
+        hour: i64,
+        classified: &Classified,
+        n: i64,
+        last: NaiveDateTime,
+    ) {
+        let bots = if classified.bot { n } else { 0 };
+        let stat = self.stats.entry(url_id).or_insert((0, 0, last));
+        stat.0 += n;
+        stat.1 += bots;
+        stat.2 = stat.2.max(last);
+        let hour = micros_to_datetime(hour * HOUR_MICROS);
+        let h = self.hours.entry((url_id, hour)).or_default();
+        h.0 += n;
+        h.1 += bots;
+        let c = classified;
         for (dimension, value) in [
             (DIMENSIONS[0].1, &c.referrer_host),
             (DIMENSIONS[1].1, &c.browser),
@@ -345,10 +351,10 @@ impl Rollup {
         ] {
             let b = self
                 .breakdowns
-                .entry((row.url_id, dimension, row.at.date(), value.clone()))
+                .entry((url_id, dimension, hour.date(), value.clone()))
                 .or_default();
-            b.0 += 1;
-            b.1 += bot;
+            b.0 += n;
+            b.1 += bots;
         }
     }
 }
@@ -826,24 +832,40 @@ impl Prepared {
             rollup: Rollup::default(),
             dropped: 0,
         };
+        // Counted by (url, hour, context) first, one hash per click; each group then rolls up
+        // once, whatever its size.
+        let mut groups: HashMap<(i64, i64, i32), (i64, i64, usize)> = HashMap::new();
         for (i, click) in clicks.iter().enumerate() {
             let is_live = live.contains(&click.url_id);
             if !is_live && click.extra.is_none() {
                 prepared.dropped += 1;
                 continue;
             }
-            let row = Row {
+            if is_live {
+                let key = (
+                    click.url_id,
+                    click.at.div_euclid(HOUR_MICROS),
+                    contexts[i].0,
+                );
+                let group = groups.entry(key).or_insert((0, click.at, i));
+                group.0 += 1;
+                group.1 = group.1.max(click.at);
+            }
+            prepared.rows.push(Row {
                 id: click.id(),
                 at: micros_to_datetime(click.at),
                 link: links[i],
                 context: contexts[i].0,
-                url_id: click.url_id,
-                classified: contexts[i].1.clone(),
-            };
-            if is_live {
-                prepared.rollup.add(&row);
-            }
-            prepared.rows.push(row);
+            });
+        }
+        for ((url_id, hour, _), (n, last, first)) in groups {
+            prepared.rollup.add(
+                url_id,
+                hour,
+                &contexts[first].1,
+                n,
+                micros_to_datetime(last),
+            );
         }
         prepared
     }
@@ -1340,6 +1362,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Timelike;
 
     #[test]
     fn partition_names_round_trip() {
@@ -1371,6 +1394,89 @@ mod tests {
         );
     }
 
+    fn click(url_id: i64, at: NaiveDateTime) -> Click {
+        Click {
+            url_id,
+            user_id: None,
+            at: datetime_to_micros(at),
+            short_code: None,
+            original_url: None,
+            referrer: None,
+            user_agent: None,
+            extra: None,
+        }
+    }
+
+    fn classified(bot: bool, browser: &str, os: &str, device: &str, host: &str) -> Arc<Classified> {
+        Arc::new(Classified {
+            bot,
+            browser: browser.into(),
+            os: os.into(),
+            device: device.into(),
+            referrer_host: host.into(),
+        })
+    }
+
+    proptest::proptest! {
+        /// Any batch: the rollups equal the counts taken from the raw clicks one by one, and a
+        /// redirect's click of a url that is gone is dropped, not counted.
+        #[test]
+        fn rollups_equal_raw_counts(
+            raw in proptest::collection::vec((0i64..4, 0i64..3 * 86_400_000_000, 0usize..3), 0..300)
+        ) {
+            let kinds = [
+                classified(false, "Chrome", "Windows", "desktop", "direct"),
+                classified(true, "Googlebot", "Other", "bot", "direct"),
+                classified(false, "Mobile Safari", "iOS", "mobile", "news.example.com"),
+            ];
+            let start = datetime_to_micros(
+                NaiveDate::from_ymd_opt(2026, 11, 30).and_then(|d| d.and_hms_opt(0, 0, 0)).expect("a date"),
+            );
+            let live: HashSet<i64> = [0, 1, 2].into();
+            let clicks: Vec<Click> = raw
+                .iter()
+                .map(|(url, offset, _)| click(*url, micros_to_datetime(start + offset)))
+                .collect();
+            let contexts: Vec<(i32, Arc<Classified>)> =
+                raw.iter().map(|(_, _, k)| (*k as i32, kinds[*k].clone())).collect();
+            let links = vec![1; clicks.len()];
+            let prepared = Prepared::new(&clicks, &links, &contexts, &live);
+
+            let mut stats: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+            let mut hours: BTreeMap<(i64, NaiveDateTime), (i64, i64)> = BTreeMap::new();
+            let mut breakdowns: BTreeMap<BreakdownKey, (i64, i64)> = BTreeMap::new();
+            let mut dropped = 0;
+            for (url, offset, k) in &raw {
+                if !live.contains(url) {
+                    dropped += 1;
+                    continue;
+                }
+                let at = micros_to_datetime(start + offset);
+                let bot = i64::from(kinds[*k].bot);
+                let s = stats.entry(*url).or_default();
+                s.0 += 1;
+                s.1 += bot;
+                let hour = at.date().and_hms_opt(at.time().hour(), 0, 0).expect("an hour");
+                let h = hours.entry((*url, hour)).or_default();
+                h.0 += 1;
+                h.1 += bot;
+                let c = &kinds[*k];
+                for (d, v) in [(b'r', &c.referrer_host), (b'b', &c.browser), (b'o', &c.os), (b'd', &c.device)] {
+                    let b = breakdowns.entry((*url, d as i8, at.date(), v.clone())).or_default();
+                    b.0 += 1;
+                    b.1 += bot;
+                }
+            }
+            let rolled: BTreeMap<i64, (i64, i64)> =
+                prepared.rollup.stats.iter().map(|(k, v)| (*k, (v.0, v.1))).collect();
+            proptest::prop_assert_eq!(rolled, stats);
+            proptest::prop_assert_eq!(&prepared.rollup.hours, &hours);
+            proptest::prop_assert_eq!(&prepared.rollup.breakdowns, &breakdowns);
+            proptest::prop_assert_eq!(prepared.dropped, dropped);
+            proptest::prop_assert_eq!(prepared.rows.len() as u64 + dropped, raw.len() as u64);
+        }
+    }
+
     #[test]
     fn a_batch_rolls_up_by_url_hour_and_day() {
         let human = Arc::new(Classified {
@@ -1388,21 +1494,18 @@ mod tests {
             referrer_host: "direct".into(),
         });
         let at = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").expect("ts");
-        let mut rollup = Rollup::default();
-        for (time, classified) in [
+        let times = [
             ("2026-12-01T23:59:59.9", &human),
             ("2026-12-02T00:00:00.0", &bot),
             ("2026-12-02T00:30:00.0", &human),
-        ] {
-            rollup.add(&Row {
-                id: None,
-                at: at(time),
-                link: 1,
-                context: 1,
-                url_id: 5,
-                classified: classified.clone(),
-            });
-        }
+        ];
+        let clicks: Vec<Click> = times.iter().map(|(t, _)| click(5, at(t))).collect();
+        let contexts: Vec<(i32, Arc<Classified>)> = times
+            .iter()
+            .map(|(_, c)| (if c.bot { 2 } else { 1 }, (*c).clone()))
+            .collect();
+        let live: HashSet<i64> = [5].into();
+        let rollup = Prepared::new(&clicks, &[1, 1, 1], &contexts, &live).rollup;
         assert_eq!(rollup.stats[&5].0, 3);
         assert_eq!(rollup.stats[&5].1, 1);
         assert_eq!(rollup.hours[&(5, at("2026-12-01T23:00:00.0"))], (1, 0));

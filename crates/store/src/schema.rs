@@ -73,7 +73,17 @@ async fn catalog(
             &[&schema],
         )
         .await?;
+    let views = client
+        .query(
+            "SELECT viewname::text, definition FROM pg_views WHERE schemaname = $1",
+            &[&schema],
+        )
+        .await?;
     let prefix = format!("{schema}.");
+    for row in views {
+        let (view, def): (String, String) = (row.get(0), row.get(1));
+        out.insert(format!("view {view}"), def.replace(&prefix, ""));
+    }
     for row in constraints {
         let (table, name, def): (String, String, String) = (row.get(0), row.get(1), row.get(2));
         out.insert(
