@@ -19,6 +19,14 @@ fn check(ua: &str, bot: bool, browser: &str, os: &str, device: Device) {
     assert_eq!(got, want, "user agent {ua:?}");
 }
 
+/// [`check`] for each (user agent, bot, browser, os, device) row.
+#[track_caller]
+fn check_all(cases: &[(&str, bool, &str, &str, Device)]) {
+    for (ua, bot, browser, os, device) in cases {
+        check(ua, *bot, browser, os, *device);
+    }
+}
+
 #[test]
 fn the_classifier_is_shareable_across_threads() {
     fn send_sync<T: Send + Sync>() {}
@@ -40,81 +48,36 @@ fn a_new_classifier_answers_like_the_shared_one() {
 
 #[test]
 fn desktop_browsers() {
-    check(
-        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
-        false, "Chrome", "Windows", Device::Desktop,
-    );
-    check(
-        "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
-        false,
-        "Firefox",
-        "Linux",
-        Device::Desktop,
-    );
-    check(
-        "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0",
-        false,
-        "Firefox",
-        "Ubuntu",
-        Device::Desktop,
-    );
-    check(
-        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
-        false, "Safari", "Mac OS X", Device::Desktop,
-    );
-    check(
-        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.2903.70",
-        false, "Edge", "Windows", Device::Desktop,
-    );
-    check(
-        "Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
-        false, "Chrome", "Chrome OS", Device::Desktop,
-    );
+    check_all(&[
+        ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", false, "Chrome", "Windows", Device::Desktop),
+        ("Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0", false, "Firefox", "Linux", Device::Desktop),
+        ("Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0", false, "Firefox", "Ubuntu", Device::Desktop),
+        ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15", false, "Safari", "Mac OS X", Device::Desktop),
+        ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.2903.70", false, "Edge", "Windows", Device::Desktop),
+        ("Mozilla/5.0 (X11; CrOS x86_64 14541.0.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", false, "Chrome", "Chrome OS", Device::Desktop),
+    ]);
 }
 
 #[test]
 fn phones() {
-    check(
-        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
-        false, "Mobile Safari", "iOS", Device::Mobile,
-    );
-    check(
-        "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.6778.81 Mobile Safari/537.36",
-        false, "Chrome Mobile", "Android", Device::Mobile,
-    );
-    check(
-        "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36",
-        false, "Chrome Mobile", "Android", Device::Mobile,
-    );
-    check(
-        "Mozilla/5.0 (Android 14; Mobile; rv:133.0) Gecko/133.0 Firefox/133.0",
-        false,
-        "Firefox Mobile",
-        "Android",
-        Device::Mobile,
-    );
-    check(
-        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/131.0.6778.73 Mobile/15E148 Safari/604.1",
-        false, "Chrome Mobile iOS", "iOS", Device::Mobile,
-    );
+    check_all(&[
+        ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1", false, "Mobile Safari", "iOS", Device::Mobile),
+        ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.6778.81 Mobile Safari/537.36", false, "Chrome Mobile", "Android", Device::Mobile),
+        ("Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36", false, "Chrome Mobile", "Android", Device::Mobile),
+        ("Mozilla/5.0 (Android 14; Mobile; rv:133.0) Gecko/133.0 Firefox/133.0", false, "Firefox Mobile", "Android", Device::Mobile),
+        ("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/131.0.6778.73 Mobile/15E148 Safari/604.1", false, "Chrome Mobile iOS", "iOS", Device::Mobile),
+    ]);
 }
 
 #[test]
 fn tablets() {
-    check(
-        "Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
-        false, "Mobile Safari", "iOS", Device::Tablet,
-    );
-    // An Android tablet's browser leaves out `Mobile`.
-    check(
-        "Mozilla/5.0 (Linux; Android 13; SM-X710) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
-        false, "Chrome", "Android", Device::Tablet,
-    );
-    // Amazon's Silk on a Fire tablet.
-    check(
-        "Mozilla/5.0 (Linux; Android 9; KFMAWI) AppleWebKit/537.36 (KHTML, like Gecko) Silk/131.2.1 like Chrome/131.0.6778.85 Safari/537.36",
-        false, "Amazon Silk", "Android", Device::Tablet,
-    );
+    check_all(&[
+        ("Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1", false, "Mobile Safari", "iOS", Device::Tablet),
+        // An Android tablet's browser leaves out `Mobile`.
+        ("Mozilla/5.0 (Linux; Android 13; SM-X710) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36", false, "Chrome", "Android", Device::Tablet),
+        // Amazon's Silk on a Fire tablet.
+        ("Mozilla/5.0 (Linux; Android 9; KFMAWI) AppleWebKit/537.36 (KHTML, like Gecko) Silk/131.2.1 like Chrome/131.0.6778.85 Safari/537.36", false, "Amazon Silk", "Android", Device::Tablet),
+    ]);
 }
 
 #[test]
