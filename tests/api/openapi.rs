@@ -653,6 +653,9 @@ async fn unavailable(produced: &mut BTreeSet<Answer>) {
     }
 }
 
+/// Retries of a request answered 503 (see `click_moments_are_what_the_document_describes`).
+const RETRIES_ON_503: usize = 5;
+
 /// Every timestamp in a JSON answer of the click analytics (`from`, `to`, each point's `start`).
 fn answer_timestamps(answer: &Value) -> Vec<&str> {
     let mut found: Vec<&str> = ["from", "to"]
@@ -676,16 +679,30 @@ async fn click_moments_are_what_the_document_describes() {
     let doc = load_document();
     let moment = &doc["components"]["schemas"]["ClickMoment"];
     assert!(moment["pattern"].is_string(), "ClickMoment has a pattern");
-    let url = srv
-        .post(&c, "/urls", &json!({"original_url": unique_original_url()}))
+    // A 503 tells the client to retry (the pool may be slow to hand out a connection on a loaded
+    // machine); it says nothing about the request, so these are retried a few times.
+    let post = |path: &'static str, body: Value| {
+        let c = c.clone();
+        async move {
+            let mut reply = srv.post(&c, path, &body).await;
+            for _ in 0..RETRIES_ON_503 {
+                if reply.status != 503 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                reply = srv.post(&c, path, &body).await;
+            }
+            reply
+        }
+    };
+    let url = post("/urls", json!({"original_url": unique_original_url()}))
         .await
         .expect(201, "POST /urls")
         .json;
     let id = id_of(&url);
     let click = json!({"event_type": "click", "url_id": id, "details": {"user_agent":
         "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"}});
-    let click = srv
-        .post(&c, "/events", &click)
+    let click = post("/events", click)
         .await
         .expect(201, "POST /events (a click)")
         .json;
@@ -733,15 +750,25 @@ async fn click_moments_are_what_the_document_describes() {
         let c = c.clone();
         let url = srv.url(&path);
         async move {
-            match c.get(url).send().await {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    match response.text().await {
-                        Ok(text) => Ok((status, text)),
-                        Err(e) => Err(format!("status {status}, body unreadable: {e}")),
+            let mut attempts = 0;
+            loop {
+                let reply = match c.get(&url).send().await {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        match response.text().await {
+                            Ok(text) => Ok((status, text)),
+                            Err(e) => Err(format!("status {status}, body unreadable: {e}")),
+                        }
                     }
+                    Err(e) => Err(e.to_string()),
+                };
+                attempts += 1;
+                match reply {
+                    Ok((503, _)) if attempts <= RETRIES_ON_503 => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    reply => return reply,
                 }
-                Err(e) => Err(e.to_string()),
             }
         }
     };
