@@ -16,7 +16,7 @@ use reqwest::{Client, Method};
 use serde_json::{json, Value};
 
 use crate::harness::{
-    client, connect, database_name, fresh_database, id_of, rename_database, server,
+    client, connect, database_name, fresh_database, id_of, is_timestamp, rename_database, server,
     start_server_on, str_of, unique, unique_email, unique_original_url, with_database, Reply,
     TestServer, MISSING_ID,
 };
@@ -311,6 +311,78 @@ async fn answered(produced: &mut BTreeSet<Answer>) {
     d.call(t, get.clone(), &format!("{path_missing}/stats"), None, 404)
         .await;
 
+    // Click analytics. The query is checked before the url is looked up, so the 422s use a url
+    // that exists and the 404s a query that is good.
+    let t = "/urls/{id}/stats/timeseries";
+    for query in [
+        "",
+        "?interval=day&from=2026-12-01&to=2026-12-31T23:59:59Z&bots=exclude",
+    ] {
+        let path = format!("{path_u}/stats/timeseries{query}");
+        d.call(t, get.clone(), &path, None, 200).await;
+    }
+    d.call(
+        t,
+        get.clone(),
+        &format!("{path_missing}/stats/timeseries?interval=hour"),
+        None,
+        404,
+    )
+    .await;
+    for query in [
+        "interval=week",
+        "bots=only",
+        "from=yesterday",
+        "from=2026-12-02&to=2026-12-01",
+        "interval=hour&from=2020-01-01&to=2026-01-01",
+    ] {
+        let path = format!("{path_u}/stats/timeseries?{query}");
+        d.call(t, get.clone(), &path, None, 422).await;
+    }
+    let t = "/urls/{id}/stats/breakdown";
+    for query in [
+        "by=referrer",
+        "by=device&from=2026-12-01 00:00:00.5&bots=exclude&limit=1000",
+    ] {
+        let path = format!("{path_u}/stats/breakdown?{query}");
+        d.call(t, get.clone(), &path, None, 200).await;
+    }
+    d.call(
+        t,
+        get.clone(),
+        &format!("{path_missing}/stats/breakdown?by=os"),
+        None,
+        404,
+    )
+    .await;
+    for query in [
+        "",
+        "by=agent",
+        "by=os&limit=0",
+        "by=os&limit=1001",
+        "by=os&to=2026-02-30",
+    ] {
+        let path = format!("{path_u}/stats/breakdown?{query}");
+        d.call(t, get.clone(), &path, None, 422).await;
+    }
+    let t = "/urls/{id}/clicks.csv";
+    for query in ["", "?from=2026-12-01&to=2026-12-01T23:59:59"] {
+        let path = format!("{path_u}/clicks.csv{query}");
+        d.call(t, get.clone(), &path, None, 200).await;
+    }
+    d.call(
+        t,
+        get.clone(),
+        &format!("{path_missing}/clicks.csv"),
+        None,
+        404,
+    )
+    .await;
+    for query in ["from=1e9", "from=2026-12-01T00:00:01&to=2026-12-01"] {
+        let path = format!("{path_u}/clicks.csv?{query}");
+        d.call(t, get.clone(), &path, None, 422).await;
+    }
+
     // Redirects.
     let t = "/{short_code}";
     let (code, unknown) = (
@@ -527,6 +599,24 @@ async fn unavailable(produced: &mut BTreeSet<Answer>) {
             format!("/urls/{link_id}/stats"),
             None,
         ),
+        (
+            "/urls/{id}/stats/timeseries",
+            Method::GET,
+            format!("/urls/{link_id}/stats/timeseries"),
+            None,
+        ),
+        (
+            "/urls/{id}/stats/breakdown",
+            Method::GET,
+            format!("/urls/{link_id}/stats/breakdown?by=browser"),
+            None,
+        ),
+        (
+            "/urls/{id}/clicks.csv",
+            Method::GET,
+            format!("/urls/{link_id}/clicks.csv"),
+            None,
+        ),
         ("/events", Method::GET, "/events".into(), None),
         (
             "/events",
@@ -561,4 +651,180 @@ async fn unavailable(produced: &mut BTreeSet<Answer>) {
     for ((template, method, path, _), reply) in requests.iter().zip(&replies) {
         d.note(template, method, path, reply, 503);
     }
+}
+
+/// Retries of a request answered 503 (see `click_moments_are_what_the_document_describes`).
+const RETRIES_ON_503: usize = 5;
+
+/// Every timestamp in a JSON answer of the click analytics (`from`, `to`, each point's `start`).
+fn answer_timestamps(answer: &Value) -> Vec<&str> {
+    let mut found: Vec<&str> = ["from", "to"]
+        .iter()
+        .filter_map(|key| answer[*key].as_str())
+        .collect();
+    if let Some(points) = answer["points"].as_array() {
+        found.extend(points.iter().filter_map(|p| p["start"].as_str()));
+    }
+    found
+}
+
+/// `from` and `to` of the click analytics are what the document's `ClickMoment` describes: every
+/// form it lists is taken, out to the ends of the years it allows (0000-9999), and the answer's
+/// timestamps are then `Timestamp`s; anything else is a 422 naming the parameter, never a 500, a
+/// dropped connection, or an answer whose timestamps are not `Timestamp`s.
+#[tokio::test]
+async fn click_moments_are_what_the_document_describes() {
+    let srv = server();
+    let c = client();
+    let doc = load_document();
+    let moment = &doc["components"]["schemas"]["ClickMoment"];
+    assert!(moment["pattern"].is_string(), "ClickMoment has a pattern");
+    // A 503 tells the client to retry (the pool may be slow to hand out a connection on a loaded
+    // machine); it says nothing about the request, so these are retried a few times.
+    let post = |path: &'static str, body: Value| {
+        let c = c.clone();
+        async move {
+            let mut reply = srv.post(&c, path, &body).await;
+            for _ in 0..RETRIES_ON_503 {
+                if reply.status != 503 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                reply = srv.post(&c, path, &body).await;
+            }
+            reply
+        }
+    };
+    let url = post("/urls", json!({"original_url": unique_original_url()}))
+        .await
+        .expect(201, "POST /urls")
+        .json;
+    let id = id_of(&url);
+    let click = json!({"event_type": "click", "url_id": id, "details": {"user_agent":
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"}});
+    let click = post("/events", click)
+        .await
+        .expect(201, "POST /events (a click)")
+        .json;
+    let click_id = id_of(&click);
+
+    let operations = [
+        format!("/urls/{id}/stats/timeseries?"),
+        format!("/urls/{id}/stats/breakdown?by=os&"),
+        format!("/urls/{id}/clicks.csv?"),
+    ];
+    let encode = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let mut failures = Vec::new();
+    let mut check = |path: String, reply: Result<(u16, String), String>, want: u16| {
+        let (status, text) = match reply {
+            Ok(reply) => reply,
+            Err(e) => {
+                failures.push(format!("GET {path}: no answer ({e})"));
+                return;
+            }
+        };
+        if status != want {
+            failures.push(format!("GET {path}: expected {want}, got {status}: {text}"));
+        } else if status == 200 && !path.contains("clicks.csv") {
+            let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let bad: Vec<&str> = answer_timestamps(&answer)
+                .into_iter()
+                .filter(|ts| !is_timestamp(ts))
+                .collect();
+            if answer.is_null() || !bad.is_empty() {
+                failures.push(format!(
+                    "GET {path}: timestamps not YYYY-MM-DDTHH:MM:SS {bad:?} in {text}"
+                ));
+            }
+        } else if status == 200 {
+            let row = text.lines().nth(1).unwrap_or("");
+            let stamp = row.split(',').nth(1).unwrap_or("");
+            if !row.starts_with(&format!("{click_id},")) || !is_timestamp(stamp) {
+                failures.push(format!(
+                    "GET {path}: the click's row missing or malformed: {text}"
+                ));
+            }
+        }
+    };
+    let get = |path: String| {
+        let c = c.clone();
+        let url = srv.url(&path);
+        async move {
+            let mut attempts = 0;
+            loop {
+                let reply = match c.get(&url).send().await {
+                    Ok(response) => {
+                        let status = response.status().as_u16();
+                        match response.text().await {
+                            Ok(text) => Ok((status, text)),
+                            Err(e) => Err(format!("status {status}, body unreadable: {e}")),
+                        }
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                attempts += 1;
+                match reply {
+                    Ok((503, _)) if attempts <= RETRIES_ON_503 => {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    reply => return reply,
+                }
+            }
+        }
+    };
+
+    // In the document's forms, at the ends of its years: 200 with `Timestamp`s.
+    let taken = [
+        (0, "to=0000-01-01"),
+        (0, "interval=day&to=0000-01-10"),
+        (
+            0,
+            "from=9999-12-31T23:00:00&to=9999-12-31T23:59:59.999999999Z",
+        ),
+        (0, "interval=day&from=2026-12-01 23:59:59.9&to=2026-12-02Z"),
+        (1, "to=0000-01-05"),
+        (1, "from=9999-12-31"),
+        (2, "from=0000-01-01&to=9999-12-31T23:59:59"),
+        (2, "from=0000-01-01 00:00:00Z"),
+    ];
+    for (op, query) in taken {
+        let query: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, v)) => format!("{k}={}", encode(v)),
+                None => pair.to_owned(),
+            })
+            .collect();
+        let path = format!("{}{}", operations[op], query.join("&"));
+        let reply = get(path.clone()).await;
+        check(path, reply, 200);
+    }
+    // Outside them (signed or long years, short fields, a leap second, no such day, a zone): 422.
+    let refused = [
+        "+12345-01-01",
+        "-0001-01-01",
+        "-4714-01-01",
+        "-262143-01-01",
+        "+262142-12-31T23:00:00",
+        "+262142-12-31T23:59:59",
+        "26-12-01",
+        "2026-1-1",
+        "2026-12-01T10:30:60",
+        "2026-02-30",
+        "2026-12-01T10:00:00+01:00",
+    ];
+    for value in refused {
+        for operation in &operations {
+            let v = encode(value);
+            let path = format!("{operation}from={v}&to={v}");
+            let reply = get(path.clone()).await;
+            check(path, reply, 422);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} answers differ from what openapi.json says of `from`/`to`:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
