@@ -55,6 +55,20 @@ fn now() -> NaiveDateTime {
     chrono::Utc::now().naive_utc()
 }
 
+/// The earliest moment the API speaks of (`0000-01-01T00:00:00`: four-digit years only); a
+/// default window reaching before it starts there.
+fn earliest() -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(0, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .unwrap_or_default()
+}
+
+/// `at - span`, no earlier than [`earliest`].
+fn back(at: NaiveDateTime, span: Span) -> NaiveDateTime {
+    at.checked_sub_signed(span)
+        .map_or_else(earliest, |t| t.max(earliest()))
+}
+
 /// Reads `from` and `to` (UTC moments); `from` after `to` is a 422.
 fn range(
     query: &mut Query<'_>,
@@ -128,7 +142,7 @@ pub async fn timeseries(state: &AppState, id: i64, query: Option<&str>) -> Handl
     };
     // Defaults: 24 buckets by hour, 30 by day, ending with the one holding `to` (or now).
     let to = to.unwrap_or_else(|| from.map_or_else(now, |f| f.max(now())));
-    let from = from.unwrap_or_else(|| to - unit * if hourly { 23 } else { 29 });
+    let from = from.unwrap_or_else(|| back(to, unit * if hourly { 23 } else { 29 }));
     let (first, last) = (truncate(from, hourly), truncate(to, hourly));
     let buckets = (last - first).num_seconds() / unit.num_seconds() + 1;
     if buckets > MAX_BUCKETS {
@@ -207,7 +221,7 @@ pub async fn breakdown(state: &AppState, id: i64, query: Option<&str>) -> Handle
     query.finish()?;
     // Breakdowns are kept by UTC day: the range is widened to whole days, and the answer says so.
     let to = to.unwrap_or_else(|| from.map_or_else(now, |f| f.max(now())));
-    let from = from.unwrap_or_else(|| to - Span::days(29));
+    let from = from.unwrap_or_else(|| back(to, Span::days(29)));
     let (first, last): (NaiveDate, NaiveDate) = (from.date(), to.date());
     let rows = state
         .store

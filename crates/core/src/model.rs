@@ -45,16 +45,52 @@ pub fn parse_timestamp(text: &str) -> Option<NaiveDateTime> {
         .ok()
 }
 
-/// A moment in a query string (UTC): a timestamp as [`parse_timestamp`] takes it, optionally
-/// ending in `Z`, or a bare date `YYYY-MM-DD` (its midnight).
+/// A moment in a query string (UTC), exactly one of: `YYYY-MM-DD` (its midnight) or
+/// `YYYY-MM-DDTHH:MM:SS` (a space for the `T` too), with an optional fraction of up to nine
+/// digits; either may end in `Z`. Four-digit years, two-digit fields, ASCII digits only; no leap
+/// second. Surrounding whitespace is ignored.
 pub fn parse_instant(text: &str) -> Option<NaiveDateTime> {
     let text = text.trim();
     let text = text.strip_suffix('Z').unwrap_or(text);
-    parse_timestamp(text).or_else(|| {
-        chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-            .ok()
-            .and_then(|d| d.and_hms_opt(0, 0, 0))
-    })
+    let b = text.as_bytes();
+    let digits = |from: usize, to: usize| {
+        b.get(from..to)
+            .is_some_and(|s| s.iter().all(u8::is_ascii_digit))
+    };
+    let date = b.len() >= 10
+        && digits(0, 4)
+        && b[4] == b'-'
+        && digits(5, 7)
+        && b[7] == b'-'
+        && digits(8, 10);
+    if !date {
+        return None;
+    }
+    if b.len() == 10 {
+        return chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()?
+            .and_hms_opt(0, 0, 0);
+    }
+    let time = b.len() >= 19
+        && (b[10] == b'T' || b[10] == b' ')
+        && digits(11, 13)
+        && b[13] == b':'
+        && digits(14, 16)
+        && b[16] == b':'
+        && digits(17, 19)
+        && &b[17..19] != b"60";
+    if !time {
+        return None;
+    }
+    let rest = &b[19..];
+    let fraction = rest.is_empty()
+        || (rest[0] == b'.'
+            && (2..=10).contains(&rest.len())
+            && rest[1..].iter().all(u8::is_ascii_digit));
+    if !fraction {
+        return None;
+    }
+    parse_timestamp(text)
 }
 
 fn ser_ts<S: Serializer>(ts: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
@@ -550,7 +586,22 @@ mod tests {
             Some("2026-12-01T10:00:00.000")
         );
         assert_eq!(at("2026-12-01").as_deref(), Some("2026-12-01T00:00:00.000"));
-        for bad in ["", "yesterday", "2026-13-01", "2026-12-01T25:00:00", "1e9"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01",
+            "2026-12-01T25:00:00",
+            "1e9",
+            "+12345-01-01",
+            "-0001-01-01",
+            "2026-1-1",
+            "26-12-01",
+            "2026-12-01T10:30:60",
+            "2026-12-01T10:30",
+            "2026-12-01T10:30:00.",
+            "2026-12-01T10:30:00.1234567890",
+            "２０２６-12-01",
+        ] {
             assert_eq!(parse_instant(bad), None, "{bad}");
         }
     }
