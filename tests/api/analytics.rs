@@ -465,7 +465,7 @@ async fn bots_exclude_drops_crawlers_and_breakdowns_count_each_value() {
     let expect = |pairs: &[(&str, i64)]| -> Vec<(String, i64)> {
         pairs.iter().map(|(v, n)| (v.to_string(), *n)).collect()
     };
-    let cases: [(&str, &str, Vec<(String, i64)>); 8] = [
+    let cases = [
         (
             "referrer",
             "include",
@@ -1111,6 +1111,7 @@ async fn the_export_of_a_large_url_streams_with_flat_memory() {
     let mut next_sample = 0usize;
     let mut tail = Vec::new();
     let mut trajectory = Vec::new();
+    let mut slowed = false;
     while let Some(chunk) = response.chunk().await.expect("reading the export") {
         bytes += chunk.len();
         lines += chunk.iter().filter(|b| **b == b'\n').count();
@@ -1122,6 +1123,12 @@ async fn the_export_of_a_large_url_streams_with_flat_memory() {
             next_sample = bytes + 512 * 1024;
         }
         tail = chunk.to_vec();
+        if !slowed {
+            // A slow client at first: a server whose producer ran ahead of what the client
+            // takes would fill its memory now.
+            slowed = true;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
     }
     let after = rss_kib(pid);
     peak = peak.max(after);
@@ -1131,14 +1138,14 @@ async fn the_export_of_a_large_url_streams_with_flat_memory() {
         samples > 20,
         "memory was sampled while streaming ({samples})"
     );
-    let growth_kib = peak.saturating_sub(before);
     let csv_kib = (bytes / 1024) as u64;
     eprintln!(
         "clicks.csv of {LARGE} clicks: {csv_kib} KiB; server RSS {before} KiB before, \
          {peak} KiB at most, {after} KiB after"
     );
     // Flat: once the first fifth is sent, the rest adds (next to) nothing, where a server that
-    // held what it sent would grow by the other four fifths.
+    // held what it sent would grow by the other four fifths. (The first chunks may move the
+    // allocator's high-water mark once, by a fixed amount whatever the size: measured 1–40 MiB.)
     let fifth = csv_kib / 5;
     let early = trajectory
         .iter()
@@ -1154,21 +1161,34 @@ async fn the_export_of_a_large_url_streams_with_flat_memory() {
         .unwrap_or(after)
         .max(after);
     assert!(
+        peak.saturating_sub(before) < csv_kib,
+        "the server's memory grew by {} KiB while streaming {csv_kib} KiB of CSV: it held the \
+         file; (KiB sent, RSS KiB): {trajectory:?}",
+        peak.saturating_sub(before)
+    );
+    assert!(
         late.saturating_sub(early) < csv_kib / 10,
         "the server's memory grew by {} KiB over the last {} KiB of the export: it is not \
          streaming; (KiB sent, RSS KiB): {trajectory:?}",
         late.saturating_sub(early),
         csv_kib - fifth
     );
-    assert!(
-        growth_kib < csv_kib / 4,
-        "the server's memory grew by {growth_kib} KiB while streaming {csv_kib} KiB of CSV \
-         (RSS {before} KiB before, {peak} KiB at most); (KiB sent, RSS KiB): {trajectory:?}"
-    );
 }
 
 // ---------------------------------------------------------------------------------------------
 // 8. The migration of an old database's clicks.
+
+/// An `events` row of a database at migration 1: id, url_id, user_id, type, timestamp, details,
+/// and (for a click) its `bot` once moved.
+type OldEvent = (
+    i64,
+    i64,
+    Option<i64>,
+    &'static str,
+    &'static str,
+    Value,
+    Option<bool>,
+);
 
 #[tokio::test]
 async fn the_migration_moves_an_old_databases_clicks_and_loses_nothing() {
@@ -1217,8 +1237,7 @@ async fn the_migration_moves_an_old_databases_clicks_and_loses_nothing() {
         }
         details
     };
-    // (id, url_id, user_id, type, timestamp, details, bot after the move)
-    let events: Vec<(i64, i64, Option<i64>, &str, &str, Value, Option<bool>)> = vec![
+    let events: Vec<OldEvent> = vec![
         (
             1,
             1,
