@@ -8,6 +8,7 @@
 
 mod harness;
 
+mod analytics;
 mod bad_bodies;
 mod bulk;
 mod concurrency;

@@ -13,6 +13,7 @@
 //!
 //! Their items are re-exported here, so a test module imports what it uses from `crate::harness`.
 
+pub mod analytics;
 pub mod clicks;
 pub mod db;
 pub mod fixtures;
