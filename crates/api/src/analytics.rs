@@ -278,7 +278,8 @@ pub async fn export(state: &AppState, id: i64, query: Option<&str>) -> HandlerRe
     let floor = NaiveDate::from_ymd_opt(1, 1, 1)
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .unwrap_or_default();
-    let mut from = from.unwrap_or(floor);
+    // Both ends to the second, as timestamps are shown: `from=…:00.5` keeps a click at `…:00.25`.
+    let mut from = from.map_or(floor, truncate_second);
     if let Some(cutoff) = state.store.click_retention_cutoff() {
         from = from.max(cutoff);
     }
