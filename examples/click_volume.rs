@@ -62,8 +62,14 @@ fn referrers() -> Vec<(Option<String>, u32)> {
         (Some("https://t.co/Xy12AbCd".into()), 80),
         (Some("https://www.facebook.com/".into()), 60),
         (Some("https://www.linkedin.com/feed/".into()), 40),
-        (Some("https://news.ycombinator.com/item?id=41234567".into()), 40),
-        (Some("https://www.reddit.com/r/programming/comments/abc123/".into()), 35),
+        (
+            Some("https://news.ycombinator.com/item?id=41234567".into()),
+            40,
+        ),
+        (
+            Some("https://www.reddit.com/r/programming/comments/abc123/".into()),
+            35,
+        ),
         (Some("https://duckduckgo.com/".into()), 25),
         (Some("https://www.bing.com/search?q=gitrev".into()), 20),
         (Some("https://mail.google.com/".into()), 20),
@@ -101,7 +107,8 @@ async fn main() -> anyhow::Result<()> {
     let seed = env_u64("SEED", 9);
 
     // The url as a redirect's click carries it: code, owner, target.
-    let (client, connection) = tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
+    let (client, connection) =
+        tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     let row = client
         .query_one(
@@ -147,7 +154,8 @@ async fn main() -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for _ in 0..writers {
         let (store, next, stored) = (store.clone(), next.clone(), stored.clone());
-        let (code, target, agents, refs) = (code.clone(), target.clone(), agents.clone(), refs.clone());
+        let (code, target, agents, refs) =
+            (code.clone(), target.clone(), agents.clone(), refs.clone());
         let (agent_pick, referrer_pick) = (agent_pick.clone(), referrer_pick.clone());
         tasks.push(tokio::spawn(async move {
             loop {
@@ -157,12 +165,15 @@ async fn main() -> anyhow::Result<()> {
                 }
                 let last = (first + batch).min(total);
                 // Each batch draws from its own stream: the same clicks whatever the writers' order.
-                let mut rng = StdRng::seed_from_u64(seed ^ first.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let mut rng =
+                    StdRng::seed_from_u64(seed ^ first.wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 let clicks: Vec<Click> = (first..last)
                     .map(|i| Click {
                         url_id,
                         user_id,
-                        at: start + (i as f64 * step) as i64 + rng.random_range(0..step.max(1.0) as i64),
+                        at: start
+                            + (i as f64 * step) as i64
+                            + rng.random_range(0..step.max(1.0) as i64),
                         short_code: Some(code.clone()),
                         original_url: Some(target.clone()),
                         referrer: refs[referrer_pick.sample(&mut rng)].clone(),
@@ -195,6 +206,9 @@ async fn main() -> anyhow::Result<()> {
         "clicks={total} stored={stored} seconds={seconds:.1} clicks_per_s={:.0}",
         stored as f64 / seconds
     );
-    anyhow::ensure!(stored == total, "only {stored} of {total} clicks were stored");
+    anyhow::ensure!(
+        stored == total,
+        "only {stored} of {total} clicks were stored"
+    );
     Ok(())
 }

@@ -204,11 +204,15 @@ stop_gitrev() {
 metric() { # metric line prefix -> value (0 when absent)
   curl -s "$BASE/metrics" | awk -v m="$1" 'index($0, m) == 1 { v = $NF } END { printf "%d\n", v + 0 }'
 }
+metric_raw() { # the value as printed (a float), 0 when absent
+  curl -s "$BASE/metrics" | awk -v m="$1" 'index($0, m) == 1 { v = $NF } END { print v + 0 }'
+}
 drain_clicks() {
   for _ in $(seq 1 300); do [ "$(metric gitrev_click_queue_depth)" = "0" ] && break; sleep 0.1; done
   sleep 1
 }
 clicks_stored() { psql "$DBURL" -Atc "SELECT COALESCE(SUM(clicks), 0) FROM url_stats"; }
+rollup_rows() { psql "$DBURL" -Atc "SELECT (SELECT count(*) FROM url_stats) + (SELECT count(*) FROM click_hours) + (SELECT count(*) FROM click_breakdowns)"; }
 
 rps() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
 requests() { awk '/requests in/ { print $1 }' "$1"; }
@@ -224,7 +228,7 @@ if needs redirect; then
   WRK="wrk -t$THREADS -c$CONNS -d${DUR}s --latency -s perf/wrk/codes.lua"
   note "Each run: \`$WRK URL\` (CODES = the seeded active codes; METHOD=HEAD for HEAD), after a 3 s warm-up of the cache; every gitrev round on a fresh data dir."
   wait_quiet redirect
-  RESULTS=$OUT/redirect.tsv # scenario round rps p99 errors others_pct pg_ticks clicks gitrev_ticks requests pg_procs served_302
+  RESULTS=$OUT/redirect.tsv # scenario round rps p99 errors others_pct pg_ticks clicks gitrev_ticks requests pg_procs served_302 batches flush_s new_rollup_rows
   SERVED='gitrev_http_requests_total{method="GET",route="/{short_code}",status="302"}'
   for round in $(seq 1 "$ROUNDS"); do
     "$CEILING_BIN" 127.0.0.1:$CEILING_PORT 2>/dev/null &
@@ -237,7 +241,7 @@ if needs redirect; then
     s0=$(cpu_snapshot)
     $WRK "http://127.0.0.1:$CEILING_PORT" > "$OUT/ceiling_r$round.txt" 2>&1
     s1=$(cpu_snapshot)
-    printf 'ceiling\t%s\t%s\t%s\t%s\t%s\t\t\t\t\t\t\n' "$round" "$(rps "$OUT/ceiling_r$round.txt")" \
+    printf 'ceiling\t%s\t%s\t%s\t%s\t%s\t\t\t\t\t\t\t\t\t\n' "$round" "$(rps "$OUT/ceiling_r$round.txt")" \
       "$(p99 "$OUT/ceiling_r$round.txt")" "$(errors "$OUT/ceiling_r$round.txt")" "$(others_pct "$s0" "$s1")" >> "$RESULTS"
     kill "$CPID"; wait "$CPID" 2>/dev/null || true; CPID=""
     METHOD=HEAD wrk -t$THREADS -c$CONNS -d3s -s perf/wrk/codes.lua "$BASE" > /dev/null # warm the cache
@@ -247,14 +251,16 @@ if needs redirect; then
       method=HEAD; [ "$kind" = get ] && method=GET
       f=$OUT/${kind}_r$round.txt
       drain_clicks
-      m0=$(metric "$SERVED"); c0=$(clicks_stored); p0=$(pg_ticks); g0=$(gitrev_ticks); s0=$(cpu_snapshot)
+      b0=$(metric gitrev_click_batch_size_count); f0=$(metric_raw gitrev_click_flush_duration_seconds_sum)
+      r0=$(rollup_rows); m0=$(metric "$SERVED"); c0=$(clicks_stored); p0=$(pg_ticks); g0=$(gitrev_ticks); s0=$(cpu_snapshot)
       METHOD=$method $WRK "$BASE" > "$f" 2>&1
       s1=$(cpu_snapshot)
       drain_clicks
       c1=$(clicks_stored); p1=$(pg_ticks); g1=$(gitrev_ticks); m1=$(metric "$SERVED")
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$round" "$(rps "$f")" "$(p99 "$f")" \
+      b1=$(metric gitrev_click_batch_size_count); f1=$(metric_raw gitrev_click_flush_duration_seconds_sum); r1=$(rollup_rows)
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$kind" "$round" "$(rps "$f")" "$(p99 "$f")" \
         "$(errors "$f")" "$(others_pct "$s0" "$s1")" "$(( ${p1% *} - ${p0% *} ))" "$((c1 - c0))" \
-        "$((g1 - g0))" "$(requests "$f")" "${p1#* }" "$((m1 - m0))" >> "$RESULTS"
+        "$((g1 - g0))" "$(requests "$f")" "${p1#* }" "$((m1 - m0))" "$((b1 - b0))" "$(python3 -c "print(f'{$f1 - $f0:.3f}')")" "$((r1 - r0))" >> "$RESULTS"
       tail -1 "$RESULTS"
     done
     echo "$round $(metric gitrev_click_queue_overflow_total) $(metric gitrev_clicks_lost_total) $(metric gitrev_clicks_url_gone_total)" >> "$OUT/accounting.txt"
@@ -280,15 +286,17 @@ print()
 print("Database and service CPU (ticks of 1/%d s from /proc/<pid>/stat; PostgreSQL = postmaster incl. reaped"
       " backends + its live children, from just before the wrk run until the click queue drained after it):" % tck)
 print()
-print("| round | run | requests | clicks stored | PG CPU s | **PG µs / click** | PG cores (over the wrk run) | gitrev CPU s | gitrev µs / request |")
-print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| round | run | requests | clicks stored | PG CPU s | **PG µs / click** | PG cores (over the wrk run) | gitrev CPU s | gitrev µs / request | click batches (mean size, mean flush ms) | new rollup rows |")
+print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for n in rounds:
     for kind in ("get", "head"):
         r = by[(kind, n)]
         pg, clicks, gt, reqs = int(r[6]) / tck, int(r[7]), int(r[8]) / tck, int(r[9])
         dur = float(r[9]) / float(r[2])
         per_click = f"**{1e6 * pg / clicks:.1f}**" if clicks else "–"
-        print(f"| {n} | {kind.upper()} | {reqs:,} | {clicks:,} | {pg:.2f} | {per_click} | {pg / dur:.2f} | {gt:.2f} | {1e6 * gt / reqs:.1f} |")
+        nb, fs = int(r[12]), float(r[13])
+        batches = f"{nb:,} ({clicks / nb:.0f}, {1000 * fs / nb:.1f})" if nb else "0"
+        print(f"| {n} | {kind.upper()} | {reqs:,} | {clicks:,} | {pg:.2f} | {per_click} | {pg / dur:.2f} | {gt:.2f} | {1e6 * gt / reqs:.1f} | {batches} | {int(r[14]):,} |")
 print()
 for n, overflow, lost, gone in acct:
     g = by[("get", n)]
@@ -407,7 +415,7 @@ for name, path in paths:
 EOF
   # One day of the CSV export, streamed.
   day=$(date -u -d "2 days ago" +%Y-%m-%d)
-  csv_cmd="curl -s -o /dev/null -w '%{http_code} %{size_download} %{time_starttransfer} %{time_total}' '$BASE/urls/$URL_ID/clicks.csv?from=${day}T00:00:00&to=${day}T23:59:59'"
+  csv_cmd="curl -s -o /dev/null -w '%{http_code} %{size_download} %{time_starttransfer} %{time_total}\\n' '$BASE/urls/$URL_ID/clicks.csv?from=${day}T00:00:00&to=${day}T23:59:59'"
   read -r code size ttfb total_s < <(eval "$csv_cmd")
   rows=$(psql "$DBURL" -Atc "SELECT count(*) FROM clicks WHERE at >= '$day' AND at < date '$day' + 1")
   note ""
