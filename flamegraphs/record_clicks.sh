@@ -8,7 +8,9 @@
 #     -> flamegraphs/redirect_clicks.svg          the gitrev process (dwarf call graphs)
 #        flamegraphs/redirect_clicks_system.svg   the whole machine (wrk, gitrev, PostgreSQL)
 #        flamegraphs/redirect_clicks_system.txt   share of samples per process name
-#        flamegraphs/redirect_clicks_postgres.txt the PostgreSQL backends' hottest functions
+#        flamegraphs/redirect_clicks_postgres.txt the PostgreSQL processes' hottest functions
+#        flamegraphs/redirect_clicks_gitrev.txt   the same for gitrev's threads (whole-machine recording)
+#   FOLDED_OUT=/tmp/system.folded flamegraphs/record_clicks.sh  # also keeps the folded stacks
 #   GITREV_BIN=/path/gitrev flamegraphs/record_clicks.sh   # a binary built elsewhere; nothing is built
 #
 # Needs: perf (linux-perf), wrk, inferno (`cargo install inferno`).
@@ -59,7 +61,13 @@ wpid=$!
 sleep 1
 perf record -a -e cpu-clock -F 499 -g -o "$DATA/system.data" -- sleep "$DUR" 2> /dev/null
 wait $wpid
-perf script -i "$DATA/system.data" 2>/dev/null | inferno-collapse-perf > "$DATA/system.folded"
+perf script -F +pid -i "$DATA/system.data" 2>/dev/null > "$DATA/system.script"
+inferno-collapse-perf < "$DATA/system.script" > "$DATA/system.folded"
+# With pids, to pick this cluster's PostgreSQL (others' may run on the same machine) and this gitrev.
+inferno-collapse-perf --pid < "$DATA/system.script" > "$DATA/system_pid.folded"
+PM=$(head -1 "$DATA/pg/postmaster.pid")
+OURPG=$(awk -v pm="$PM" '{ sub(/^.*\) /, ""); if ($2 == pm) print FILENAME }' /proc/[0-9]*/stat 2>/dev/null | cut -d/ -f3 | tr '\n' ' ')
+OURPG="$PM $OURPG"
 inferno-flamegraph --title "whole machine, GET /{code} with clicks, wrk -t$THREADS -c$CONNS ($(awk '/Requests\/sec/ {print $2}' "$DATA/system.wrk") req/s under sampling)" \
   < "$DATA/system.folded" > flamegraphs/redirect_clicks_system.svg
 echo flamegraphs/redirect_clicks_system.svg
@@ -68,14 +76,33 @@ echo flamegraphs/redirect_clicks_system.svg
   awk '{ n = $NF; split($1, f, ";"); c[f[1]] += n; t += n } END { for (k in c) printf "%5.1f%% %s\n", 100 * c[k] / t, k }' \
     "$DATA/system.folded" | sort -rn | head -10
 } | tee flamegraphs/redirect_clicks_system.txt
-# PostgreSQL's own time by function (self time, leaf frames of the postgres processes).
-{
-  echo "# postgres processes: share of their samples by leaf function (self time), same recording"
-  awk '{ n = $NF; split($1, f, ";"); if (f[1] ~ /^postgres/) { k = f[length(f)]; c[k] += n; t += n } }
-       END { for (k in c) printf "%5.1f%% %s\n", 100 * c[k] / t, k }' "$DATA/system.folded" | sort -rn | head -25
-  echo "# postgres processes: share of their samples by the frame under the process name (inclusive)"
-  awk '{ n = $NF; split($1, f, ";"); if (f[1] ~ /^postgres/) { k = (length(f) > 1 ? f[2] : "?") ";" (length(f) > 2 ? f[3] : ""); c[k] += n; t += n } }
-       END { for (k in c) printf "%5.1f%% %s\n", 100 * c[k] / t, k }' "$DATA/system.folded" | sort -rn | head -12
-} > flamegraphs/redirect_clicks_postgres.txt
+# Per process: the functions on the most sampled stacks (inclusive: a sample counts once for every
+# function on its stack) and the hottest leaves (self time), from the same recording.
+top_functions() { # "pid pid ..." title
+  python3 - "$DATA/system_pid.folded" "$1" "$2" <<'PY'
+import collections, re, sys
+path, pids, title = sys.argv[1], set(sys.argv[2].split()), sys.argv[3]
+incl, leaf, total = collections.Counter(), collections.Counter(), 0
+for line in open(path):
+    stack, _, n = line.rstrip("\n").rpartition(" ")
+    frames = stack.split(";")
+    if frames[0].rpartition("-")[2].split("/")[0] not in pids:
+        continue
+    n = int(n)
+    total += n
+    for f in set(frames[1:]):
+        incl[f] += n
+    leaf[frames[-1]] += n
+print(f"# {title}: {total} (sample weight)")
+print("## inclusive (share of these samples with the function on the stack)")
+for f, n in incl.most_common(45):
+    print(f"{100 * n / total:5.1f}% {f}")
+print("## self (leaf function)")
+for f, n in leaf.most_common(20):
+    print(f"{100 * n / total:5.1f}% {f}")
+PY
+}
+top_functions "$OURPG" "this gitrev's PostgreSQL (postmaster $PM and its children)" > flamegraphs/redirect_clicks_postgres.txt
+top_functions "$GPID" "the gitrev process ($GPID)" > flamegraphs/redirect_clicks_gitrev.txt
 cp "$DATA/system.folded" "${FOLDED_OUT:-/dev/null}" 2>/dev/null || true
-echo flamegraphs/redirect_clicks_postgres.txt
+echo flamegraphs/redirect_clicks_postgres.txt flamegraphs/redirect_clicks_gitrev.txt
