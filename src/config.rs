@@ -269,14 +269,14 @@ pub struct Settings {
 
     /// Most clicks per write (one transaction: the rows by COPY and the rollups of the urls they
     /// touch, so larger batches cost the database less per click).
-    #[arg(long, env = "GITREV_CLICK_BATCH", default_value_t = 20_000, global = true,
+    #[arg(long, env = "GITREV_CLICK_BATCH", default_value_t = 50_000, global = true,
           value_parser = at_least::<usize>(1))]
     pub click_batch: usize,
 
     /// Longest a click waits before its batch is written, in milliseconds. Each batch upserts
     /// the rollup rows of every url it touches, so a longer wait (a larger batch) costs the
     /// database less per click; stats lag by at most this much.
-    #[arg(long, env = "GITREV_CLICK_FLUSH_MS", default_value_t = 250, global = true,
+    #[arg(long, env = "GITREV_CLICK_FLUSH_MS", default_value_t = 1_000, global = true,
           value_parser = at_least::<u64>(1))]
     pub click_flush_ms: u64,
 
