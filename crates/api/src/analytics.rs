@@ -192,12 +192,7 @@ pub async fn timeseries(state: &AppState, id: i64, query: Option<&str>) -> Handl
 pub async fn breakdown(state: &AppState, id: i64, query: Option<&str>) -> HandlerResult {
     let mut query = Query::parse(query);
     let by = query.string("by");
-    let (by, dimension) = match by.as_deref().and_then(|b| {
-        clicks::DIMENSIONS
-            .iter()
-            .find(|(name, _)| *name == b)
-            .copied()
-    }) {
+    let (by, dimension) = match by.as_deref().and_then(clicks::dimension) {
         Some(found) => found,
         None => {
             return Err(ApiError::Validation(vec![(

@@ -789,6 +789,21 @@ async fn write_batch(
             });
         }
     }
+    let written = write_in(&tx, statements, clicks, links, contexts, counting).await?;
+    tx.commit().await?;
+    Ok(written)
+}
+
+/// Within the caller's transaction: locks the batch's urls against deletion, copies the rows
+/// (a redirect's click of a url that is gone left out) and upserts the rollups of the live urls.
+async fn write_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    statements: &BatchStatements,
+    clicks: &[Click],
+    links: &[i32],
+    contexts: &[(i32, Arc<Classified>)],
+    counting: Counting,
+) -> Result<Written, tokio_postgres::Error> {
     let mut url_ids: Vec<i64> = clicks.iter().map(|c| c.url_id).collect();
     url_ids.sort_unstable();
     url_ids.dedup();
@@ -799,9 +814,8 @@ async fn write_batch(
         .map(|r| r.get(0))
         .collect();
     let prepared = Prepared::new(clicks, links, contexts, &live);
-    copy_rows(&tx, prepared.rows.iter()).await?;
-    write_rollup(&tx, &statements.rollup, &prepared.rollup, counting).await?;
-    tx.commit().await?;
+    copy_rows(tx, prepared.rows.iter()).await?;
+    write_rollup(tx, &statements.rollup, &prepared.rollup, counting).await?;
     Ok(Written {
         stored: prepared.rows.len() as u64,
         dropped: prepared.dropped,
@@ -868,15 +882,6 @@ impl Prepared {
             );
         }
         prepared
-    }
-
-    /// Rows to copy, and rollup rows to upsert.
-    pub fn sizes(&self) -> (usize, usize) {
-        let r = &self.rollup;
-        (
-            self.rows.len(),
-            r.stats.len() + r.hours.len() + r.breakdowns.len(),
-        )
     }
 }
 
@@ -1036,9 +1041,9 @@ pub struct Pruned {
     pub bytes: i64,
 }
 
-/// A click's rollup value as the API names it, and back.
-pub fn dimension_code(by: &str) -> Option<i8> {
-    DIMENSIONS.iter().find(|(name, _)| *name == by).map(|d| d.1)
+/// A breakdown dimension by the name the API gives it: that name and its stored code.
+pub fn dimension(by: &str) -> Option<(&'static str, i8)> {
+    DIMENSIONS.iter().find(|(name, _)| *name == by).copied()
 }
 
 /// One row of `clicks.csv`.
@@ -1079,10 +1084,6 @@ impl Store {
         (self.click_retention_days > 0).then(|| {
             chrono::Utc::now().naive_utc() - Span::days(i64::from(self.click_retention_days))
         })
-    }
-
-    pub fn click_retention_days(&self) -> u32 {
-        self.click_retention_days
     }
 
     /// Makes the partitions from yesterday to `ahead` days from now, and, with a retention,
@@ -1194,8 +1195,7 @@ impl Store {
             .collect();
         ensure_partitions(&*client, &days.into_iter().collect::<Vec<_>>()).await?;
         let (links, contexts) = self.dictionaries.resolve(client, &clicks).await?;
-        let live_stmt = client.prepare(LIVE_URLS).await?;
-        let rollup_stmt = client.prepare(ROLLUP).await?;
+        let statements = BatchStatements::prepare(client).await?;
         let ids: Vec<i64> = clicks.iter().filter_map(Click::id).collect();
         let tx = client.transaction().await?;
         let deleted: HashSet<i64> = tx
@@ -1207,16 +1207,6 @@ impl Store {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        let live: HashSet<i64> = {
-            let mut url_ids: Vec<i64> = clicks.iter().map(|c| c.url_id).collect();
-            url_ids.sort_unstable();
-            url_ids.dedup();
-            tx.query(&live_stmt, &[&url_ids])
-                .await?
-                .iter()
-                .map(|r| r.get(0))
-                .collect()
-        };
         // Only the rows this transaction deleted (another mover may have taken the rest).
         let mut kept = (Vec::new(), Vec::new(), Vec::new());
         for (i, click) in clicks.iter().enumerate() {
@@ -1227,11 +1217,10 @@ impl Store {
             }
         }
         // Every moved click has an id (its `extra`), so it is stored whether its url lives or not.
-        let prepared = Prepared::new(&kept.0, &kept.1, &kept.2, &live);
-        copy_rows(&tx, prepared.rows.iter()).await?;
-        write_rollup(&tx, &rollup_stmt, &prepared.rollup, Counting::Moved).await?;
+        let written =
+            write_in(&tx, &statements, &kept.0, &kept.1, &kept.2, Counting::Moved).await?;
         tx.commit().await?;
-        Ok(prepared.rows.len() as u64)
+        Ok(written.stored)
     }
 
     /// Clicks per bucket (`hourly` or daily) from the bucket holding `from` to the one holding

@@ -269,8 +269,7 @@ pub async fn import_events(
     .await?;
     sequences::fix(client, &["events"]).await?;
     report.written += others.written;
-    report.errors.extend(others.errors);
-    report.errors.sort_by_key(|e| e.line);
+    report.absorb(others.errors);
     Ok(report)
 }
 
