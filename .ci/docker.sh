@@ -247,16 +247,21 @@ phase "base images"
 
 # ---- 4. The image ---------------------------------------------------------------------------------
 # The build uses the host's network (this daemon has no bridge) to fetch crates from crates.io.
-say "docker build (release profile: fat LTO; log in $work/build.log while it runs)"
+# CI checks that the image builds and works, not how fast its binary is: the `ci-image` profile
+# (no LTO, parallel codegen) builds in about half the time of `release` (measured cold, 2 cores:
+# 94 s against 183 s). The image users build keeps the Dockerfile's default, `release`.
+profile=${GITREV_IMAGE_PROFILE:-ci-image}
+say "docker build (profile $profile; log in $work/build.log while it runs)"
 if ! $docker build --network host --progress plain \
   --build-arg BUILDER_IMAGE="$builder_tag" --build-arg RUNTIME_IMAGE="$runtime_tag" \
+  --build-arg PROFILE="$profile" \
   -t "$image" . > "$work/build.log" 2>&1; then
   tail -60 "$work/build.log"
   die "docker build"
 fi
 grep -o 'transferring context: .*' "$work/build.log" | tail -1 | sed 's/^/docker.sh: build context: /' || true
-if grep -q 'Finished .release' "$work/build.log"; then
-  grep -o 'Finished .release.*' "$work/build.log" | sed 's/^/docker.sh: cargo: /'
+if grep -q "Finished .$profile" "$work/build.log"; then
+  grep -o "Finished .$profile.*" "$work/build.log" | sed 's/^/docker.sh: cargo: /'
 else
   say "cargo: the build stage was cached (same sources, same base image)"
 fi
