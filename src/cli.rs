@@ -1,5 +1,5 @@
-//! The command line: `serve` (the default), `migrate`, `seed`, `fix-sequences`, `check-schema`
-//! and `reset`. Each finds its database the same way: `DATABASE_URL`, or the embedded cluster in
+//! The command line: `serve` (the default), `migrate`, `seed`, `fix-sequences`, `check-schema`,
+//! `keys` and `reset`. Each finds its database the same way: `DATABASE_URL`, or the embedded cluster in
 //! the data directory.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use gitrev_core::retry::{self, Retryable};
 use gitrev_embedded::EmbeddedPostgres;
 use gitrev_links::snapshot;
+use gitrev_store::keys::Scope;
 use gitrev_store::seed::{self, SeedReport, SeedSource};
 use gitrev_store::{migrate, schema, sequences, Store, StoreError};
 use gitrev_telemetry as telemetry;
@@ -57,6 +58,11 @@ pub enum Command {
     },
     /// Compare the live schema with the migrations; exit non-zero naming every drift.
     CheckSchema,
+    /// API keys: make one (printed once, never again), list them, revoke one.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Empty every table and reload the seed set (refused in production).
     Reset {
         #[arg(long)]
@@ -79,6 +85,24 @@ pub enum Command {
         #[arg(long)]
         ready: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Make a key and print it (only its digest is stored: it cannot be shown again).
+    Create {
+        /// What the key is for (1 to 100 characters), shown in lists.
+        #[arg(long)]
+        name: String,
+        /// read (every GET), write (also changes to users, urls, events) or admin (also keys and
+        /// bulk imports).
+        #[arg(long, value_parser = ["read", "write", "admin"])]
+        scope: String,
+    },
+    /// List the keys not revoked (id, prefix, scope, name, created, last used).
+    List,
+    /// Revoke a key: it stops working on every replica at once.
+    Revoke { id: i64 },
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -235,6 +259,10 @@ async fn run_on(
                 Ok(ExitCode::FAILURE)
             }
         }
+        Command::Keys { action } => {
+            run_migrations(&store).await?;
+            keys_command(&store, action).await
+        }
         Command::Healthcheck { .. } | Command::Settings { .. } => {
             unreachable!("answered before opening the database")
         }
@@ -250,6 +278,46 @@ async fn run_on(
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn keys_command(store: &Store, action: KeysAction) -> anyhow::Result<ExitCode> {
+    match action {
+        KeysAction::Create { name, scope } => {
+            let name = name.trim();
+            if name.is_empty() || name.chars().count() > 100 {
+                bail!("--name must be 1 to 100 characters");
+            }
+            let scope = Scope::parse(&scope).context("--scope must be read, write or admin")?;
+            let (key, secret) = store.create_key(name, scope).await?;
+            eprintln!(
+                "key {} ({}, scope {}) made; it is shown once, below, and cannot be shown again:",
+                key.id, key.prefix, key.scope
+            );
+            println!("{}", secret.expose());
+        }
+        KeysAction::List => {
+            println!("id\tprefix\tscope\tname\tcreated_at\tlast_used_at");
+            for key in store.list_keys().await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    key.id,
+                    key.prefix,
+                    key.scope,
+                    key.name,
+                    key.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                    key.last_used_at.map_or("-".to_owned(), |t| t
+                        .format("%Y-%m-%dT%H:%M:%SZ")
+                        .to_string())
+                );
+            }
+        }
+        KeysAction::Revoke { id } => match store.revoke_key(id).await {
+            Ok(()) => println!("key {id} revoked"),
+            Err(StoreError::NotFound(_)) => bail!("no key {id} (or it was already revoked)"),
+            Err(err) => return Err(err.into()),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// How long a command waits for a database that is still coming up.
@@ -394,6 +462,17 @@ async fn serve(settings: &Settings, store: Store, url: &str) -> anyhow::Result<E
             "demo data loaded"
         );
     }
+    if migrated
+        && settings.environment == Environment::Production
+        && settings.api_token.is_none()
+        && store.list_keys().await?.is_empty()
+    {
+        bail!(
+            "refusing to serve in production with no API key: anyone could use the API. Make an \
+             admin key with `gitrev keys create --name NAME --scope admin` (against this same \
+             database), or set GITREV_API_TOKEN to a token from your secret store"
+        );
+    }
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
@@ -471,10 +550,21 @@ async fn healthcheck(listen: std::net::SocketAddr, path: &str) -> anyhow::Result
     }
 }
 
+/// The ready file holds the database URL, password included: readable by this user alone (0600),
+/// from its creation on (never a moment world-readable).
 fn write_ready_file(path: &Path, listen: &str, database_url: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
     let body = serde_json::json!({"listen": listen, "database_url": database_url});
-    std::fs::write(&tmp, body.to_string()).with_context(|| format!("writing {}", tmp.display()))?;
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut file| file.write_all(body.to_string().as_bytes()))
+        .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

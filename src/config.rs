@@ -212,9 +212,9 @@ pub struct Settings {
           global = true, value_parser = at_least::<usize>(1))]
     pub max_connections: usize,
 
-    /// When set (16+ visible ASCII characters), every POST/PUT/PATCH/DELETE needs
-    /// `authorization: Bearer <token>` (401 otherwise); reads and redirects stay open. Never
-    /// logged.
+    /// An admin API key from your secret store (16+ visible ASCII characters): when set, the API
+    /// needs a key (`authorization: Bearer <key>`; 401 otherwise), as it does once any key exists
+    /// (`gitrev keys create`). Redirects, /health, /ready, /metrics stay open. Never logged.
     #[arg(long, env = "GITREV_API_TOKEN", global = true, hide_env_values = true,
           value_parser = named(api_token as Parse<Secret>))]
     pub api_token: Option<Secret>,

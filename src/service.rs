@@ -14,11 +14,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gitrev_api::auth::ApiToken;
 use gitrev_api::{AppState, Writers};
 use gitrev_http::server;
 use gitrev_links::batch::{ClickQueue, GroupWriter};
 use gitrev_links::cache::{self, LinkCache};
+use gitrev_links::keys::Keyring;
 use gitrev_links::snapshot;
 use gitrev_store::{Store, StoreError};
 use gitrev_telemetry::Metrics;
@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::config::Settings;
+use crate::config::{Environment, Settings};
 
 /// Concurrent writers per grouped insert (POST /users, /urls, /events): two let one group gather
 /// while the previous one is in flight.
@@ -58,6 +58,12 @@ pub async fn run(
     // Every background task of the service, owned here: joined at stop, aborted if it overruns
     // its bound (and on any early return, by the set's drop).
     let mut background = JoinSet::new();
+    let keyring = Keyring::new(
+        store.clone(),
+        settings.api_token.as_ref().map(|token| token.expose()),
+        settings.environment == Environment::Production,
+    );
+    background.spawn(record_key_uses(keyring.clone(), stop_rx.clone()));
     let (listening_tx, mut listening_rx) = watch::channel(false);
     background.spawn(cache::listen(
         store.side_config(),
@@ -66,6 +72,7 @@ pub async fn run(
             answer: store.deadline(),
         },
         links.clone(),
+        Some(keyring.clone()),
         stop_rx.clone(),
         listening_tx,
     ));
@@ -171,10 +178,7 @@ pub async fn run(
     let state = Arc::new(AppState {
         redirect_status: StatusCode::from_u16(settings.redirect_status)
             .expect("validated at start"),
-        api_token: settings
-            .api_token
-            .as_ref()
-            .map(|token| ApiToken::new(token.expose())),
+        keyring,
         settings: settings.api_settings(),
         store,
         metrics,
@@ -219,6 +223,28 @@ pub async fn run(
     }
     info!("service stopped");
     Ok(())
+}
+
+/// How often the last uses of API keys are written (one statement for all of them).
+const KEY_USES_EVERY: Duration = Duration::from_secs(10);
+
+/// Writes when each API key was last used, every [`KEY_USES_EVERY`] and once more at stop: a
+/// keyed request never waits on the database for it.
+async fn record_key_uses(keyring: Keyring, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(KEY_USES_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.changed() => true,
+        };
+        if let Err(err) = keyring.flush_used().await {
+            warn!(error = %err, "could not record when API keys were last used; retrying later");
+        }
+        if stopping {
+            return;
+        }
+    }
 }
 
 /// Days of click partitions made ahead of need.

@@ -8,8 +8,8 @@ use serde_json::json;
 use tokio::io::AsyncWriteExt;
 
 use crate::harness::{
-    assert_error, client, count_rows, fresh_database, id_of, read_raw_reply, read_reply,
-    read_to_close, server, start_server_on, unique_email, unique_original_url,
+    assert_error, client, client_with_key, count_rows, fresh_database, id_of, read_raw_reply,
+    read_reply, read_to_close, server, start_server_on, unique_email, unique_original_url,
 };
 
 /// Long enough for any answer on a loaded CI machine; a limit under test is far shorter.
@@ -142,7 +142,7 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
 const TOKEN: &str = "test-token-7d1f0c9a2b";
 
 #[tokio::test]
-async fn writes_need_the_api_token_when_one_is_set() {
+async fn the_api_token_is_an_admin_key_and_the_api_needs_it() {
     let url = fresh_database("token").await;
     let srv = start_server_on(&url, &[("GITREV_API_TOKEN", TOKEN)]);
     let c = client();
@@ -183,10 +183,20 @@ async fn writes_need_the_api_token_when_one_is_set() {
     .await
     .expect(201, "POST /urls with the token");
 
-    // Reads and redirects stay open; every other write method is guarded too.
-    srv.get(&c, &format!("/users/{id}"))
+    // Reads need it too (the token is an admin key); redirects stay open; every other write
+    // method is guarded.
+    assert_error(
+        &srv.get(&c, &format!("/users/{id}")).await,
+        401,
+        "unauthorized",
+    );
+    let keyed = client_with_key(TOKEN);
+    srv.get(&keyed, &format!("/users/{id}"))
         .await
-        .expect(200, "GET without a token");
+        .expect(200, "GET with the token");
+    srv.get(&keyed, "/keys")
+        .await
+        .expect(200, "the token is an admin key");
     let code = url_row.json["short_code"]
         .as_str()
         .expect("a code")
@@ -208,7 +218,7 @@ async fn writes_need_the_api_token_when_one_is_set() {
         )
         .await;
     assert_error(&event, 401, "unauthorized");
-    srv.get(&c, &format!("/users/{id}"))
+    srv.get(&keyed, &format!("/users/{id}"))
         .await
         .expect(200, "the user is still there");
 }

@@ -16,6 +16,7 @@ mod events;
 mod grouping;
 mod health;
 mod hotpaths;
+mod keys;
 mod lifecycle;
 mod limits;
 mod openapi;

@@ -1,8 +1,8 @@
 //! The OpenAPI description (`openapi.json`, served at `GET /openapi.json`) promises nothing the
 //! server never does: every status it lists for every operation is driven here by one request that
 //! gets exactly that status, and no request here gets a status the document does not list for its
-//! operation. 401, 408 and 413 come from a server with an API token and small limits, 503s from one
-//! whose database was renamed away.
+//! operation. 401, 403, the keys' answers, 408 and 413 come from a server with an API token and
+//! small limits, 503s from one whose database was renamed away.
 //!
 //! Whether each answer's body, headers and content type match the document is Schemathesis's check
 //! (`.ci/schemathesis.sh`, run by CI against a live server), not this module's.
@@ -16,9 +16,9 @@ use reqwest::{Client, Method};
 use serde_json::{json, Value};
 
 use crate::harness::{
-    client, connect, database_name, fresh_database, id_of, is_timestamp, rename_database, server,
-    start_server_on, str_of, unique, unique_email, unique_original_url, with_database, Reply,
-    TestServer, MISSING_ID,
+    client, client_with_key, connect, database_name, fresh_database, id_of, is_timestamp,
+    rename_database, server, start_server_on, str_of, unique, unique_email, unique_original_url,
+    with_database, Reply, TestServer, MISSING_ID,
 };
 
 const METHODS: [&str; 6] = ["get", "head", "post", "put", "patch", "delete"];
@@ -118,7 +118,7 @@ async fn every_documented_status_is_produced_and_nothing_else() {
 
     let mut produced = BTreeSet::new();
     answered(&mut produced).await;
-    guarded(&mut produced).await;
+    guarded(&doc, &mut produced).await;
     unavailable(&mut produced).await;
 
     let documented = documented(&doc);
@@ -439,7 +439,7 @@ async fn answered(produced: &mut BTreeSet<Answer>) {
 }
 
 /// The writes, each with the path it is sent to and the content type of its body (`None`: no body).
-const WRITES: [(&str, &str, &str, Option<&str>); 10] = [
+const WRITES: [(&str, &str, &str, Option<&str>); 11] = [
     ("/users", "POST", "/users", Some("application/json")),
     ("/users/bulk", "POST", "/users/bulk", Some("text/csv")),
     ("/users/{id}", "PUT", "/users/1", Some("application/json")),
@@ -450,11 +450,28 @@ const WRITES: [(&str, &str, &str, Option<&str>); 10] = [
     ("/urls/{id}", "PATCH", "/urls/1", Some("application/json")),
     ("/urls/{id}", "DELETE", "/urls/1", None),
     ("/events", "POST", "/events", Some("application/json")),
+    ("/keys", "POST", "/keys", Some("application/json")),
 ];
 
-/// Every write on a server with `GITREV_API_TOKEN` and small limits: 401 without the token; with it,
-/// 408 for a body that never arrives and 413 for one over the limit.
-async fn guarded(produced: &mut BTreeSet<Answer>) {
+/// Every (template, method) whose documented answers include `status`.
+fn operations_answering(doc: &Value, status: u16) -> Vec<(String, Method)> {
+    documented(doc)
+        .into_iter()
+        .filter(|(_, _, s)| *s == status)
+        .map(|(template, method, _)| {
+            let method =
+                Method::from_bytes(method.to_ascii_uppercase().as_bytes()).expect("a method");
+            (template, method)
+        })
+        .collect()
+}
+
+/// On a server with `GITREV_API_TOKEN` and small limits: every operation the document says needs
+/// a key answers 401 without one, and every one that needs more than `read` answers 403 with a
+/// read key (both driven from the document itself, so a new operation cannot be left out); the
+/// keys' own answers; and with the token, 408 for a body that never arrives and 413 for one over
+/// the limit.
+async fn guarded(doc: &Value, produced: &mut BTreeSet<Answer>) {
     const TOKEN: &str = "openapi-token-4b1e9d";
     const LIMIT: usize = 1024;
     let url = fresh_database("oas401").await;
@@ -468,6 +485,54 @@ async fn guarded(produced: &mut BTreeSet<Answer>) {
             ("GITREV_MAX_UPLOAD_BYTES", &limit),
         ],
     );
+    let at = |template: &str| template.replace("{id}", "1");
+    let mut d = Driver {
+        srv: &srv,
+        c: client(),
+        produced: &mut *produced,
+    };
+    for (template, method) in operations_answering(doc, 401) {
+        d.call(&template, method, &at(&template), None, 401).await;
+    }
+
+    let mut d = Driver {
+        srv: &srv,
+        c: client_with_key(TOKEN),
+        produced: &mut *produced,
+    };
+    let (get, post, delete) = (Method::GET, Method::POST, Method::DELETE);
+    d.call("/keys", get, "/keys", None, 200).await;
+    let new_key = |scope: &str| json_body(json!({"name": unique("key"), "scope": scope}));
+    let reader = d
+        .call("/keys", post.clone(), "/keys", new_key("read"), 201)
+        .await;
+    let reader = str_of(&reader.json, "key").to_owned();
+    let gone = d
+        .call("/keys", post.clone(), "/keys", new_key("write"), 201)
+        .await;
+    let gone = format!("/keys/{}", id_of(&gone.json));
+    d.call("/keys/{id}", delete.clone(), &gone, None, 204).await;
+    d.call("/keys/{id}", delete, &gone, None, 404).await;
+    d.call(
+        "/keys",
+        post.clone(),
+        "/keys",
+        raw_body("text/plain", b"hello"),
+        400,
+    )
+    .await;
+    d.call("/keys", post.clone(), "/keys", new_key("root"), 422)
+        .await;
+
+    let mut d = Driver {
+        srv: &srv,
+        c: client_with_key(&reader),
+        produced: &mut *produced,
+    };
+    for (template, method) in operations_answering(doc, 403) {
+        d.call(&template, method, &at(&template), None, 403).await;
+    }
+
     let mut d = Driver {
         srv: &srv,
         c: client(),
@@ -475,8 +540,6 @@ async fn guarded(produced: &mut BTreeSet<Answer>) {
     };
     for (template, method, path, content_type) in WRITES {
         let method = Method::from_bytes(method.as_bytes()).expect("a method");
-        let body = content_type.map(|ct| (ct, b"{}".to_vec()));
-        d.call(template, method.clone(), path, body, 401).await;
         let Some(content_type) = content_type else {
             continue;
         };
@@ -630,6 +693,14 @@ async fn unavailable(produced: &mut BTreeSet<Answer>) {
             format!("/events/{event}"),
             None,
         ),
+        ("/keys", Method::GET, "/keys".into(), None),
+        (
+            "/keys",
+            Method::POST,
+            "/keys".into(),
+            json_body(json!({"name": "k", "scope": "read"})),
+        ),
+        ("/keys/{id}", Method::DELETE, "/keys/1".into(), None),
         // Not cached (never redirected): the lookup needs the database.
         ("/{short_code}", Method::GET, format!("/{code}"), None),
         (

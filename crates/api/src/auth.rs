@@ -1,45 +1,60 @@
-//! The optional bearer token for writes (`GITREV_API_TOKEN`).
+//! Who may do what: the scope each route and method needs, checked in one place
+//! ([`crate::dispatch`]) against the replica's keyring (`gitrev_links::keys`).
 //!
-//! Only digests are compared, and in constant time: how long a wrong guess takes says nothing
-//! about how much of it was right, nor (since both sides are hashed to 32 bytes first) how long the
-//! token is. The token itself is kept only as its digest and never reaches a log line.
+//! Public whatever the keys: the redirect, `/health`, `/ready`, `/metrics` and `/openapi.json`
+//! (and paths that are no route: 404). Every GET of the API needs `read`; every change to users,
+//! urls and events `write`; the keys and `POST /users/bulk` `admin`. Without a valid key: 401 with
+//! `www-authenticate: Bearer`; a valid key without the scope: 403.
 
+use gitrev_http::router::Route;
+use gitrev_links::keys::Access;
+use gitrev_store::keys::Scope;
 use hyper::header::AUTHORIZATION;
-use hyper::HeaderMap;
-use sha2::{Digest, Sha256};
+use hyper::{HeaderMap, Method};
 
-/// The expected token, as its SHA-256 digest.
-pub struct ApiToken {
-    digest: [u8; 32],
-}
+use crate::error::ApiError;
+use crate::AppState;
 
-impl ApiToken {
-    pub fn new(token: &str) -> ApiToken {
-        ApiToken {
-            digest: Sha256::digest(token.as_bytes()).into(),
-        }
-    }
-
-    /// Whether `headers` carry `authorization: Bearer <the token>` (the scheme in any case).
-    pub fn admits(&self, headers: &HeaderMap) -> bool {
-        let Some(value) = headers.get(AUTHORIZATION) else {
-            return false;
-        };
-        let Some((scheme, presented)) = value.as_bytes().split_first_chunk::<7>() else {
-            return false;
-        };
-        if !scheme.eq_ignore_ascii_case(b"bearer ") {
-            return false;
-        }
-        let presented: [u8; 32] = Sha256::digest(presented.trim_ascii()).into();
-        constant_time_eq(&presented, &self.digest)
+/// The scope a request needs; `None` when it is public. `method` is GET for a HEAD.
+pub fn scope_needed(route: Route<'_>, method: &Method) -> Option<Scope> {
+    match route {
+        Route::Redirect(_)
+        | Route::Health
+        | Route::Ready
+        | Route::Metrics
+        | Route::OpenApi
+        | Route::NotFound => None,
+        Route::Keys | Route::Key(_) | Route::UsersBulk => Some(Scope::Admin),
+        _ if *method == Method::GET => Some(Scope::Read),
+        _ => Some(Scope::Write),
     }
 }
 
-/// Compares every byte whatever the first difference, so the time taken does not depend on it.
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(difference) == 0
+/// The credential of `authorization: Bearer <key>` (the scheme in any letter case).
+pub fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(AUTHORIZATION)?.as_bytes();
+    let (scheme, presented) = value.split_first_chunk::<7>()?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| presented.trim_ascii())
+}
+
+/// Lets the request through, or answers 401/403 (503 when the keys cannot be read).
+pub async fn authorize(
+    state: &AppState,
+    route: Route<'_>,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let Some(needed) = scope_needed(route, method) else {
+        return Ok(());
+    };
+    match state.keyring.check(bearer(headers)).await? {
+        Access::Open => Ok(()),
+        Access::Granted(grant) if grant.scope >= needed => Ok(()),
+        Access::Granted(_) => Err(ApiError::Forbidden(needed)),
+        Access::Denied => Err(ApiError::Unauthorized),
+    }
 }
 
 #[cfg(test)]
@@ -57,32 +72,40 @@ mod tests {
     }
 
     #[test]
-    fn only_the_right_bearer_token_is_admitted() {
-        let token = ApiToken::new("s3cret-token-0123456789");
-        assert!(token.admits(&with_authorization("Bearer s3cret-token-0123456789")));
-        assert!(token.admits(&with_authorization("bearer s3cret-token-0123456789")));
-        for wrong in [
-            "Bearer s3cret-token-012345678",
-            "Bearer s3cret-token-01234567890",
-            "Bearer ",
-            "Bearer",
-            "Basic czNjcmV0LXRva2VuLTAxMjM0NTY3ODk=",
-            "s3cret-token-0123456789",
-            "Token s3cret-token-0123456789",
+    fn only_a_bearer_credential_is_taken() {
+        for (header, expected) in [
+            ("Bearer gk_abc", Some(&b"gk_abc"[..])),
+            ("bearer gk_abc ", Some(&b"gk_abc"[..])),
+            ("BEARER gk_abc", Some(&b"gk_abc"[..])),
+            ("Bearer ", Some(&b""[..])),
+            ("Bearer", None),
+            ("Basic Z2tfYWJj", None),
+            ("gk_abc", None),
         ] {
-            assert!(!token.admits(&with_authorization(wrong)), "{wrong:?}");
+            assert_eq!(bearer(&with_authorization(header)), expected, "{header:?}");
         }
-        assert!(!token.admits(&HeaderMap::new()), "no header at all");
+        assert_eq!(bearer(&HeaderMap::new()), None);
     }
 
     #[test]
-    fn equal_digests_compare_equal_and_any_one_byte_differs() {
-        let a = [7u8; 32];
-        assert!(constant_time_eq(&a, &a));
-        for i in 0..32 {
-            let mut b = a;
-            b[i] ^= 1;
-            assert!(!constant_time_eq(&a, &b), "byte {i}");
-        }
+    fn scopes_follow_the_route_and_the_method() {
+        assert_eq!(scope_needed(Route::Redirect("abc"), &Method::GET), None);
+        assert_eq!(scope_needed(Route::Health, &Method::GET), None);
+        assert_eq!(scope_needed(Route::NotFound, &Method::POST), None);
+        assert_eq!(scope_needed(Route::Urls, &Method::GET), Some(Scope::Read));
+        assert_eq!(scope_needed(Route::Urls, &Method::POST), Some(Scope::Write));
+        assert_eq!(
+            scope_needed(Route::Url(1), &Method::DELETE),
+            Some(Scope::Write)
+        );
+        assert_eq!(
+            scope_needed(Route::UsersBulk, &Method::POST),
+            Some(Scope::Admin)
+        );
+        assert_eq!(scope_needed(Route::Keys, &Method::GET), Some(Scope::Admin));
+        assert_eq!(
+            scope_needed(Route::Key(3), &Method::DELETE),
+            Some(Scope::Admin)
+        );
     }
 }

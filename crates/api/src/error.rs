@@ -11,6 +11,7 @@ use gitrev_core::ValidationError;
 use gitrev_http::body::BodyError;
 use gitrev_http::response;
 use gitrev_http::Response;
+use gitrev_store::keys::Scope;
 use gitrev_store::migrate::MigrateError;
 use gitrev_store::StoreError;
 use hyper::header::{HeaderValue, ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -39,9 +40,13 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// A write without the right bearer token (when `GITREV_API_TOKEN` is set).
-    #[error("this endpoint needs `authorization: Bearer <token>`")]
+    /// No valid API key (when keys are required): `authorization: Bearer <key>` missing, unknown
+    /// or revoked.
+    #[error("this endpoint needs a valid API key: `authorization: Bearer <key>`")]
     Unauthorized,
+    /// A valid key whose scope does not include the one needed.
+    #[error("this API key's scope does not allow this; it needs the {0} scope")]
+    Forbidden(Scope),
     /// The client did not send its body within the body read timeout.
     #[error("the request body did not arrive within {0} ms")]
     BodyTimeout(u64),
@@ -77,6 +82,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -93,6 +99,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::BodyTimeout(_) => "request_timeout",
             ApiError::Unavailable(_) | ApiError::NotReady(_) => "unavailable",
             ApiError::Internal(_) => "internal",

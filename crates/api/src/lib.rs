@@ -6,6 +6,7 @@ pub mod analytics;
 pub mod auth;
 pub mod error;
 pub mod events;
+pub mod keys;
 pub mod ops;
 pub mod redirect;
 pub mod request_id;
@@ -24,6 +25,7 @@ use gitrev_http::router::{route, Route};
 use gitrev_http::{body, Response};
 use gitrev_links::batch::{ClickQueue, GroupWriter};
 use gitrev_links::cache::LinkCache;
+use gitrev_links::keys::Keyring;
 use gitrev_store::{Store, StoreError};
 use gitrev_telemetry::Metrics;
 use hyper::body::Incoming;
@@ -102,8 +104,8 @@ pub struct AppState {
     pub redirect_status: StatusCode,
     pub links: LinkCache,
     pub clicks: ClickQueue,
-    /// `Some` when `GITREV_API_TOKEN` is set: writes need it.
-    pub api_token: Option<auth::ApiToken>,
+    /// The API keys (and `GITREV_API_TOKEN`) requests are checked against.
+    pub keyring: Keyring,
     /// `None` when `GITREV_USER_BATCH=off`: one insert per request.
     pub writers: Option<Writers>,
 }
@@ -166,7 +168,8 @@ fn allowed(route: Route<'_>) -> &'static str {
         | Route::UrlClicksCsv(_)
         | Route::Event(_) => "GET, HEAD",
         Route::Redirect(_) => "GET, HEAD",
-        Route::Users | Route::Urls | Route::Events => "GET, HEAD, POST",
+        Route::Users | Route::Urls | Route::Events | Route::Keys => "GET, HEAD, POST",
+        Route::Key(_) => "DELETE",
         Route::UsersBulk => "POST",
         Route::User(_) | Route::Url(_) => "GET, HEAD, PUT, PATCH, DELETE",
         Route::NotFound => "",
@@ -189,15 +192,7 @@ async fn dispatch(
     } else {
         parts.method.clone()
     };
-    if let Some(token) = &state.api_token {
-        let write = matches!(
-            method,
-            Method::POST | Method::PUT | Method::PATCH | Method::DELETE
-        );
-        if write && route != Route::NotFound && !token.admits(&parts.headers) {
-            return Err(ApiError::Unauthorized);
-        }
-    }
+    auth::authorize(state, route, &method, &parts.headers).await?;
     let json_body = |incoming| json_object(state, &parts.headers, incoming);
     match (route, method) {
         (Route::Health, Method::GET) => ops::health(),
@@ -229,6 +224,10 @@ async fn dispatch(
         (Route::Events, Method::GET) => events::list(state, query).await,
         (Route::Events, Method::POST) => events::create(state, json_body(incoming).await?).await,
         (Route::Event(id), Method::GET) => events::get(state, id).await,
+
+        (Route::Keys, Method::GET) => keys::list(state).await,
+        (Route::Keys, Method::POST) => keys::create(state, json_body(incoming).await?).await,
+        (Route::Key(id), Method::DELETE) => keys::revoke(state, id).await,
 
         (Route::Redirect(code), Method::GET) => {
             redirect::redirect(state, code, &parts.headers, true).await

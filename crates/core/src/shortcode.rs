@@ -17,6 +17,7 @@ pub const RESERVED: &[&str] = &[
     "users",
     "urls",
     "events",
+    "keys",
     "openapi.json",
     "favicon.ico",
     "robots.txt",

@@ -21,6 +21,8 @@ pub enum Route<'a> {
     UrlClicksCsv(i64),
     Events,
     Event(i64),
+    Keys,
+    Key(i64),
     Redirect(&'a str),
     NotFound,
 }
@@ -44,6 +46,8 @@ impl Route<'_> {
             Route::UrlClicksCsv(_) => "/urls/{id}/clicks.csv",
             Route::Events => "/events",
             Route::Event(_) => "/events/{id}",
+            Route::Keys => "/keys",
+            Route::Key(_) => "/keys/{id}",
             Route::Redirect(_) => "/{short_code}",
             Route::NotFound => "unmatched",
         }
@@ -90,6 +94,8 @@ pub fn route(path: &str) -> Route<'_> {
         ("urls", Some(s), Some("clicks.csv")) => id(s).map_or(Route::NotFound, Route::UrlClicksCsv),
         ("events", None, None) => Route::Events,
         ("events", Some(s), None) => id(s).map_or(Route::NotFound, Route::Event),
+        ("keys", None, None) => Route::Keys,
+        ("keys", Some(s), None) => id(s).map_or(Route::NotFound, Route::Key),
         (code, None, None)
             if !code.is_empty()
                 && code.len() <= shortcode::MAX_CUSTOM_LEN
@@ -124,6 +130,8 @@ mod tests {
         assert_eq!(route("/urls/7/clicks.csv"), Route::UrlClicksCsv(7));
         assert_eq!(route("/events"), Route::Events);
         assert_eq!(route("/events/9"), Route::Event(9));
+        assert_eq!(route("/keys"), Route::Keys);
+        assert_eq!(route("/keys/4"), Route::Key(4));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use gitrev_core::retry::{self, Retryable};
 use gitrev_store::clicks::{Click, Counting};
 use gitrev_store::{deadline, Store, StoreError};
@@ -352,7 +353,20 @@ impl<Req: Send + 'static, Resp: Send + 'static> GroupWriter<Req, Resp> {
                     }
                     // The database deadline counts from the oldest request's arrival: time spent
                     // queued behind a slow group counts against it.
-                    let answers = deadline::started_at(oldest, write(requests)).await;
+                    // A panic in one group's write fails that group's requests (their replies
+                    // dropped: the caller answers 503) and is logged; the writer goes on, so one
+                    // bad request cannot stop every later write of its kind.
+                    let written =
+                        std::panic::AssertUnwindSafe(deadline::started_at(oldest, write(requests)))
+                            .catch_unwind()
+                            .await;
+                    let Ok(answers) = written else {
+                        tracing::error!(
+                            requests = replies.len(),
+                            "a grouped write panicked; its requests were not answered"
+                        );
+                        continue;
+                    };
                     debug_assert_eq!(answers.len(), replies.len());
                     for (reply, answer) in replies.into_iter().zip(answers) {
                         // The requester may have gone (client hung up); its row stands.
@@ -435,6 +449,28 @@ mod tests {
             writer.submit(7).await,
             None,
             "after the stop, nothing is taken"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_group_whose_write_panics_fails_alone_and_the_writer_goes_on() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        // One writer, so the request after the panic goes to the task that panicked.
+        let writer: GroupWriter<u32, u32> =
+            GroupWriter::start(4, 1, sizes(), stop, &mut tasks, |g| async move {
+                assert!(!g.contains(&13), "a write that panics");
+                g
+            });
+        assert_eq!(
+            writer.submit(13).await,
+            None,
+            "the panicked group is not answered"
+        );
+        assert_eq!(writer.submit(3).await, Some(3), "the next one is written");
+        assert!(
+            tasks.try_join_next().is_none(),
+            "the writer task still runs"
         );
     }
 

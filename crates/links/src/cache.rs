@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gitrev_core::retry::{self, Retryable};
+use gitrev_store::keys;
 use gitrev_store::urls::{ClickTarget, Link};
 use gitrev_store::{Store, StoreError};
 use http::header::HeaderValue;
@@ -30,6 +31,8 @@ use moka::notification::RemovalCause;
 use prometheus::IntCounterVec;
 use tokio::sync::watch;
 use tracing::{info, warn};
+
+use crate::keys::Keyring;
 
 /// The channel replicas announce link changes on (the store sends). A payload of `*` clears every
 /// cache.
@@ -278,7 +281,8 @@ enum Unsubscribed {
 struct Subscription {
     client: tokio_postgres::Client,
     driver: tokio::task::JoinHandle<()>,
-    notifications: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// (channel, payload) of every notification.
+    notifications: tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
 }
 
 impl Subscription {
@@ -303,7 +307,10 @@ async fn subscribe(
         while let Some(message) = futures_util::StreamExt::next(&mut messages).await {
             match message {
                 Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
-                    if tx.send(n.payload().to_owned()).is_err() {
+                    if tx
+                        .send((n.channel().to_owned(), n.payload().to_owned()))
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -324,7 +331,7 @@ async fn subscribe(
         bounds.answer,
         subscription
             .client
-            .batch_execute(&format!("LISTEN {CHANNEL}")),
+            .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {}", keys::CHANNEL)),
     )
     .await;
     let failed = match listening {
@@ -338,12 +345,15 @@ async fn subscribe(
 
 /// Keeps a LISTEN connection open and evicts what other replicas announce, reconnecting with
 /// backoff; clears the cache after every (re)connect because announcements may have been missed.
+/// The keyring hears of key changes on the same connection, and of the connection's ups and downs
+/// (it keeps no key while announcements could be missed).
 /// A heartbeat that is not answered within `bounds.answer` counts as a lost connection.
 /// Returns when `shutdown` flips to true, at once, even in the middle of a retry's wait.
 pub async fn listen(
     config: tokio_postgres::Config,
     bounds: ListenBounds,
     cache: LinkCache,
+    keyring: Option<Keyring>,
     mut shutdown: watch::Receiver<bool>,
     connected: watch::Sender<bool>,
 ) {
@@ -376,14 +386,22 @@ pub async fn listen(
             continue;
         };
         cache.clear();
+        if let Some(keyring) = &keyring {
+            keyring.listening(true);
+        }
         let _ = connected.send(true);
         info!("listening for link invalidations");
         let mut heartbeat = tokio::time::interval(LISTEN_HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stopping = loop {
             tokio::select! {
-                payload = subscription.notifications.recv() => match payload {
-                    Some(code) => cache.invalidate(&code).await,
+                notification = subscription.notifications.recv() => match notification {
+                    Some((channel, _)) if channel == keys::CHANNEL => {
+                        if let Some(keyring) = &keyring {
+                            keyring.changed();
+                        }
+                    }
+                    Some((_, code)) => cache.invalidate(&code).await,
                     None => break false,
                 },
                 _ = heartbeat.tick() => {
@@ -401,6 +419,9 @@ pub async fn listen(
             }
         };
         subscription.close().await;
+        if let Some(keyring) = &keyring {
+            keyring.listening(false);
+        }
         if stopping {
             return;
         }
@@ -433,7 +454,7 @@ mod tests {
             connect: Duration::from_millis(500),
             answer: Duration::from_millis(500),
         };
-        let task = tokio::spawn(listen(config, bounds, cache, stop, connected_tx));
+        let task = tokio::spawn(listen(config, bounds, cache, None, stop, connected_tx));
         // Long enough for several attempts, the later ones hundreds of ms apart.
         tokio::time::sleep(Duration::from_millis(1_000)).await;
         assert!(!task.is_finished(), "still retrying");

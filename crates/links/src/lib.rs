@@ -3,6 +3,8 @@
 //! - [`cache`]: the link cache in front of the redirect, and its invalidation across replicas
 //!   (LISTEN on the store's announcement channel).
 //! - [`snapshot`]: the cache's links on disk (rkyv), so a restarted replica starts warm.
+//! - [`keys`]: the API keys each replica holds in memory (reloaded on the store's key
+//!   announcements), so that a keyed request costs no database round trip.
 //! - [`batch`]: the click queue and its writers, and the group writer behind `POST /users`,
 //!   `POST /urls` and `POST /events`.
 //!
@@ -11,4 +13,5 @@
 
 pub mod batch;
 pub mod cache;
+pub mod keys;
 pub mod snapshot;

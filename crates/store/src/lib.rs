@@ -18,6 +18,7 @@ pub mod announce;
 pub mod clicks;
 pub mod deadline;
 pub mod events;
+pub mod keys;
 pub mod migrate;
 pub mod schema;
 pub mod seed;

@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_clicks.sql",
         sql: include_str!("../../../sql/0002_clicks.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_keys.sql",
+        sql: include_str!("../../../sql/0003_keys.sql"),
+    },
 ];
 
 /// Arbitrary but fixed: the advisory lock every gitrev process takes while migrating.

@@ -64,6 +64,21 @@ pub fn client() -> Client {
         .expect("a plain-http client always builds")
 }
 
+/// A [`client`] that sends `authorization: Bearer <key>` with every request.
+pub fn client_with_key(key: &str) -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+        .expect("a key is a visible header value");
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(60))
+        .default_headers(headers)
+        .build()
+        .expect("a plain-http client always builds")
+}
+
 pub async fn read_reply(request: reqwest::RequestBuilder) -> Reply {
     let response = request
         .send()

@@ -324,6 +324,43 @@ pub fn bare_gitrev_command() -> Command {
     cmd
 }
 
+/// Runs `gitrev serve` (data dir and ready file in `dir`, listening on a free port, then `env`)
+/// expecting it to exit on its own within `within` without ever being ready: its exit status and
+/// standard error. Fails if it is still running then (and stops it), or if it wrote the ready file.
+pub fn serve_until_exit(
+    dir: &Path,
+    env: &[(&str, &str)],
+    within: Duration,
+) -> (ExitStatus, String) {
+    let mut cmd = bare_gitrev_command();
+    cmd.arg("serve")
+        .env("GITREV_DATA_DIR", dir)
+        .env("GITREV_LISTEN", "127.0.0.1:0")
+        .env("GITREV_ENV", "test")
+        .env("GITREV_READY_FILE", dir.join("ready.json"));
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning gitrev serve");
+    let Some(status) = wait_for_exit(&mut child, within) else {
+        // SAFETY: our own child, still running, so the pid is its own.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let _ = wait_for_exit(&mut child, EXIT_TIMEOUT);
+        panic!("gitrev serve with {env:?} was still running after {within:?}");
+    };
+    let output = child.wait_with_output().expect("reading the output");
+    assert!(
+        !dir.join("ready.json").exists(),
+        "gitrev serve with {env:?} reported itself ready"
+    );
+    (status, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
 /// A directory named like the harness's own (`gitrev-test-<pid>-<name>`), so a run that dies before
 /// removing it has it removed by the next run's stale-directory cleanup.
 pub fn test_dir(name: &str) -> PathBuf {

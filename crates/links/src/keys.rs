@@ -1,0 +1,196 @@
+//! The API keys a replica holds in memory: every live key by the SHA-256 of the key, so checking a
+//! request's key costs one hash and one map lookup, no database round trip.
+//!
+//! The set is trusted only while this replica LISTENs (see [`crate::cache::listen`]): every key
+//! change announces `NOTIFY gitrev_keys` when it commits, and each announcement drops the set, to
+//! be reloaded (one query) by the next request that needs it. While the LISTEN connection is down
+//! an announcement could be missed, so nothing is kept: each keyed request reads the live keys
+//! from the database, and a key revoked elsewhere stops working here at once either way.
+//!
+//! Keys are compared by digest: a lookup's timing can reveal at most something about the digest,
+//! from which nothing about a key can be learned. `GITREV_API_TOKEN`, when set, is an admin key
+//! compared in constant time. When the last use of a key was is written in batches
+//! ([`Keyring::flush_used`], every few seconds), never on a request's path.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use chrono::NaiveDateTime;
+use gitrev_store::keys::{digest, KeyGrant, Scope};
+use gitrev_store::{Store, StoreError};
+
+/// Who a request is, as far as the API's access rules go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// No key exists and none is required (development and test only): everything is allowed.
+    Open,
+    /// A live key (or the `GITREV_API_TOKEN`, id 0, prefix `token`).
+    Granted(KeyGrant),
+    /// No key presented, or one that is not (or no longer) a key.
+    Denied,
+}
+
+/// The keyring of one replica; clones share it.
+#[derive(Clone)]
+pub struct Keyring {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    /// SHA-256 of `GITREV_API_TOKEN`.
+    token: Option<[u8; 32]>,
+    /// Production: a request without a key is denied even when no key exists.
+    always_on: bool,
+    /// Whether announcements reach this replica (the LISTEN connection is up).
+    listening: AtomicBool,
+    /// Moves on every announcement and every change of `listening`: a set loaded before it moved
+    /// is not kept.
+    generation: AtomicU64,
+    /// The live keys; `None` until (re)loaded.
+    keys: RwLock<Option<Arc<Held>>>,
+    /// Last use of each key since the last flush.
+    used: Mutex<HashMap<i64, NaiveDateTime>>,
+}
+
+/// The keys a replica holds.
+struct Held {
+    by_digest: HashMap<[u8; 32], KeyGrant>,
+    /// Some key was ever made (revoked ones count): access control stays on.
+    any_made: bool,
+}
+
+/// The grant of `GITREV_API_TOKEN`.
+pub fn token_grant() -> KeyGrant {
+    KeyGrant {
+        id: 0,
+        scope: Scope::Admin,
+        prefix: "token".into(),
+    }
+}
+
+impl Keyring {
+    pub fn new(store: Store, token: Option<&str>, always_on: bool) -> Keyring {
+        Keyring {
+            inner: Arc::new(Inner {
+                store,
+                token: token.map(|t| digest(t.as_bytes())),
+                always_on,
+                listening: AtomicBool::new(false),
+                generation: AtomicU64::new(0),
+                keys: RwLock::new(None),
+                used: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// Checks `presented` (the bearer credential of a request, if any). Answers from memory while
+    /// this replica listens and holds the set; else from the database (one query).
+    pub async fn check(&self, presented: Option<&[u8]>) -> Result<Access, StoreError> {
+        let presented = presented.map(digest);
+        if let (Some(token), Some(presented)) = (&self.inner.token, &presented) {
+            if constant_time_eq(token, presented) {
+                return Ok(Access::Granted(token_grant()));
+            }
+        }
+        let keys = self.keys().await?;
+        if !keys.any_made && self.inner.token.is_none() && !self.inner.always_on {
+            return Ok(Access::Open);
+        }
+        let Some(grant) = presented.and_then(|p| keys.by_digest.get(&p)) else {
+            return Ok(Access::Denied);
+        };
+        let now = chrono::Utc::now().naive_utc();
+        lock(&self.inner.used).insert(grant.id, now);
+        Ok(Access::Granted(grant.clone()))
+    }
+
+    /// The live keys: the set held, or a fresh read (kept if nothing was announced meanwhile and
+    /// this replica listens).
+    async fn keys(&self) -> Result<Arc<Held>, StoreError> {
+        let inner = &self.inner;
+        if inner.listening.load(Ordering::Acquire) {
+            if let Some(keys) = read(&inner.keys).as_ref() {
+                return Ok(keys.clone());
+            }
+        }
+        let generation = inner.generation.load(Ordering::Acquire);
+        let set = inner.store.live_keys().await?;
+        let keys = Arc::new(Held {
+            by_digest: set.live.into_iter().collect(),
+            any_made: set.any_made,
+        });
+        if inner.listening.load(Ordering::Acquire) {
+            let mut held = write(&inner.keys);
+            if inner.generation.load(Ordering::Acquire) == generation {
+                *held = Some(keys.clone());
+            }
+        }
+        Ok(keys)
+    }
+
+    /// A key change was announced: drop the set.
+    pub fn changed(&self) {
+        tracing::debug!("API keys changed; dropping the keys held");
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        *write(&self.inner.keys) = None;
+    }
+
+    /// The LISTEN connection came up (`true`) or was lost (`false`); either way the set is dropped.
+    pub fn listening(&self, up: bool) {
+        self.inner.listening.store(up, Ordering::Release);
+        self.changed();
+    }
+
+    /// Writes the last uses noted since the previous flush (one statement). Uses noted while it
+    /// runs are kept for the next; on failure these are put back, later ones winning.
+    pub async fn flush_used(&self) -> Result<usize, StoreError> {
+        let used: Vec<(i64, NaiveDateTime)> = std::mem::take(&mut *lock(&self.inner.used))
+            .into_iter()
+            .collect();
+        if let Err(err) = self.inner.store.touch_keys(&used).await {
+            let mut pending = lock(&self.inner.used);
+            for (id, at) in used {
+                let entry = pending.entry(id).or_insert(at);
+                *entry = (*entry).max(at);
+            }
+            return Err(err);
+        }
+        Ok(used.len())
+    }
+}
+
+/// Compares every byte whatever the first difference, so the time taken does not depend on it.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(difference) == 0
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_digests_compare_equal_and_any_one_byte_differs() {
+        let a = [7u8; 32];
+        assert!(constant_time_eq(&a, &a));
+        for i in 0..32 {
+            let mut b = a;
+            b[i] ^= 1;
+            assert!(!constant_time_eq(&a, &b), "byte {i}");
+        }
+    }
+}
