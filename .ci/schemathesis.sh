@@ -20,7 +20,7 @@ chmod 755 "$data"
 # can revoke it): every operation is reachable, including the keys' own.
 token=schemathesis-$RANDOM$RANDOM$RANDOM
 GITREV_DATA_DIR="$data" GITREV_LISTEN=127.0.0.1:0 GITREV_ENV=development GITREV_LOG=warn \
-  GITREV_API_TOKEN="$token" \
+  GITREV_API_TOKEN="$token" GITREV_KEY_RATE=1000000 GITREV_KEY_BURST=1000000 \
   GITREV_READY_FILE="$data/ready.json" "$BIN" serve > "$data/serve.log" 2>&1 &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT

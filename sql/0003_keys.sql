@@ -10,6 +10,9 @@ CREATE TABLE api_keys (
     scope        TEXT NOT NULL CHECK (scope IN ('read', 'write', 'admin')),
     prefix       TEXT NOT NULL,
     digest       BYTEA NOT NULL UNIQUE CHECK (length(digest) = 32),
+    -- This key's own rate limit (requests per second, burst); NULL: GITREV_KEY_RATE / _BURST.
+    rate         INTEGER CHECK (rate BETWEEN 1 AND 1000000),
+    burst        INTEGER CHECK (burst BETWEEN 1 AND 1000000),
     created_at   TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'),
     last_used_at TIMESTAMP,
     revoked_at   TIMESTAMP

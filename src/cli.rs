@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use gitrev_core::retry::{self, Retryable};
 use gitrev_embedded::EmbeddedPostgres;
 use gitrev_links::snapshot;
-use gitrev_store::keys::Scope;
+use gitrev_store::keys::{KeyLimit, Scope};
 use gitrev_store::seed::{self, SeedReport, SeedSource};
 use gitrev_store::{migrate, schema, sequences, Store, StoreError};
 use gitrev_telemetry as telemetry;
@@ -98,6 +98,12 @@ pub enum KeysAction {
         /// bulk imports).
         #[arg(long, value_parser = ["read", "write", "admin"])]
         scope: String,
+        /// This key's own rate limit, requests per second (default: GITREV_KEY_RATE).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        rate: Option<u32>,
+        /// This key's own burst (default: GITREV_KEY_BURST).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        burst: Option<u32>,
     },
     /// List the keys not revoked (id, prefix, scope, name, created, last used).
     List,
@@ -282,13 +288,20 @@ async fn run_on(
 
 async fn keys_command(store: &Store, action: KeysAction) -> anyhow::Result<ExitCode> {
     match action {
-        KeysAction::Create { name, scope } => {
+        KeysAction::Create {
+            name,
+            scope,
+            rate,
+            burst,
+        } => {
             let name = name.trim();
             if name.is_empty() || name.chars().count() > 100 {
                 bail!("--name must be 1 to 100 characters");
             }
             let scope = Scope::parse(&scope).context("--scope must be read, write or admin")?;
-            let (key, secret) = store.create_key(name, scope).await?;
+            let (key, secret) = store
+                .create_key(name, scope, KeyLimit { rate, burst })
+                .await?;
             eprintln!(
                 "key {} ({}, scope {}) made; it is shown once, below, and cannot be shown again:",
                 key.id, key.prefix, key.scope
@@ -296,14 +309,17 @@ async fn keys_command(store: &Store, action: KeysAction) -> anyhow::Result<ExitC
             println!("{}", secret.expose());
         }
         KeysAction::List => {
-            println!("id\tprefix\tscope\tname\tcreated_at\tlast_used_at");
+            println!("id\tprefix\tscope\tname\trate\tburst\tcreated_at\tlast_used_at");
+            let or_default = |n: Option<u32>| n.map_or("default".to_owned(), |n| n.to_string());
             for key in store.list_keys().await? {
                 println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     key.id,
                     key.prefix,
                     key.scope,
                     key.name,
+                    or_default(key.limit.rate),
+                    or_default(key.limit.burst),
                     key.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
                     key.last_used_at.map_or("-".to_owned(), |t| t
                         .format("%Y-%m-%dT%H:%M:%SZ")

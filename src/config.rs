@@ -212,6 +212,18 @@ pub struct Settings {
           global = true, value_parser = at_least::<usize>(1))]
     pub max_connections: usize,
 
+    /// Requests per second each API key may make (a GCRA bucket per key, per replica; a key's own
+    /// `rate` overrides it). Over it: 429 with `retry-after`.
+    #[arg(long, env = "GITREV_KEY_RATE", default_value_t = 100, global = true,
+          value_parser = named(value_parser!(u32).range(1..=1_000_000)))]
+    pub key_rate: u32,
+
+    /// Requests an API key may make at once above its rate (the bucket's size; a key's own `burst`
+    /// overrides it).
+    #[arg(long, env = "GITREV_KEY_BURST", default_value_t = 200, global = true,
+          value_parser = named(value_parser!(u32).range(1..=1_000_000)))]
+    pub key_burst: u32,
+
     /// An admin API key from your secret store (16+ visible ASCII characters): when set, the API
     /// needs a key (`authorization: Bearer <key>`; 401 otherwise), as it does once any key exists
     /// (`gitrev keys create`). Redirects, /health, /ready, /metrics stay open. Never logged.
@@ -762,7 +774,7 @@ mod tests {
         );
         // One row per setting, each a variable, a default and a meaning.
         let rows: Vec<&str> = table.lines().skip(2).collect();
-        assert_eq!(rows.len(), 37, "{table}");
+        assert_eq!(rows.len(), 39, "{table}");
         assert!(
             rows.iter().all(|row| row.matches(" | ").count() == 2),
             "{table}"

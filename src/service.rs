@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use gitrev_api::{AppState, Writers};
 use gitrev_http::server;
 use gitrev_links::batch::{ClickQueue, GroupWriter};
 use gitrev_links::cache::{self, LinkCache};
-use gitrev_links::keys::Keyring;
+use gitrev_links::keys::{Keyring, Limit};
 use gitrev_links::snapshot;
 use gitrev_store::{Store, StoreError};
 use gitrev_telemetry::Metrics;
@@ -62,6 +63,11 @@ pub async fn run(
         store.clone(),
         settings.api_token.as_ref().map(|token| token.expose()),
         settings.environment == Environment::Production,
+        Limit {
+            rate: NonZeroU32::new(settings.key_rate).expect("validated at start: 1 or more"),
+            burst: NonZeroU32::new(settings.key_burst).expect("validated at start: 1 or more"),
+        },
+        metrics.key_rate_limited.clone(),
     );
     background.spawn(record_key_uses(keyring.clone(), stop_rx.clone()));
     let (listening_tx, mut listening_rx) = watch::channel(false);

@@ -388,3 +388,82 @@ async fn no_secret_in_the_logs_and_the_ready_file_is_private() {
         assert!(!log.contains(secret), "{what} is in {}", log_path.display());
     }
 }
+
+/// Each key has its own bucket: over it, 429 with `retry-after` and the `ratelimit-*` headers,
+/// counted by key id; it recovers at the configured rate; a key's own limit overrides the default.
+#[tokio::test]
+async fn a_key_over_its_rate_gets_429_and_recovers() {
+    let url = fresh_database("ratelimit").await;
+    let srv = start_server_on(
+        &url,
+        &[
+            ("GITREV_API_TOKEN", TOKEN),
+            ("GITREV_KEY_RATE", "1"),
+            ("GITREV_KEY_BURST", "3"),
+        ],
+    );
+    let (id, key) = make_key(&srv, TOKEN, "read").await;
+    let c = client_with_key(&key);
+    for remaining in ["2", "1", "0"] {
+        let reply = srv.get(&c, "/users").await.expect(200, "within the burst");
+        assert_eq!(reply.header("ratelimit-limit"), Some("3"));
+        assert_eq!(reply.header("ratelimit-remaining"), Some(remaining));
+        assert!(reply.header("ratelimit-reset").is_some());
+    }
+    let refused = srv.get(&c, "/users").await;
+    assert_error(&refused, 429, "rate_limited");
+    let retry: u64 = refused
+        .header("retry-after")
+        .and_then(|s| s.parse().ok())
+        .expect("a retry-after in seconds");
+    assert!((1..=2).contains(&retry), "retry-after {retry}");
+    assert_eq!(refused.header("ratelimit-remaining"), Some("0"));
+    // One request a second comes back.
+    let back = poll(
+        Duration::from_secs(5),
+        || srv.get(&c, "/users"),
+        |r| r.status == 200,
+    )
+    .await;
+    assert!(back.is_ok(), "the key recovers at its rate");
+
+    // A key of its own limit; the other key's bucket is its own business.
+    let own = srv
+        .post(
+            &client_with_key(TOKEN),
+            "/keys",
+            &json!({"name": "fast", "scope": "read", "rate": 100, "burst": 20}),
+        )
+        .await
+        .expect(201, "a key with its own limit");
+    assert_eq!(
+        (own.json["rate"].clone(), own.json["burst"].clone()),
+        (json!(100), json!(20))
+    );
+    let fast = client_with_key(str_of(&own.json, "key"));
+    for _ in 0..10 {
+        let reply = srv
+            .get(&fast, "/users")
+            .await
+            .expect(200, "within its own burst");
+        assert_eq!(reply.header("ratelimit-limit"), Some("20"));
+    }
+
+    let metrics = srv.get(&client(), "/metrics").await.expect(200, "metrics");
+    let line = format!("gitrev_key_rate_limited_total{{key_id=\"{id}\"}}");
+    assert!(
+        metrics
+            .text
+            .lines()
+            .any(|l| l.starts_with(&line) && !l.ends_with(" 0")),
+        "{line} counted: {}",
+        metrics.text
+    );
+    assert!(
+        !metrics.text.contains(&key[3..]),
+        "never the key in a metric"
+    );
+    // Unkeyed and public requests carry no rate headers.
+    let public = srv.get(&client(), "/health").await.expect(200, "health");
+    assert_eq!(public.header("ratelimit-limit"), None);
+}

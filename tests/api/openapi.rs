@@ -2,7 +2,8 @@
 //! server never does: every status it lists for every operation is driven here by one request that
 //! gets exactly that status, and no request here gets a status the document does not list for its
 //! operation. 401, 403, the keys' answers, 408 and 413 come from a server with an API token and
-//! small limits, 503s from one whose database was renamed away.
+//! small limits, 429s from one whose keys may make a request a second, 503s from one whose
+//! database was renamed away.
 //!
 //! Whether each answer's body, headers and content type match the document is Schemathesis's check
 //! (`.ci/schemathesis.sh`, run by CI against a live server), not this module's.
@@ -119,6 +120,7 @@ async fn every_documented_status_is_produced_and_nothing_else() {
     let mut produced = BTreeSet::new();
     answered(&mut produced).await;
     guarded(&doc, &mut produced).await;
+    limited(&doc, &mut produced).await;
     unavailable(&mut produced).await;
 
     let documented = documented(&doc);
@@ -563,6 +565,46 @@ async fn guarded(doc: &Value, produced: &mut BTreeSet<Answer>) {
             .await
             .unwrap_or_else(|| panic!("{method} {path} announcing too large a body: no answer"));
         d.note(template, &method, path, &over, 413);
+    }
+}
+
+/// Every operation that takes a key, on a server whose keys may make one request a second: 429
+/// once the bucket is empty (a request that still got through empties it for the next).
+async fn limited(doc: &Value, produced: &mut BTreeSet<Answer>) {
+    const TOKEN: &str = "openapi-token-429-7f3a";
+    let url = fresh_database("oas429").await;
+    let srv = start_server_on(
+        &url,
+        &[
+            ("GITREV_API_TOKEN", TOKEN),
+            ("GITREV_KEY_RATE", "1"),
+            ("GITREV_KEY_BURST", "1"),
+        ],
+    );
+    let mut d = Driver {
+        srv: &srv,
+        c: client_with_key(TOKEN),
+        produced,
+    };
+    for (template, method) in operations_answering(doc, 429) {
+        let path = template.replace("{id}", "1");
+        let mut reply = None;
+        for _ in 0..3 {
+            let answer = srv.send(&d.c, method.clone(), &path, None, None).await;
+            if answer.status == 429 {
+                reply = Some(answer);
+                break;
+            }
+        }
+        let reply = reply.unwrap_or_else(|| panic!("{method} {path}: never 429 in three tries"));
+        assert!(
+            reply
+                .header("retry-after")
+                .is_some_and(|s| s.parse::<u64>().is_ok_and(|s| s >= 1)),
+            "{method} {path}: retry-after of at least a second"
+        );
+        assert_eq!(reply.header("ratelimit-remaining"), Some("0"));
+        d.note(&template, &method, &path, &reply, 429);
     }
 }
 

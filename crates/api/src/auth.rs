@@ -4,12 +4,14 @@
 //! Public whatever the keys: the redirect, `/health`, `/ready`, `/metrics` and `/openapi.json`
 //! (and paths that are no route: 404). Every GET of the API needs `read`; every change to users,
 //! urls and events `write`; the keys and `POST /users/bulk` `admin`. Without a valid key: 401 with
-//! `www-authenticate: Bearer`; a valid key without the scope: 403.
+//! `www-authenticate: Bearer`; a valid key without the scope: 403. Every keyed request takes one
+//! from its key's rate-limit bucket (a refused one too, so hammering with the wrong scope is
+//! limited as well): over it, 429 with `retry-after`.
 
 use gitrev_http::router::Route;
-use gitrev_links::keys::Access;
+use gitrev_links::keys::{Access, RateStanding};
 use gitrev_store::keys::Scope;
-use hyper::header::AUTHORIZATION;
+use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION};
 use hyper::{HeaderMap, Method};
 
 use crate::error::ApiError;
@@ -39,23 +41,47 @@ pub fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
         .then(|| presented.trim_ascii())
 }
 
-/// Lets the request through, or answers 401/403 (503 when the keys cannot be read).
+/// Lets the request through, or answers 401/403 (503 when the keys cannot be read) or 429 (the
+/// key's rate limit). A keyed request's standing with its limit goes to `standing`, for the
+/// answer's `ratelimit-*` headers, whatever the answer.
 pub async fn authorize(
     state: &AppState,
     route: Route<'_>,
     method: &Method,
     headers: &HeaderMap,
+    standing: &mut Option<RateStanding>,
 ) -> Result<(), ApiError> {
     let Some(needed) = scope_needed(route, method) else {
         return Ok(());
     };
-    match state.keyring.check(bearer(headers)).await? {
-        Access::Open => Ok(()),
-        Access::Granted(grant) if grant.scope >= needed => Ok(()),
-        Access::Granted(_) => Err(ApiError::Forbidden(needed)),
-        Access::Denied => Err(ApiError::Unauthorized),
+    let grant = match state.keyring.check(bearer(headers)).await? {
+        Access::Open => return Ok(()),
+        Access::Denied => return Err(ApiError::Unauthorized),
+        Access::Granted(grant) => grant,
+    };
+    let taken = state.keyring.take(&grant);
+    *standing = Some(taken);
+    if let Some(seconds) = taken.retry_after_secs {
+        return Err(ApiError::TooManyRequests(seconds));
     }
+    if grant.scope < needed {
+        return Err(ApiError::Forbidden(needed));
+    }
+    Ok(())
 }
+
+/// The `ratelimit-*` headers of a keyed request's answer.
+pub fn rate_headers(standing: &RateStanding) -> [(HeaderName, HeaderValue); 3] {
+    [
+        (RATELIMIT_LIMIT, HeaderValue::from(standing.limit)),
+        (RATELIMIT_REMAINING, HeaderValue::from(standing.remaining)),
+        (RATELIMIT_RESET, HeaderValue::from(standing.reset_secs)),
+    ]
+}
+
+pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 #[cfg(test)]
 mod tests {

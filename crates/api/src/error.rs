@@ -44,6 +44,9 @@ pub enum ApiError {
     /// or revoked.
     #[error("this endpoint needs a valid API key: `authorization: Bearer <key>`")]
     Unauthorized,
+    /// The key's rate limit: retry after this many seconds.
+    #[error("this API key is over its rate limit; retry in {0} s")]
+    TooManyRequests(u64),
     /// A valid key whose scope does not include the one needed.
     #[error("this API key's scope does not allow this; it needs the {0} scope")]
     Forbidden(Scope),
@@ -83,6 +86,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -100,6 +104,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::TooManyRequests(_) => "rate_limited",
             ApiError::BodyTimeout(_) => "request_timeout",
             ApiError::Unavailable(_) | ApiError::NotReady(_) => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -152,6 +157,9 @@ impl ApiError {
             }
             ApiError::Unauthorized => {
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::TooManyRequests(seconds) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(*seconds));
             }
             ApiError::MethodNotAllowed(allow) => {
                 headers.insert(ALLOW, HeaderValue::from_static(allow));

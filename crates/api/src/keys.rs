@@ -2,13 +2,16 @@
 //! (never the key itself), revoke one.
 
 use gitrev_core::model::render_timestamp;
-use gitrev_store::keys::{ApiKey, Scope};
+use gitrev_store::keys::{ApiKey, KeyLimit, Scope};
 use hyper::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::{AppState, HandlerResult};
 use crate::error::ApiError;
 use gitrev_http::response;
+
+/// The largest `rate` (per second) or `burst` a key may be given.
+const MAX_LIMIT: u64 = 1_000_000;
 
 fn key_json(key: &ApiKey) -> Value {
     json!({
@@ -17,6 +20,8 @@ fn key_json(key: &ApiKey) -> Value {
         "scope": key.scope.as_str(),
         "prefix": key.prefix,
         "user_id": Value::Null,
+        "rate": key.limit.rate,
+        "burst": key.limit.burst,
         "created_at": render_timestamp(&key.created_at),
         "last_used_at": key.last_used_at.as_ref().map(render_timestamp),
     })
@@ -65,10 +70,27 @@ pub async fn create(state: &AppState, body: Map<String, Value>) -> HandlerResult
             "keys bound to one user are not available in this version".to_owned(),
         )),
     }
+    let mut limit_field = |field: &str| match body.get(field) {
+        None | Some(Value::Null) => None,
+        Some(value) => {
+            let limit = value.as_u64().filter(|n| (1..=MAX_LIMIT).contains(n));
+            if limit.is_none() {
+                problems.push((
+                    field.to_owned(),
+                    format!("must be an integer from 1 to {MAX_LIMIT}"),
+                ));
+            }
+            limit.and_then(|n| u32::try_from(n).ok())
+        }
+    };
+    let limit = KeyLimit {
+        rate: limit_field("rate"),
+        burst: limit_field("burst"),
+    };
     let (Some(name), Some(scope), true) = (name, scope, problems.is_empty()) else {
         return Err(ApiError::Validation(problems));
     };
-    let (key, secret) = state.store.create_key(name, scope).await?;
+    let (key, secret) = state.store.create_key(name, scope, limit).await?;
     // This replica knows at once (the first key closes an open API here before its NOTIFY is back).
     state.keyring.changed();
     let mut body = key_json(&key);

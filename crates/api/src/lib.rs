@@ -120,7 +120,8 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp
     let request_id = request_id::from_request(&parts.headers);
     let route = route(parts.uri.path());
     let route_name = route.name();
-    let mut response = match dispatch(&state, route, &parts, incoming).await {
+    let mut standing = None;
+    let mut response = match dispatch(&state, route, &parts, incoming, &mut standing).await {
         Ok(response) => response,
         Err(err) => {
             if err.status().is_server_error() {
@@ -150,9 +151,11 @@ pub async fn handle(state: Arc<AppState>, req: Request<Incoming>) -> Result<Resp
             "served"
         );
     }
-    response
-        .headers_mut()
-        .insert(request_id::HEADER, request_id);
+    let headers = response.headers_mut();
+    headers.insert(request_id::HEADER, request_id);
+    if let Some(standing) = &standing {
+        headers.extend(auth::rate_headers(standing));
+    }
     Ok(response)
 }
 
@@ -181,6 +184,7 @@ async fn dispatch(
     route: Route<'_>,
     parts: &hyper::http::request::Parts,
     incoming: Incoming,
+    standing: &mut Option<gitrev_links::keys::RateStanding>,
 ) -> HandlerResult {
     let query = parts.uri.query();
     let method = if parts.method == Method::HEAD {
@@ -192,7 +196,7 @@ async fn dispatch(
     } else {
         parts.method.clone()
     };
-    auth::authorize(state, route, &method, &parts.headers).await?;
+    auth::authorize(state, route, &method, &parts.headers, standing).await?;
     let json_body = |incoming| json_object(state, &parts.headers, incoming);
     match (route, method) {
         (Route::Health, Method::GET) => ops::health(),

@@ -16,9 +16,17 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use std::num::NonZeroU32;
+use std::time::Duration;
+
 use chrono::NaiveDateTime;
-use gitrev_store::keys::{digest, KeyGrant, Scope};
+use gitrev_store::keys::{digest, KeyGrant, KeyLimit, Scope};
 use gitrev_store::{Store, StoreError};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use prometheus::IntCounterVec;
 
 /// Who a request is, as far as the API's access rules go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +60,51 @@ struct Inner {
     keys: RwLock<Option<Arc<Held>>>,
     /// Last use of each key since the last flush.
     used: Mutex<HashMap<i64, NaiveDateTime>>,
+    /// The service's rate limit for a key without its own.
+    default_limit: Limit,
+    /// Each key's bucket, by key id, made on first use and kept across reloads of the set (a
+    /// key's limit changing makes a new one).
+    limiters: RwLock<HashMap<i64, (Limit, Arc<Limiter>)>>,
+    /// Requests refused, by key id.
+    limited: IntCounterVec,
+}
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+
+/// Requests per second and burst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    pub rate: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+impl Limit {
+    /// `own` where the key has its own, else `self`.
+    fn over(self, own: KeyLimit) -> Limit {
+        Limit {
+            rate: own.rate.and_then(NonZeroU32::new).unwrap_or(self.rate),
+            burst: own.burst.and_then(NonZeroU32::new).unwrap_or(self.burst),
+        }
+    }
+}
+
+/// A keyed request's standing with its rate limit, for the `ratelimit-*` headers (and
+/// `retry-after` when refused).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateStanding {
+    /// The bucket's size (`ratelimit-limit`).
+    pub limit: u32,
+    /// Requests left now (`ratelimit-remaining`).
+    pub remaining: u32,
+    /// Seconds until the bucket is full again (`ratelimit-reset`).
+    pub reset_secs: u64,
+    /// Refused: seconds until one more request is let through (`retry-after`).
+    pub retry_after_secs: Option<u64>,
+}
+
+/// Whole seconds, rounded up (a client told 0 would retry at once).
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 /// The keys a replica holds.
@@ -67,11 +120,18 @@ pub fn token_grant() -> KeyGrant {
         id: 0,
         scope: Scope::Admin,
         prefix: "token".into(),
+        limit: KeyLimit::default(),
     }
 }
 
 impl Keyring {
-    pub fn new(store: Store, token: Option<&str>, always_on: bool) -> Keyring {
+    pub fn new(
+        store: Store,
+        token: Option<&str>,
+        always_on: bool,
+        default_limit: Limit,
+        limited: IntCounterVec,
+    ) -> Keyring {
         Keyring {
             inner: Arc::new(Inner {
                 store,
@@ -81,6 +141,9 @@ impl Keyring {
                 generation: AtomicU64::new(0),
                 keys: RwLock::new(None),
                 used: Mutex::new(HashMap::new()),
+                default_limit,
+                limiters: RwLock::new(HashMap::new()),
+                limited,
             }),
         }
     }
@@ -128,6 +191,52 @@ impl Keyring {
             }
         }
         Ok(keys)
+    }
+
+    /// Takes one request from `grant`'s bucket: its standing, refused or not.
+    pub fn take(&self, grant: &KeyGrant) -> RateStanding {
+        let inner = &self.inner;
+        let limit = inner.default_limit.over(grant.limit);
+        let held = read(&inner.limiters)
+            .get(&grant.id)
+            .filter(|(l, _)| *l == limit)
+            .map(|(_, limiter)| limiter.clone());
+        let limiter = held.unwrap_or_else(|| {
+            let quota = Quota::per_second(limit.rate).allow_burst(limit.burst);
+            let made = Arc::new(RateLimiter::direct(quota).with_middleware());
+            write(&inner.limiters).insert(grant.id, (limit, made.clone()));
+            made
+        });
+        let size = limit.burst.get();
+        let refill = |missing: u32| {
+            ceil_secs(Duration::from_secs_f64(
+                f64::from(missing) / f64::from(limit.rate.get()),
+            ))
+        };
+        match limiter.check() {
+            Ok(state) => {
+                let remaining = state.remaining_burst_capacity();
+                RateStanding {
+                    limit: size,
+                    remaining,
+                    reset_secs: refill(size - remaining.min(size)),
+                    retry_after_secs: None,
+                }
+            }
+            Err(not_until) => {
+                inner
+                    .limited
+                    .with_label_values(&[&grant.id.to_string()])
+                    .inc();
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                RateStanding {
+                    limit: size,
+                    remaining: 0,
+                    reset_secs: refill(size),
+                    retry_after_secs: Some(ceil_secs(wait).max(1)),
+                }
+            }
+        }
     }
 
     /// A key change was announced: drop the set.

@@ -56,8 +56,25 @@ pub struct ApiKey {
     pub scope: Scope,
     /// The key's public start (`gk_` and 8 characters), for telling keys apart.
     pub prefix: String,
+    /// This key's own rate limit; `None`: the service's default.
+    pub limit: KeyLimit,
     pub created_at: NaiveDateTime,
     pub last_used_at: Option<NaiveDateTime>,
+}
+
+/// A key's own rate limit (requests per second, burst); each `None` takes the service's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct KeyLimit {
+    pub rate: Option<u32>,
+    pub burst: Option<u32>,
+}
+
+fn limit_from(rate: Option<i32>, burst: Option<i32>) -> KeyLimit {
+    // The table's CHECKs keep both positive.
+    KeyLimit {
+        rate: rate.and_then(|r| u32::try_from(r).ok()),
+        burst: burst.and_then(|b| u32::try_from(b).ok()),
+    }
 }
 
 /// A key as its holder presents it. `Debug` shows only its prefix.
@@ -104,7 +121,7 @@ fn generate() -> String {
     )
 }
 
-const COLUMNS: &str = "id, name, scope, prefix, created_at, last_used_at";
+const COLUMNS: &str = "id, name, scope, prefix, created_at, last_used_at, rate, burst";
 
 fn key_from_row(row: &Row) -> ApiKey {
     let scope: String = row.get(2);
@@ -114,6 +131,7 @@ fn key_from_row(row: &Row) -> ApiKey {
         // The table's CHECK admits only these three.
         scope: Scope::parse(&scope).unwrap_or(Scope::Read),
         prefix: row.get(3),
+        limit: limit_from(row.get(6), row.get(7)),
         created_at: row.get(4),
         last_used_at: row.get(5),
     }
@@ -132,6 +150,7 @@ pub struct KeyGrant {
     pub id: i64,
     pub scope: Scope,
     pub prefix: String,
+    pub limit: KeyLimit,
 }
 
 impl Store {
@@ -154,14 +173,15 @@ impl Store {
         &self,
         name: &str,
         scope: Scope,
+        limit: KeyLimit,
     ) -> Result<(ApiKey, KeySecret), StoreError> {
         let secret = generate();
         // One statement: the key and its announcement commit together.
         let rows = self
             .key_rows(
                 &format!(
-                    "WITH k AS (INSERT INTO api_keys (name, scope, prefix, digest)
-                                VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}),
+                    "WITH k AS (INSERT INTO api_keys (name, scope, prefix, digest, rate, burst)
+                                VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}),
                           announced AS (SELECT pg_notify('{CHANNEL}', 'created'))
                      SELECT k.* FROM k, announced"
                 ),
@@ -170,6 +190,8 @@ impl Store {
                     &scope.as_str(),
                     &prefix_of(&secret),
                     &digest(secret.as_bytes()).as_slice(),
+                    &limit.rate.and_then(|r| i32::try_from(r).ok()),
+                    &limit.burst.and_then(|b| i32::try_from(b).ok()),
                 ],
             )
             .await?;
@@ -214,9 +236,10 @@ impl Store {
     pub async fn live_keys(&self) -> Result<KeySet, StoreError> {
         let rows = self
             .key_rows(
-                "SELECT digest, id, scope, prefix FROM api_keys WHERE revoked_at IS NULL
+                "SELECT digest, id, scope, prefix, rate, burst FROM api_keys
+                 WHERE revoked_at IS NULL
                  UNION ALL
-                 SELECT NULL, 0, '', '' WHERE EXISTS (SELECT FROM api_keys)",
+                 SELECT NULL, 0, '', '', NULL, NULL WHERE EXISTS (SELECT FROM api_keys)",
                 &[],
             )
             .await?;
@@ -234,6 +257,7 @@ impl Store {
                         id: row.get(1),
                         scope,
                         prefix: row.get(3),
+                        limit: limit_from(row.get(4), row.get(5)),
                     },
                 ));
             }

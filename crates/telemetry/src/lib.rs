@@ -153,6 +153,8 @@ pub struct Metrics {
     pub db_deadlines_passed: IntCounter,
     /// 1 while the LISTEN connection for link invalidations is up.
     pub listen_connected: IntGauge,
+    /// Requests refused (429) by an API key's rate limit, by key id (never the key).
+    pub key_rate_limited: IntCounterVec,
     /// Log lines below WARN dropped because the log writer fell behind (brought up to date from
     /// the writer's own count at every render).
     pub log_lines_dropped: IntCounter,
@@ -389,6 +391,17 @@ impl Default for Metrics {
                 &registry,
                 "gitrev_link_listen_connected",
                 "1 while the LISTEN connection for link invalidations is up, else 0",
+            ),
+            key_rate_limited: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gitrev_key_rate_limited_total",
+                        "Requests refused with 429 by an API key's rate limit, by key id (0: GITREV_API_TOKEN); never the key itself",
+                    ),
+                    &["key_id"],
+                )
+                .expect("valid metric"),
             ),
             log_lines_dropped: counter(
                 &registry,
