@@ -98,6 +98,10 @@ pub enum KeysAction {
         /// bulk imports).
         #[arg(long, value_parser = ["read", "write", "admin"])]
         scope: String,
+        /// Bind the key to this user: it sees and changes only that user, their urls and their
+        /// events (not with --scope admin).
+        #[arg(long)]
+        user: Option<i64>,
         /// This key's own rate limit, requests per second (default: GITREV_KEY_RATE).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         rate: Option<u32>,
@@ -291,6 +295,7 @@ async fn keys_command(store: &Store, action: KeysAction) -> anyhow::Result<ExitC
         KeysAction::Create {
             name,
             scope,
+            user,
             rate,
             burst,
         } => {
@@ -299,9 +304,16 @@ async fn keys_command(store: &Store, action: KeysAction) -> anyhow::Result<ExitC
                 bail!("--name must be 1 to 100 characters");
             }
             let scope = Scope::parse(&scope).context("--scope must be read, write or admin")?;
+            if user.is_some() && scope == Scope::Admin {
+                bail!("an admin key covers every user: it cannot be bound to one (--user)");
+            }
             let (key, secret) = store
-                .create_key(name, scope, KeyLimit { rate, burst })
-                .await?;
+                .create_key(name, scope, user, KeyLimit { rate, burst })
+                .await
+                .map_err(|err| match err {
+                    StoreError::NotFound(_) => anyhow::anyhow!("no user {}", user.unwrap_or(0)),
+                    err => err.into(),
+                })?;
             eprintln!(
                 "key {} ({}, scope {}) made; it is shown once, below, and cannot be shown again:",
                 key.id, key.prefix, key.scope
@@ -309,14 +321,15 @@ async fn keys_command(store: &Store, action: KeysAction) -> anyhow::Result<ExitC
             println!("{}", secret.expose());
         }
         KeysAction::List => {
-            println!("id\tprefix\tscope\tname\trate\tburst\tcreated_at\tlast_used_at");
+            println!("id\tprefix\tscope\tuser\tname\trate\tburst\tcreated_at\tlast_used_at");
             let or_default = |n: Option<u32>| n.map_or("default".to_owned(), |n| n.to_string());
             for key in store.list_keys().await? {
                 println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
                     key.id,
                     key.prefix,
                     key.scope,
+                    key.user_id.map_or("-".to_owned(), |u| u.to_string()),
                     key.name,
                     or_default(key.limit.rate),
                     or_default(key.limit.burst),

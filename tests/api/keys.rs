@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 
 use crate::harness::{
     assert_cli_ok, assert_error, client, client_with_key, fresh_database, gitrev, id_of, poll,
-    serve_until_exit, start_server_on, str_of, unique, unique_email, TestDir, TestServer,
+    serve_until_exit, start_server_on, str_of, unique, unique_email, unique_original_url, TestDir,
+    TestServer,
 };
 
 const TOKEN: &str = "keys-test-token-5c2e8a";
@@ -42,10 +43,28 @@ fn needed(template: &str, method: &str) -> Option<&'static str> {
 fn rank(scope: &str) -> u8 {
     match scope {
         "read" => 1,
-        "write" => 2,
+        "write" | "bound" => 2,
         "admin" => 3,
         other => panic!("no scope {other}"),
     }
+}
+
+/// `method path` with a JSON body, whatever the method.
+async fn send_json(
+    srv: &TestServer,
+    c: &reqwest::Client,
+    method: Method,
+    path: &str,
+    body: &[u8],
+) -> crate::harness::Reply {
+    srv.send(
+        c,
+        method,
+        path,
+        Some("application/json"),
+        Some(body.to_vec()),
+    )
+    .await
 }
 
 /// Makes a key through the API with `admin` (a key or the token); its id and the key.
@@ -77,6 +96,29 @@ async fn every_operation_answers_each_kind_of_key_as_the_contract_says() {
         ),
         ("the token", Some(TOKEN.into()), Some("admin")),
     ];
+    // A write key bound to a user: the scope table holds for it too (its own 404s are the next
+    // test's), except that it makes no users.
+    let user = srv
+        .post(
+            &client_with_key(TOKEN),
+            "/users",
+            &json!({"username": "bound", "email": unique_email()}),
+        )
+        .await
+        .expect(201, "a user to bind a key to");
+    let bound = srv
+        .post(
+            &client_with_key(TOKEN),
+            "/keys",
+            &json!({"name": "bound", "scope": "write", "user_id": id_of(&user.json)}),
+        )
+        .await
+        .expect(201, "a bound key");
+    keys.push((
+        "a key bound to a user",
+        Some(str_of(&bound.json, "key").to_owned()),
+        Some("bound"),
+    ));
     for scope in ["read", "write", "admin"] {
         let (_, key) = make_key(&srv, TOKEN, scope).await;
         keys.push((scope, Some(key), Some(scope)));
@@ -96,17 +138,12 @@ async fn every_operation_answers_each_kind_of_key_as_the_contract_says() {
             for (who, key, has) in &keys {
                 let c = key.as_deref().map_or_else(client, client_with_key);
                 let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
-                let reply = srv
-                    .send(
-                        &c,
-                        method.clone(),
-                        &path,
-                        Some("application/json"),
-                        Some(b"{}".to_vec()),
-                    )
-                    .await;
+                let reply = send_json(&srv, &c, method.clone(), &path, b"{}").await;
                 let expected = match (needs, has) {
                     (None, _) => None,
+                    (Some(_), Some("bound")) if template == "/users" && method == Method::POST => {
+                        Some(403)
+                    }
                     (Some(_), None) => Some(401),
                     (Some(n), Some(h)) if rank(h) < rank(n) => Some(403),
                     (Some(_), Some(_)) => None,
@@ -170,37 +207,187 @@ async fn the_first_key_turns_access_control_on() {
 }
 
 #[tokio::test]
-async fn a_key_bound_to_a_user_is_refused_clearly_for_now() {
-    let url = fresh_database("boundkey").await;
+async fn bad_key_requests_are_422_and_make_nothing() {
+    let url = fresh_database("badkeys").await;
     let srv = start_server_on(&url, &[("GITREV_API_TOKEN", TOKEN)]);
-    let reply = srv
-        .post(
-            &client_with_key(TOKEN),
-            "/keys",
-            &json!({"name": "bound", "scope": "read", "user_id": 1}),
-        )
-        .await;
-    assert_error(&reply, 422, "validation_failed");
-    assert!(
-        reply.json["details"]["user_id"].is_string(),
-        "{}",
-        reply.text
-    );
+    let admin = client_with_key(TOKEN);
     for body in [
         json!({"scope": "read"}),
         json!({"name": "", "scope": "read"}),
         json!({"name": "x".repeat(101), "scope": "read"}),
         json!({"name": "n", "scope": "root"}),
         json!({"name": 7, "scope": "read"}),
+        json!({"name": "n", "scope": "admin", "user_id": 1}),
+        json!({"name": "n", "scope": "read", "user_id": "me"}),
+        json!({"name": "n", "scope": "read", "rate": 0}),
+        json!({"name": "n", "scope": "read", "burst": 1_000_001}),
     ] {
-        let reply = srv.post(&client_with_key(TOKEN), "/keys", &body).await;
+        let reply = srv.post(&admin, "/keys", &body).await;
         assert_error(&reply, 422, "validation_failed");
     }
-    let listed = srv
-        .get(&client_with_key(TOKEN), "/keys")
-        .await
-        .expect(200, "GET /keys");
+    let nobody = srv
+        .post(
+            &admin,
+            "/keys",
+            &json!({"name": "n", "scope": "read", "user_id": 424242}),
+        )
+        .await;
+    assert_error(&nobody, 404, "not_found");
+    let listed = srv.get(&admin, "/keys").await.expect(200, "GET /keys");
     assert_eq!(listed.json, json!([]), "no refused key was made");
+}
+
+/// A key bound to one user sees and changes that user, their urls and their events; anything
+/// else is 404 as if it did not exist, and every list is filtered to them.
+#[tokio::test]
+async fn a_user_bound_key_sees_and_changes_only_its_user() {
+    let url = fresh_database("boundkey").await;
+    let srv = start_server_on(&url, &[("GITREV_API_TOKEN", TOKEN)]);
+    let admin = client_with_key(TOKEN);
+    let user = |name: &str| json!({"username": name, "email": unique_email()});
+    let a = id_of(
+        &srv.post(&admin, "/users", &user("a"))
+            .await
+            .expect(201, "user a")
+            .json,
+    );
+    let b = id_of(
+        &srv.post(&admin, "/users", &user("b"))
+            .await
+            .expect(201, "user b")
+            .json,
+    );
+    let link = |owner: i64| json!({"original_url": unique_original_url(), "user_id": owner});
+    let a_url = srv
+        .post(&admin, "/urls", &link(a))
+        .await
+        .expect(201, "a's url")
+        .json;
+    let b_url = id_of(
+        &srv.post(&admin, "/urls", &link(b))
+            .await
+            .expect(201, "b's url")
+            .json,
+    );
+    let event = |url_id: i64, owner: i64| json!({"event_type": "share", "url_id": url_id, "user_id": owner});
+    let b_event = srv
+        .post(&admin, "/events", &event(b_url, b))
+        .await
+        .expect(201, "b's event");
+    let a_id = id_of(&a_url);
+    srv.get(&client(), &format!("/{}", str_of(&a_url, "short_code")))
+        .await
+        .expect(302, "a click on a's url");
+
+    let made = srv
+        .post(
+            &admin,
+            "/keys",
+            &json!({"name": "a's app", "scope": "write", "user_id": a}),
+        )
+        .await
+        .expect(201, "a key bound to a");
+    assert_eq!(made.json["user_id"], json!(a));
+    let c = client_with_key(str_of(&made.json, "key"));
+
+    let users = srv.get(&c, "/users").await.expect(200, "GET /users");
+    assert_eq!(
+        users.json,
+        json!([srv.get(&admin, &format!("/users/{a}")).await.json])
+    );
+    assert_eq!(users.header("x-total-count"), Some("1"));
+    srv.get(&c, &format!("/users/{a}"))
+        .await
+        .expect(200, "its user");
+    for (method, path) in [
+        (Method::GET, format!("/users/{b}")),
+        (Method::PATCH, format!("/users/{b}")),
+        (Method::DELETE, format!("/users/{b}")),
+        (Method::GET, format!("/urls/{b_url}")),
+        (Method::PUT, format!("/urls/{b_url}")),
+        (Method::DELETE, format!("/urls/{b_url}")),
+        (Method::GET, format!("/urls/{b_url}/stats")),
+        (Method::GET, format!("/urls/{b_url}/stats/timeseries")),
+        (
+            Method::GET,
+            format!("/urls/{b_url}/stats/breakdown?by=browser"),
+        ),
+        (Method::GET, format!("/urls/{b_url}/clicks.csv")),
+        (Method::GET, format!("/events/{}", id_of(&b_event.json))),
+    ] {
+        let reply = send_json(&srv, &c, method, &path, br#"{"title":"t"}"#).await;
+        assert_error(&reply, 404, "not_found");
+    }
+    assert_error(&srv.post(&c, "/users", &user("c")).await, 403, "forbidden");
+    assert_error(&srv.get(&c, "/keys").await, 403, "forbidden");
+
+    let urls = srv.get(&c, "/urls").await.expect(200, "GET /urls");
+    assert_eq!(urls.json.as_array().map(Vec::len), Some(1), "{}", urls.text);
+    assert_eq!(urls.json[0]["id"], json!(a_id));
+    let others = srv
+        .get(&c, &format!("/urls?user_id={b}"))
+        .await
+        .expect(200, "asked for b's");
+    assert_eq!(others.json, json!([]));
+    assert_eq!(others.header("x-total-count"), Some("0"));
+    for path in ["stats", "stats/timeseries", "clicks.csv"] {
+        srv.get(&c, &format!("/urls/{a_id}/{path}"))
+            .await
+            .expect(200, path);
+    }
+
+    let mine = srv
+        .post(&c, "/urls", &json!({"original_url": unique_original_url()}))
+        .await
+        .expect(201, "a url without a user_id");
+    assert_eq!(mine.json["user_id"], json!(a), "made a's");
+    assert_error(&srv.post(&c, "/urls", &link(b)).await, 404, "not_found");
+    assert_error(
+        &srv.patch(&c, &format!("/urls/{a_id}"), &json!({"user_id": b}))
+            .await,
+        404,
+        "not_found",
+    );
+    srv.patch(&c, &format!("/urls/{a_id}"), &json!({"title": "mine"}))
+        .await
+        .expect(200, "its own url changes");
+
+    assert_error(
+        &srv.post(&c, "/events", &json!({"event_type": "x", "url_id": b_url}))
+            .await,
+        404,
+        "not_found",
+    );
+    let posted = srv
+        .post(&c, "/events", &json!({"event_type": "x", "url_id": a_id}))
+        .await
+        .expect(201, "an event on its url");
+    assert_eq!(posted.json["user_id"], json!(a));
+    let events = crate::harness::poll(
+        Duration::from_secs(10),
+        || srv.get(&c, "/events"),
+        |r| r.json.as_array().is_some_and(|e| e.len() >= 2),
+    )
+    .await
+    .unwrap_or_else(|last| last);
+    let events = events.json.as_array().expect("a list").clone();
+    assert!(events.len() >= 2, "its click and its event: {events:?}");
+    assert!(
+        events.iter().all(|e| e["user_id"] == json!(a)),
+        "only a's events: {events:?}"
+    );
+
+    // The user goes, and its keys with it, on every replica.
+    srv.delete(&admin, &format!("/users/{a}"))
+        .await
+        .expect(204, "a deleted");
+    let gone = poll(
+        Duration::from_secs(5),
+        || srv.get(&c, "/users"),
+        |r| r.status == 401,
+    )
+    .await;
+    assert!(gone.is_ok(), "the bound key went with its user");
 }
 
 /// Revoked on one replica, refused on another within a second (the NOTIFY path), and its last use

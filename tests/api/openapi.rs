@@ -525,6 +525,9 @@ async fn guarded(doc: &Value, produced: &mut BTreeSet<Answer>) {
     .await;
     d.call("/keys", post.clone(), "/keys", new_key("root"), 422)
         .await;
+    let bound_to_nobody = json_body(json!({"name": "k", "scope": "read", "user_id": MISSING_ID}));
+    d.call("/keys", post.clone(), "/keys", bound_to_nobody, 404)
+        .await;
 
     let mut d = Driver {
         srv: &srv,

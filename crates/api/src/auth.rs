@@ -41,21 +41,21 @@ pub fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
         .then(|| presented.trim_ascii())
 }
 
-/// Lets the request through, or answers 401/403 (503 when the keys cannot be read) or 429 (the
-/// key's rate limit). A keyed request's standing with its limit goes to `standing`, for the
-/// answer's `ratelimit-*` headers, whatever the answer.
+/// Lets the request through — with the user its key is bound to, if it is — or answers 401/403
+/// (503 when the keys cannot be read) or 429 (the key's rate limit). A keyed request's standing
+/// with its limit goes to `standing`, for the answer's `ratelimit-*` headers, whatever the answer.
 pub async fn authorize(
     state: &AppState,
     route: Route<'_>,
     method: &Method,
     headers: &HeaderMap,
     standing: &mut Option<RateStanding>,
-) -> Result<(), ApiError> {
+) -> Result<Option<i64>, ApiError> {
     let Some(needed) = scope_needed(route, method) else {
-        return Ok(());
+        return Ok(None);
     };
     let grant = match state.keyring.check(bearer(headers)).await? {
-        Access::Open => return Ok(()),
+        Access::Open => return Ok(None),
         Access::Denied => return Err(ApiError::Unauthorized),
         Access::Granted(grant) => grant,
     };
@@ -67,7 +67,7 @@ pub async fn authorize(
     if grant.scope < needed {
         return Err(ApiError::Forbidden(needed));
     }
-    Ok(())
+    Ok(grant.user_id)
 }
 
 /// The `ratelimit-*` headers of a keyed request's answer.

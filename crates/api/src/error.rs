@@ -44,6 +44,9 @@ pub enum ApiError {
     /// or revoked.
     #[error("this endpoint needs a valid API key: `authorization: Bearer <key>`")]
     Unauthorized,
+    /// A key bound to one user asked for what only an unbound key may do.
+    #[error("{0}")]
+    BoundKey(&'static str),
     /// The key's rate limit: retry after this many seconds.
     #[error("this API key is over its rate limit; retry in {0} s")]
     TooManyRequests(u64),
@@ -85,7 +88,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::BoundKey(_) => StatusCode::FORBIDDEN,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) | ApiError::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -103,7 +106,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unauthorized => "unauthorized",
-            ApiError::Forbidden(_) => "forbidden",
+            ApiError::Forbidden(_) | ApiError::BoundKey(_) => "forbidden",
             ApiError::TooManyRequests(_) => "rate_limited",
             ApiError::BodyTimeout(_) => "request_timeout",
             ApiError::Unavailable(_) | ApiError::NotReady(_) => "unavailable",

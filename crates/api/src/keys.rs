@@ -1,5 +1,5 @@
-//! `/keys` and `/keys/{id}` (admin scope): make a key (shown once, in the 201), list the keys
-//! (never the key itself), revoke one.
+//! `/keys` and `/keys/{id}` (admin scope): make a key (shown once, in the 201; bound to one user
+//! if asked), list the keys (never the key itself), revoke one.
 
 use gitrev_core::model::render_timestamp;
 use gitrev_store::keys::{ApiKey, KeyLimit, Scope};
@@ -19,7 +19,7 @@ fn key_json(key: &ApiKey) -> Value {
         "name": key.name,
         "scope": key.scope.as_str(),
         "prefix": key.prefix,
-        "user_id": Value::Null,
+        "user_id": key.user_id,
         "rate": key.limit.rate,
         "burst": key.limit.burst,
         "created_at": render_timestamp(&key.created_at),
@@ -63,13 +63,24 @@ pub async fn create(state: &AppState, body: Map<String, Value>) -> HandlerResult
             None
         }
     };
-    match body.get("user_id") {
-        None | Some(Value::Null) => {}
-        Some(_) => problems.push((
-            "user_id".to_owned(),
-            "keys bound to one user are not available in this version".to_owned(),
-        )),
-    }
+    let user_id = match body.get("user_id") {
+        None | Some(Value::Null) => None,
+        Some(value) => {
+            let id = value.as_i64().filter(|id| *id >= 1);
+            if id.is_none() {
+                problems.push((
+                    "user_id".to_owned(),
+                    "must be a positive integer".to_owned(),
+                ));
+            } else if scope == Some(Scope::Admin) {
+                problems.push((
+                    "user_id".to_owned(),
+                    "an admin key covers every user: it cannot be bound to one".to_owned(),
+                ));
+            }
+            id
+        }
+    };
     let mut limit_field = |field: &str| match body.get(field) {
         None | Some(Value::Null) => None,
         Some(value) => {
@@ -90,7 +101,7 @@ pub async fn create(state: &AppState, body: Map<String, Value>) -> HandlerResult
     let (Some(name), Some(scope), true) = (name, scope, problems.is_empty()) else {
         return Err(ApiError::Validation(problems));
     };
-    let (key, secret) = state.store.create_key(name, scope, limit).await?;
+    let (key, secret) = state.store.create_key(name, scope, user_id, limit).await?;
     // This replica knows at once (the first key closes an open API here before its NOTIFY is back).
     state.keyring.changed();
     let mut body = key_json(&key);

@@ -4,6 +4,7 @@
 
 pub mod analytics;
 pub mod auth;
+pub mod bound;
 pub mod error;
 pub mod events;
 pub mod keys;
@@ -186,7 +187,7 @@ async fn dispatch(
     incoming: Incoming,
     standing: &mut Option<gitrev_links::keys::RateStanding>,
 ) -> HandlerResult {
-    let query = parts.uri.query();
+    let mut query = parts.uri.query();
     let method = if parts.method == Method::HEAD {
         // HEAD answers like GET without a body (hyper drops it); only the redirect tells them apart.
         if let Route::Redirect(code) = route {
@@ -196,8 +197,25 @@ async fn dispatch(
     } else {
         parts.method.clone()
     };
-    auth::authorize(state, route, &method, &parts.headers, standing).await?;
-    let json_body = |incoming| json_object(state, &parts.headers, incoming);
+    let user = auth::authorize(state, route, &method, &parts.headers, standing).await?;
+    let filtered;
+    if let Some(user) = user {
+        bound::check(state, route, &method, user).await?;
+        if route == Route::Users && method == Method::GET {
+            return users::list_only(state, query, user).await;
+        }
+        filtered = bound::list_query(route, query, user);
+        if filtered.is_some() {
+            query = filtered.as_deref();
+        }
+    }
+    let json_body = |incoming| async move {
+        let mut body = json_object(state, &parts.headers, incoming).await?;
+        if let Some(user) = user {
+            bound::body(state, route, user, &mut body).await?;
+        }
+        Ok::<_, ApiError>(body)
+    };
     match (route, method) {
         (Route::Health, Method::GET) => ops::health(),
         (Route::Ready, Method::GET) => ops::ready(state).await,

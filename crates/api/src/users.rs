@@ -32,6 +32,20 @@ pub async fn list(state: &AppState, query: Option<&str>) -> HandlerResult {
     Ok(list_response("/users", &query, pagination, &users, total))
 }
 
+/// `GET /users` for a key bound to `user`: that user alone, paginated like any list.
+pub async fn list_only(state: &AppState, query: Option<&str>, user: i64) -> HandlerResult {
+    let mut query = Query::parse(query);
+    let pagination = query.pagination(state.settings.list_cap);
+    query.finish()?;
+    let user = state.store.get_user(user).await?;
+    let rows = if pagination.page().offset == 0 {
+        vec![user]
+    } else {
+        Vec::new()
+    };
+    Ok(list_response("/users", &query, pagination, &rows, 1))
+}
+
 pub async fn get(state: &AppState, id: i64) -> HandlerResult {
     let user = state.store.get_user(id).await?;
     Ok(response::json(StatusCode::OK, &user))

@@ -121,6 +121,7 @@ pub fn token_grant() -> KeyGrant {
         scope: Scope::Admin,
         prefix: "token".into(),
         limit: KeyLimit::default(),
+        user_id: None,
     }
 }
 

@@ -1,6 +1,8 @@
 //! The `api_keys` table: keys are made here (random, shown once), kept only as their SHA-256
-//! digest, listed without it and revoked. Every change announces `NOTIFY gitrev_keys` in its own
-//! transaction, so that every replica's keyring reloads when (and only when) it commits.
+//! digest, listed without it and revoked. Every change that matters to access is announced by the
+//! table's trigger (`NOTIFY gitrev_keys`, sql/0003_keys.sql) in the transaction that made it, so
+//! every replica's keyring reloads when (and only when) it commits, even for a key that went with
+//! its user.
 
 use std::fmt;
 
@@ -12,7 +14,8 @@ use tokio_postgres::Row;
 
 use super::{Store, StoreError};
 
-/// The channel key changes are announced on (its payload is not used: a replica reloads them all).
+/// The channel key changes are announced on, by the table's trigger (its payload is not used: a
+/// replica reloads them all).
 pub const CHANNEL: &str = "gitrev_keys";
 
 /// What a key may do; each scope includes the ones before it.
@@ -58,6 +61,8 @@ pub struct ApiKey {
     pub prefix: String,
     /// This key's own rate limit; `None`: the service's default.
     pub limit: KeyLimit,
+    /// The one user this key may see and change; `None`: every user its scope allows.
+    pub user_id: Option<i64>,
     pub created_at: NaiveDateTime,
     pub last_used_at: Option<NaiveDateTime>,
 }
@@ -121,7 +126,7 @@ fn generate() -> String {
     )
 }
 
-const COLUMNS: &str = "id, name, scope, prefix, created_at, last_used_at, rate, burst";
+const COLUMNS: &str = "id, name, scope, prefix, created_at, last_used_at, rate, burst, user_id";
 
 fn key_from_row(row: &Row) -> ApiKey {
     let scope: String = row.get(2);
@@ -132,6 +137,7 @@ fn key_from_row(row: &Row) -> ApiKey {
         scope: Scope::parse(&scope).unwrap_or(Scope::Read),
         prefix: row.get(3),
         limit: limit_from(row.get(6), row.get(7)),
+        user_id: row.get(8),
         created_at: row.get(4),
         last_used_at: row.get(5),
     }
@@ -151,6 +157,8 @@ pub struct KeyGrant {
     pub scope: Scope,
     pub prefix: String,
     pub limit: KeyLimit,
+    /// The one user this key may see and change.
+    pub user_id: Option<i64>,
 }
 
 impl Store {
@@ -173,21 +181,21 @@ impl Store {
         &self,
         name: &str,
         scope: Scope,
+        user_id: Option<i64>,
         limit: KeyLimit,
     ) -> Result<(ApiKey, KeySecret), StoreError> {
         let secret = generate();
-        // One statement: the key and its announcement commit together.
+        // The table's trigger announces it (NOTIFY gitrev_keys) when it commits.
         let rows = self
             .key_rows(
                 &format!(
-                    "WITH k AS (INSERT INTO api_keys (name, scope, prefix, digest, rate, burst)
-                                VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}),
-                          announced AS (SELECT pg_notify('{CHANNEL}', 'created'))
-                     SELECT k.* FROM k, announced"
+                    "INSERT INTO api_keys (name, scope, user_id, prefix, digest, rate, burst)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
                 ),
                 &[
                     &name,
                     &scope.as_str(),
+                    &user_id,
                     &prefix_of(&secret),
                     &digest(secret.as_bytes()).as_slice(),
                     &limit.rate.and_then(|r| i32::try_from(r).ok()),
@@ -214,14 +222,11 @@ impl Store {
 
     /// Revokes a key; `NotFound("key")` when there is no such key or it was already revoked.
     pub async fn revoke_key(&self, id: i64) -> Result<(), StoreError> {
-        // One statement: announced only when a key was revoked, and committed with it.
+        // The table's trigger announces it (NOTIFY gitrev_keys) when it commits.
         let revoked = self
             .key_rows(
-                &format!(
-                    "WITH r AS (UPDATE api_keys SET revoked_at = now() AT TIME ZONE 'UTC'
-                                WHERE id = $1 AND revoked_at IS NULL RETURNING id)
-                     SELECT pg_notify('{CHANNEL}', 'revoked') FROM r"
-                ),
+                "UPDATE api_keys SET revoked_at = now() AT TIME ZONE 'UTC'
+                 WHERE id = $1 AND revoked_at IS NULL RETURNING id",
                 &[&id],
             )
             .await?;
@@ -236,10 +241,10 @@ impl Store {
     pub async fn live_keys(&self) -> Result<KeySet, StoreError> {
         let rows = self
             .key_rows(
-                "SELECT digest, id, scope, prefix, rate, burst FROM api_keys
+                "SELECT digest, id, scope, prefix, rate, burst, user_id FROM api_keys
                  WHERE revoked_at IS NULL
                  UNION ALL
-                 SELECT NULL, 0, '', '', NULL, NULL WHERE EXISTS (SELECT FROM api_keys)",
+                 SELECT NULL, 0, '', '', NULL, NULL, NULL WHERE EXISTS (SELECT FROM api_keys)",
                 &[],
             )
             .await?;
@@ -258,6 +263,7 @@ impl Store {
                         scope,
                         prefix: row.get(3),
                         limit: limit_from(row.get(4), row.get(5)),
+                        user_id: row.get(6),
                     },
                 ));
             }

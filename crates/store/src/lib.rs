@@ -72,7 +72,7 @@ impl StoreError {
         }
         if *code == SqlState::FOREIGN_KEY_VIOLATION {
             return StoreError::NotFound(match db.constraint() {
-                Some("urls_user_id_fkey") => "user",
+                Some("urls_user_id_fkey" | "api_keys_user_id_fkey") => "user",
                 _ => "referenced row",
             });
         }

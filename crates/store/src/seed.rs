@@ -448,18 +448,21 @@ pub async fn is_empty(client: &Client) -> Result<bool, StoreError> {
     Ok(row.get(0))
 }
 
-/// Empties every table and restarts the id sequences, and tells every running replica to drop
-/// its whole link cache (in the same transaction, so the announcement comes with the change).
+/// Empties every table (API keys included) and restarts the id sequences, and tells every
+/// running replica to drop its whole link cache and its keys (in the same transaction, so the
+/// announcements come with the change).
 pub async fn truncate(client: &Client) -> Result<(), StoreError> {
     client
         .batch_execute(&format!(
             "BEGIN;
-             TRUNCATE url_stats, click_hours, click_breakdowns, click_batches, clicks, events, urls,
-                      users RESTART IDENTITY;
+             TRUNCATE url_stats, click_hours, click_breakdowns, click_batches, clicks, events,
+                      api_keys, urls, users RESTART IDENTITY;
              SELECT pg_notify('{}', '{}');
+             SELECT pg_notify('{}', 'TRUNCATE');
              COMMIT;",
             announce::CHANNEL,
-            announce::CLEAR_ALL
+            announce::CLEAR_ALL,
+            crate::keys::CHANNEL
         ))
         .await?;
     Ok(())
