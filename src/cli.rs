@@ -160,7 +160,7 @@ impl Database {
     async fn open(settings: &Settings) -> anyhow::Result<Database> {
         match &settings.database_url {
             Some(url) => Ok(Database {
-                url: url.clone(),
+                url: url.expose().to_owned(),
                 embedded: None,
             }),
             None => {

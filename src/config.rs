@@ -84,8 +84,8 @@ pub struct Settings {
     /// PostgreSQL connection URL (`postgres://user:pass@host:5432/db`). Unset: the embedded
     /// PostgreSQL under the data directory.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true,
-          value_parser = named(database_url as Parse<String>))]
-    pub database_url: Option<String>,
+          value_parser = named(database_url as Parse<Secret>))]
+    pub database_url: Option<Secret>,
 
     /// HTTP listen address (port 0 picks a free one).
     #[arg(long, env = "GITREV_LISTEN", default_value = DEFAULT_LISTEN, global = true,
@@ -408,10 +408,11 @@ impl<P: TypedValueParser> TypedValueParser for Named<P> {
     }
 }
 
-fn database_url(value: &str) -> Result<String, String> {
+/// A connection URL, kept as a [`Secret`]: it carries the password.
+fn database_url(value: &str) -> Result<Secret, String> {
     value
         .parse::<tokio_postgres::Config>()
-        .map(|_| value.to_owned())
+        .map(|_| Secret(value.to_owned()))
         .map_err(|e| e.to_string())
 }
 
@@ -618,11 +619,17 @@ mod tests {
     }
 
     #[test]
-    fn the_api_token_never_prints() {
-        let s = parse(&["--api-token", "a-very-secret-token-value"]);
+    fn no_secret_setting_prints() {
+        let s = parse(&[
+            "--api-token",
+            "a-very-secret-token-value",
+            "--database-url",
+            "postgres://gitrev:db-password-4711@db:5432/gitrev",
+        ]);
         let printed = format!("{s:?}");
         assert!(!printed.contains("a-very-secret"), "{printed}");
-        assert!(printed.contains("Secret(***)"));
+        assert!(!printed.contains("db-password-4711"), "{printed}");
+        assert_eq!(printed.matches("Secret(***)").count(), 2, "{printed}");
     }
 
     #[test]

@@ -147,8 +147,7 @@ fn command(bin: &Path, program: &str, run_as: Option<RunAs>) -> Command {
     cmd
 }
 
-/// A running private PostgreSQL server.
-#[derive(Debug)]
+/// A running private PostgreSQL server. `Debug` leaves out its password.
 pub struct EmbeddedPostgres {
     /// The server process when we started it; `None` when we adopted one left running.
     child: Option<Child>,
@@ -160,6 +159,18 @@ pub struct EmbeddedPostgres {
     stopped: bool,
     /// `<data dir>/gitrev.owner`: the pid of the gitrev process responsible for stopping it.
     owner_file: PathBuf,
+}
+
+impl std::fmt::Debug for EmbeddedPostgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedPostgres")
+            .field("pid", &self.pid)
+            .field("port", &self.port)
+            .field("password", &"***")
+            .field("stopped", &self.stopped)
+            .field("owner_file", &self.owner_file)
+            .finish_non_exhaustive()
+    }
 }
 
 fn free_port() -> Result<u16, EmbeddedError> {
@@ -559,6 +570,16 @@ async fn init_cluster(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_leaves_out_the_password() {
+        let mut s = server(false);
+        s.password = "pg-secret-9931".into();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("pg-secret-9931"), "{shown}");
+        assert!(shown.contains("***"), "{shown}");
+        s.stop_blocking(Duration::from_secs(5));
+    }
 
     /// A stand-in server: `sh` running `sleep`, SIGINT ignored when `stubborn`.
     fn server(stubborn: bool) -> EmbeddedPostgres {
