@@ -9,9 +9,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::harness::{
-    assert_cli_ok, assert_error, client, client_with_key, fresh_database, gitrev, id_of, poll,
-    serve_until_exit, start_server_on, str_of, unique, unique_email, unique_original_url, TestDir,
-    TestServer,
+    assert_cli_ok, assert_error, client, client_with_key, fresh_database, gitrev, id_of,
+    is_timestamp, poll, serve_until_exit, start_server_on, str_of, unique, unique_email,
+    unique_original_url, TestDir, TestServer,
 };
 
 const TOKEN: &str = "keys-test-token-5c2e8a";
@@ -203,6 +203,26 @@ async fn the_first_key_turns_access_control_on() {
         !listed.text.contains(&key[11..]),
         "nor any part of its secret: {}",
         listed.text
+    );
+    assert_eq!(
+        listed.json[0]["last_used_at"],
+        Value::Null,
+        "a use is written in batches, not by the request"
+    );
+    // The last batch is written when the server stops.
+    let status = srv.stop();
+    assert!(status.success(), "stops cleanly: {status}");
+    let listed = gitrev(&["keys", "list"], &url);
+    assert_cli_ok(&listed, "gitrev keys list");
+    let row = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .find(|l| l.contains("\tfirst\t"))
+        .map(str::to_owned)
+        .expect("the key's row");
+    let last_used = row.rsplit('\t').next().unwrap_or("-");
+    assert!(
+        is_timestamp(&last_used.replace('Z', "")),
+        "last used at: {row}"
     );
 }
 

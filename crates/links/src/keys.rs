@@ -9,12 +9,13 @@
 //!
 //! Keys are compared by digest: a lookup's timing can reveal at most something about the digest,
 //! from which nothing about a key can be learned. `GITREV_API_TOKEN`, when set, is an admin key
-//! compared in constant time. When the last use of a key was is written in batches
-//! ([`Keyring::flush_used`], every few seconds), never on a request's path.
+//! compared in constant time. A request notes its key's use in an atomic; when each key was last
+//! used is written in batches ([`Keyring::flush_used`], every few seconds), never on a request's
+//! path.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -58,18 +59,25 @@ struct Inner {
     generation: AtomicU64,
     /// The live keys; `None` until (re)loaded.
     keys: RwLock<Option<Arc<Held>>>,
-    /// Last use of each key since the last flush.
-    used: Mutex<HashMap<i64, NaiveDateTime>>,
     /// The service's rate limit for a key without its own.
     default_limit: Limit,
-    /// Each key's bucket, by key id, made on first use and kept across reloads of the set (a
-    /// key's limit changing makes a new one).
-    limiters: RwLock<HashMap<i64, (Limit, Arc<Limiter>)>>,
+    /// Each key's bucket and last use, by key id, made on first use and kept across reloads of
+    /// the set (a key's limit changing makes a new bucket).
+    limiters: RwLock<HashMap<i64, Arc<KeyState>>>,
     /// Requests refused, by key id.
     limited: IntCounterVec,
 }
 
 type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+
+/// What a replica keeps of one key between requests: its bucket and when it was last used (Unix
+/// seconds), and the last use already written. Atomics: a request takes no lock to note its use.
+struct KeyState {
+    limit: Limit,
+    limiter: Limiter,
+    last_used: AtomicI64,
+    written: AtomicI64,
+}
 
 /// Requests per second and burst.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,7 +149,6 @@ impl Keyring {
                 listening: AtomicBool::new(false),
                 generation: AtomicU64::new(0),
                 keys: RwLock::new(None),
-                used: Mutex::new(HashMap::new()),
                 default_limit,
                 limiters: RwLock::new(HashMap::new()),
                 limited,
@@ -165,8 +172,6 @@ impl Keyring {
         let Some(grant) = presented.and_then(|p| keys.by_digest.get(&p)) else {
             return Ok(Access::Denied);
         };
-        let now = chrono::Utc::now().naive_utc();
-        lock(&self.inner.used).insert(grant.id, now);
         Ok(Access::Granted(grant.clone()))
     }
 
@@ -194,20 +199,28 @@ impl Keyring {
         Ok(keys)
     }
 
-    /// Takes one request from `grant`'s bucket: its standing, refused or not.
+    /// Takes one request from `grant`'s bucket (and notes the key's use): its standing, refused
+    /// or not.
     pub fn take(&self, grant: &KeyGrant) -> RateStanding {
         let inner = &self.inner;
         let limit = inner.default_limit.over(grant.limit);
         let held = read(&inner.limiters)
             .get(&grant.id)
-            .filter(|(l, _)| *l == limit)
-            .map(|(_, limiter)| limiter.clone());
-        let limiter = held.unwrap_or_else(|| {
+            .filter(|state| state.limit == limit)
+            .cloned();
+        let state = held.unwrap_or_else(|| {
             let quota = Quota::per_second(limit.rate).allow_burst(limit.burst);
-            let made = Arc::new(RateLimiter::direct(quota).with_middleware());
-            write(&inner.limiters).insert(grant.id, (limit, made.clone()));
+            let made = Arc::new(KeyState {
+                limit,
+                limiter: RateLimiter::direct(quota).with_middleware(),
+                last_used: AtomicI64::new(0),
+                written: AtomicI64::new(0),
+            });
+            write(&inner.limiters).insert(grant.id, made.clone());
             made
         });
+        state.last_used.store(unix_now(), Ordering::Relaxed);
+        let limiter = &state.limiter;
         let size = limit.burst.get();
         let refill = |missing: u32| {
             ceil_secs(Duration::from_secs_f64(
@@ -253,32 +266,42 @@ impl Keyring {
         self.changed();
     }
 
-    /// Writes the last uses noted since the previous flush (one statement). Uses noted while it
-    /// runs are kept for the next; on failure these are put back, later ones winning.
+    /// Writes the last uses noted since the previous flush (one statement). A failed write is
+    /// tried again at the next flush, with whatever came since.
     pub async fn flush_used(&self) -> Result<usize, StoreError> {
-        let used: Vec<(i64, NaiveDateTime)> = std::mem::take(&mut *lock(&self.inner.used))
-            .into_iter()
+        let pending: Vec<(i64, i64, Arc<KeyState>)> = read(&self.inner.limiters)
+            .iter()
+            // Id 0 is GITREV_API_TOKEN: no row to write.
+            .filter(|(id, _)| **id != 0)
+            .filter_map(|(id, state)| {
+                let used = state.last_used.load(Ordering::Relaxed);
+                (used > state.written.load(Ordering::Relaxed)).then(|| (*id, used, state.clone()))
+            })
             .collect();
-        if let Err(err) = self.inner.store.touch_keys(&used).await {
-            let mut pending = lock(&self.inner.used);
-            for (id, at) in used {
-                let entry = pending.entry(id).or_insert(at);
-                *entry = (*entry).max(at);
-            }
-            return Err(err);
+        let rows: Vec<(i64, NaiveDateTime)> = pending
+            .iter()
+            .filter_map(|(id, used, _)| {
+                Some((*id, chrono::DateTime::from_timestamp(*used, 0)?.naive_utc()))
+            })
+            .collect();
+        self.inner.store.touch_keys(&rows).await?;
+        for (_, used, state) in &pending {
+            state.written.fetch_max(*used, Ordering::Relaxed);
         }
-        Ok(used.len())
+        Ok(rows.len())
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Compares every byte whatever the first difference, so the time taken does not depend on it.
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     let difference = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(difference) == 0
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
