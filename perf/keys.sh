@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Issue #10's targets, in one run, as ratios (interleaved rounds: auth off, auth on, off, on, …):
+# Issue #10's targets, in one run, as ratios (interleaved rounds: auth off then on, on then off, …):
 #
 #   perf/keys.sh                               ROUNDS=2 DURATION=15 CONNS=100
 #   GITREV_BIN=target/release/gitrev perf/keys.sh
 #
-# Each round starts a fresh gitrev (embedded PostgreSQL, development, the reference seed set) twice:
+# Each round starts a fresh gitrev (embedded PostgreSQL, development, the reference seed set) twice,
+# in alternating order from round to round:
 #   off  no key, no token: the API is open;
 #   on   GITREV_API_TOKEN set and a read key made through POST /keys (rate limit raised out of the
 #        way, GITREV_KEY_RATE=GITREV_KEY_BURST=1000000, so the key check, not a 429, is measured).
@@ -73,7 +74,10 @@ measure() { # name mode round script
 
 load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for round in $(seq 1 "$ROUNDS"); do
-  for mode in off on; do
+  # Alternating order (off on, on off, …): drift of a shared machine falls on both alike.
+  modes="off on"
+  [ $((round % 2)) -eq 0 ] && modes="on off"
+  for mode in $modes; do
     start "$mode"
     KEY=""
     if [ "$mode" = on ]; then
