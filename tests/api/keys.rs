@@ -80,8 +80,9 @@ async fn make_key(srv: &TestServer, admin: &str, scope: &str) -> (i64, String) {
     (id_of(&reply.json), str_of(&reply.json, "key").to_owned())
 }
 
-/// Every documented operation × {no key, a wrong key, read, write, admin, the token}: 401 without a
-/// live key, 403 with one short of the scope, and past the access check (neither) with enough.
+/// Every documented operation × {no key, a wrong key, read, write, admin, the token, a key bound to
+/// the owner of the row asked for, one bound to another user}: 401 without a live key, 403 with one
+/// short of the scope, 404 for another user's row, and past the access check with enough.
 #[tokio::test]
 async fn every_operation_answers_each_kind_of_key_as_the_contract_says() {
     let url = fresh_database("scopes").await;
@@ -96,29 +97,62 @@ async fn every_operation_answers_each_kind_of_key_as_the_contract_says() {
         ),
         ("the token", Some(TOKEN.into()), Some("admin")),
     ];
-    // A write key bound to a user: the scope table holds for it too (its own 404s are the next
-    // test's), except that it makes no users.
-    let user = srv
+    // One user's rows, and write keys bound to that user (the owner) and to another: the scope
+    // table holds for both, neither makes users, and the other's key finds none of the owner's rows.
+    let admin = client_with_key(TOKEN);
+    let owner = srv
         .post(
-            &client_with_key(TOKEN),
+            &admin,
             "/users",
-            &json!({"username": "bound", "email": unique_email()}),
+            &json!({"username": "owner", "email": unique_email()}),
         )
         .await
-        .expect(201, "a user to bind a key to");
-    let bound = srv
+        .expect(201, "the owner");
+    let owner = id_of(&owner.json);
+    let other = srv
         .post(
-            &client_with_key(TOKEN),
-            "/keys",
-            &json!({"name": "bound", "scope": "write", "user_id": id_of(&user.json)}),
+            &admin,
+            "/users",
+            &json!({"username": "other", "email": unique_email()}),
         )
         .await
-        .expect(201, "a bound key");
-    keys.push((
-        "a key bound to a user",
-        Some(str_of(&bound.json, "key").to_owned()),
-        Some("bound"),
-    ));
+        .expect(201, "another user");
+    let owned_url = srv
+        .post(
+            &admin,
+            "/urls",
+            &json!({"original_url": unique_original_url(), "user_id": owner}),
+        )
+        .await
+        .expect(201, "the owner's url");
+    let owned_url = id_of(&owned_url.json);
+    let owned_event = srv
+        .post(
+            &admin,
+            "/events",
+            &json!({"event_type": "x", "url_id": owned_url, "user_id": owner}),
+        )
+        .await
+        .expect(201, "the owner's event");
+    let owned_event = id_of(&owned_event.json);
+    for (who, user) in [
+        ("the owner's bound key", owner),
+        ("another user's bound key", id_of(&other.json)),
+    ] {
+        let bound = srv
+            .post(
+                &admin,
+                "/keys",
+                &json!({"name": who, "scope": "write", "user_id": user}),
+            )
+            .await
+            .expect(201, "a bound key");
+        keys.push((
+            who,
+            Some(str_of(&bound.json, "key").to_owned()),
+            Some("bound"),
+        ));
+    }
     for scope in ["read", "write", "admin"] {
         let (_, key) = make_key(&srv, TOKEN, scope).await;
         keys.push((scope, Some(key), Some(scope)));
@@ -130,11 +164,19 @@ async fn every_operation_answers_each_kind_of_key_as_the_contract_says() {
                 continue;
             }
             let needs = needed(template, method);
-            // An id that exists nowhere: past the access check the answer is the handler's (404,
-            // 422, …), never 401 or 403.
+            // The owner's rows, or, for a DELETE (which would take them), an id that exists
+            // nowhere: past the access check the answer is the handler's, never 401 or 403.
+            let id = match template.split('/').nth(1) {
+                _ if method == "delete" => 999_999_999,
+                Some("users") => owner,
+                Some("urls") => owned_url,
+                Some("events") => owned_event,
+                _ => 999_999_999,
+            };
             let path = template
-                .replace("{id}", "999999999")
+                .replace("{id}", &id.to_string())
                 .replace("{short_code}", "nosuchcode");
+            let owners_row = id != 999_999_999 && template.contains("{id}");
             for (who, key, has) in &keys {
                 let c = key.as_deref().map_or_else(client, client_with_key);
                 let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
@@ -146,6 +188,9 @@ async fn every_operation_answers_each_kind_of_key_as_the_contract_says() {
                     }
                     (Some(_), None) => Some(401),
                     (Some(n), Some(h)) if rank(h) < rank(n) => Some(403),
+                    (Some(_), Some("bound")) if owners_row && who.starts_with("another") => {
+                        Some(404)
+                    }
                     (Some(_), Some(_)) => None,
                 };
                 match expected {
@@ -155,8 +200,11 @@ async fn every_operation_answers_each_kind_of_key_as_the_contract_says() {
                         reply.text
                     ),
                     None => assert!(
-                        reply.status != 401 && reply.status != 403,
-                        "{method} {path} with {who}: past the access check, got {}: {}",
+                        reply.status != 401
+                            && reply.status != 403
+                            && !(owners_row && reply.status == 404),
+                        "{method} {path} with {who}: past the access check (and to the owner's \
+                         row), got {}: {}",
                         reply.status,
                         reply.text
                     ),

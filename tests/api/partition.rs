@@ -14,9 +14,9 @@ use serde_json::json;
 
 use crate::harness::proxy::{address_of, PartitionProxy};
 use crate::harness::{
-    click_events, client, connect, fresh_database, id_of, read_metric, read_raw_reply,
-    settle_clicks, start_server_on, str_of, unique_email, unique_original_url, wait_for_metric,
-    wait_for_state, Reply, TestServer,
+    assert_cli_ok, click_events, client, client_with_key, connect, fresh_database, gitrev, id_of,
+    poll, read_metric, read_raw_reply, settle_clicks, start_server_on, str_of, unique_email,
+    unique_original_url, wait_for_metric, wait_for_state, Reply, TestServer,
 };
 
 /// The default deadline: `GITREV_STATEMENT_TIMEOUT_MS` (2500) + `GITREV_DB_DEADLINE_MARGIN_MS` (500).
@@ -404,4 +404,61 @@ async fn a_service_stopping_under_a_partition_stops_within_its_bound() {
         "the write in flight was answered 503, not left hanging: {answer:?}"
     );
     drop(proxy);
+}
+
+/// A replica whose LISTEN connection is lost keeps no key in memory: a key revoked while its
+/// announcement cannot arrive is not honoured meanwhile (the replica asks the database: 503 while
+/// it is unreachable) and is refused once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_that_lost_its_listen_connection_keeps_no_key() {
+    const TOKEN: &str = "partition-token-31c7a9";
+    let settings = [
+        ("GITREV_STATEMENT_TIMEOUT_MS", "1000"),
+        ("GITREV_DB_DEADLINE_MARGIN_MS", "500"),
+        ("GITREV_API_TOKEN", TOKEN),
+    ];
+    let (proxy, srv, database_url) = server_behind_proxy(&settings).await;
+    let made = srv
+        .post(
+            &client_with_key(TOKEN),
+            "/keys",
+            &json!({"name": "p", "scope": "read"}),
+        )
+        .await
+        .expect(201, "a key");
+    let key = client_with_key(str_of(&made.json, "key"));
+    srv.get(&key, "/users")
+        .await
+        .expect(200, "the key works (and is held)");
+
+    proxy.partition();
+    wait_for_metric(&srv, "gitrev_link_listen_connected", STATE_WAIT, |n| {
+        n == 0.0
+    })
+    .await;
+    // Revoked directly in the database: the announcement cannot reach this replica.
+    let revoked = gitrev(
+        &["keys", "revoke", &id_of(&made.json).to_string()],
+        &database_url,
+    );
+    assert_cli_ok(&revoked, "gitrev keys revoke");
+    let meanwhile = srv.get(&key, "/users").await;
+    assert_eq!(
+        meanwhile.status, 503,
+        "not answered from a memory that may be stale: {}",
+        meanwhile.text
+    );
+
+    proxy.heal();
+    // The pool reconnects on demand, the LISTEN connection after its backoff: in between, a
+    // replica that kept its keys would let the revoked one in. The first answer that is not a 503
+    // must already refuse it.
+    let first = poll(STATE_WAIT, || srv.get(&key, "/users"), |r| r.status != 503)
+        .await
+        .unwrap_or_else(|last| last);
+    assert_eq!(
+        first.status, 401,
+        "refused as soon as the database answers: {}",
+        first.text
+    );
 }
