@@ -416,6 +416,10 @@ async fn a_user_bound_key_sees_and_changes_only_its_user() {
         404,
         "not_found",
     );
+    let detach = srv
+        .patch(&c, &format!("/urls/{a_id}"), &json!({"user_id": null}))
+        .await;
+    assert_error(&detach, 422, "validation_failed");
     srv.patch(&c, &format!("/urls/{a_id}"), &json!({"title": "mine"}))
         .await
         .expect(200, "its own url changes");

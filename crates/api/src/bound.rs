@@ -86,7 +86,14 @@ pub async fn body(
         None | Some(Value::Null) if creating => {
             body.insert("user_id".into(), Value::from(user));
         }
-        None | Some(Value::Null) => {}
+        None => {}
+        // Detaching a url from its user would put it out of the key's reach: not the key's to do.
+        Some(Value::Null) => {
+            return Err(ApiError::field(
+                "user_id",
+                "a key bound to one user cannot detach a url from that user",
+            ))
+        }
         Some(value) if value.as_i64() == Some(user) => {}
         // Not a number at all: the handler's validation says so.
         Some(value) if value.as_i64().is_none() => {}
