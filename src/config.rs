@@ -231,6 +231,12 @@ pub struct Settings {
           value_parser = named(api_token as Parse<Secret>))]
     pub api_token: Option<Secret>,
 
+    /// When set (16+ visible ASCII characters), GET /metrics needs `authorization: Bearer
+    /// <token>` (401 otherwise): for scrapers. Unset, /metrics is public. Never logged.
+    #[arg(long, env = "GITREV_METRICS_TOKEN", global = true, hide_env_values = true,
+          value_parser = named(api_token as Parse<Secret>))]
+    pub metrics_token: Option<Secret>,
+
     /// How often the cached links are written to `GITREV_DATA_DIR/links.snapshot` (also at
     /// shutdown), which a restart warms its cache from, in seconds; 0: no snapshot (none
     /// written, none read).
@@ -623,13 +629,16 @@ mod tests {
         let s = parse(&[
             "--api-token",
             "a-very-secret-token-value",
+            "--metrics-token",
+            "a-scraper-secret-value",
             "--database-url",
             "postgres://gitrev:db-password-4711@db:5432/gitrev",
         ]);
         let printed = format!("{s:?}");
         assert!(!printed.contains("a-very-secret"), "{printed}");
+        assert!(!printed.contains("a-scraper-secret"), "{printed}");
         assert!(!printed.contains("db-password-4711"), "{printed}");
-        assert_eq!(printed.matches("Secret(***)").count(), 2, "{printed}");
+        assert_eq!(printed.matches("Secret(***)").count(), 3, "{printed}");
     }
 
     #[test]
@@ -781,7 +790,7 @@ mod tests {
         );
         // One row per setting, each a variable, a default and a meaning.
         let rows: Vec<&str> = table.lines().skip(2).collect();
-        assert_eq!(rows.len(), 39, "{table}");
+        assert_eq!(rows.len(), 40, "{table}");
         assert!(
             rows.iter().all(|row| row.matches(" | ").count() == 2),
             "{table}"

@@ -62,6 +62,7 @@ pub async fn run(
     let keyring = Keyring::new(
         store.clone(),
         settings.api_token.as_ref().map(|token| token.expose()),
+        settings.metrics_token.as_ref().map(|token| token.expose()),
         settings.environment == Environment::Production,
         Limit {
             rate: NonZeroU32::new(settings.key_rate).expect("validated at start: 1 or more"),

@@ -726,3 +726,41 @@ async fn a_key_over_its_rate_gets_429_and_recovers() {
     let public = srv.get(&client(), "/health").await.expect(200, "health");
     assert_eq!(public.header("ratelimit-limit"), None);
 }
+
+/// `GITREV_METRICS_TOKEN` guards `/metrics` alone: nothing else opens it, and it opens nothing else.
+#[tokio::test]
+async fn the_metrics_token_guards_metrics_and_nothing_else() {
+    const METRICS: &str = "keys-test-metrics-token-19b2";
+    let url = fresh_database("metricstoken").await;
+    let srv = start_server_on(
+        &url,
+        &[
+            ("GITREV_API_TOKEN", TOKEN),
+            ("GITREV_METRICS_TOKEN", METRICS),
+        ],
+    );
+    for (who, c) in [
+        ("no key", client()),
+        ("the API token", client_with_key(TOKEN)),
+        (
+            "a wrong token",
+            client_with_key("keys-test-metrics-token-19b3"),
+        ),
+    ] {
+        let reply = srv.get(&c, "/metrics").await;
+        assert_eq!(reply.status, 401, "/metrics with {who}: {}", reply.text);
+    }
+    let scraped = srv
+        .get(&client_with_key(METRICS), "/metrics")
+        .await
+        .expect(200, "/metrics with the metrics token");
+    assert!(scraped.text.contains("gitrev_http_requests_total"));
+    assert_error(
+        &srv.get(&client_with_key(METRICS), "/users").await,
+        401,
+        "unauthorized",
+    );
+    srv.get(&client(), "/health")
+        .await
+        .expect(200, "health stays public");
+}

@@ -482,6 +482,7 @@ async fn guarded(doc: &Value, produced: &mut BTreeSet<Answer>) {
         &url,
         &[
             ("GITREV_API_TOKEN", TOKEN),
+            ("GITREV_METRICS_TOKEN", "openapi-metrics-token-88a1"),
             ("GITREV_BODY_READ_TIMEOUT_MS", "200"),
             ("GITREV_MAX_BODY_BYTES", &limit),
             ("GITREV_MAX_UPLOAD_BYTES", &limit),

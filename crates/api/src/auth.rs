@@ -1,8 +1,9 @@
 //! Who may do what: the scope each route and method needs, checked in one place
 //! ([`crate::dispatch`]) against the replica's keyring (`gitrev_links::keys`).
 //!
-//! Public whatever the keys: the redirect, `/health`, `/ready`, `/metrics` and `/openapi.json`
-//! (and paths that are no route: 404). Every GET of the API needs `read`; every change to users,
+//! Public whatever the keys: the redirect, `/health`, `/ready`, `/openapi.json` and `/metrics`
+//! (which needs `GITREV_METRICS_TOKEN` when that is set; API keys do not open it), and paths that
+//! are no route (404). Every GET of the API needs `read`; every change to users,
 //! urls and events `write`; the keys and `POST /users/bulk` `admin`. Without a valid key: 401 with
 //! `www-authenticate: Bearer`; a valid key without the scope: 403. Every keyed request takes one
 //! from its key's rate-limit bucket (a refused one too, so hammering with the wrong scope is
@@ -51,6 +52,9 @@ pub async fn authorize(
     headers: &HeaderMap,
     standing: &mut Option<RateStanding>,
 ) -> Result<Option<i64>, ApiError> {
+    if route == Route::Metrics && !state.keyring.admits_metrics(bearer(headers)) {
+        return Err(ApiError::Unauthorized);
+    }
     let Some(needed) = scope_needed(route, method) else {
         return Ok(None);
     };

@@ -50,6 +50,8 @@ struct Inner {
     store: Store,
     /// SHA-256 of `GITREV_API_TOKEN`.
     token: Option<[u8; 32]>,
+    /// SHA-256 of `GITREV_METRICS_TOKEN`: `/metrics` needs it when set.
+    metrics_token: Option<[u8; 32]>,
     /// Production: a request without a key is denied even when no key exists.
     always_on: bool,
     /// Whether announcements reach this replica (the LISTEN connection is up).
@@ -137,6 +139,7 @@ impl Keyring {
     pub fn new(
         store: Store,
         token: Option<&str>,
+        metrics_token: Option<&str>,
         always_on: bool,
         default_limit: Limit,
         limited: IntCounterVec,
@@ -145,6 +148,7 @@ impl Keyring {
             inner: Arc::new(Inner {
                 store,
                 token: token.map(|t| digest(t.as_bytes())),
+                metrics_token: metrics_token.map(|t| digest(t.as_bytes())),
                 always_on,
                 listening: AtomicBool::new(false),
                 generation: AtomicU64::new(0),
@@ -153,6 +157,16 @@ impl Keyring {
                 limiters: RwLock::new(HashMap::new()),
                 limited,
             }),
+        }
+    }
+
+    /// Whether `presented` may read `/metrics`: always when no `GITREV_METRICS_TOKEN` is set, else
+    /// only with that token (compared in constant time).
+    pub fn admits_metrics(&self, presented: Option<&[u8]>) -> bool {
+        match (&self.inner.metrics_token, presented) {
+            (None, _) => true,
+            (Some(token), Some(presented)) => constant_time_eq(token, &digest(presented)),
+            (Some(_), None) => false,
         }
     }
 
