@@ -109,7 +109,8 @@ pub enum KeysAction {
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         burst: Option<u32>,
     },
-    /// List the keys not revoked (id, prefix, scope, name, created, last used).
+    /// List the keys not revoked (id, prefix, scope, bound user, name, rate, burst, created, last
+    /// used).
     List,
     /// Revoke a key: it stops working on every replica at once.
     Revoke { id: i64 },
