@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use gitrev_core::model::{check_key_name, ADMIN_UNBOUND};
 use gitrev_core::retry::{self, Retryable};
 use gitrev_embedded::EmbeddedPostgres;
 use gitrev_links::snapshot;
@@ -300,13 +301,11 @@ async fn keys_command(store: &Store, action: KeysAction) -> anyhow::Result<ExitC
             rate,
             burst,
         } => {
+            check_key_name(&name).map_err(|why| anyhow::anyhow!("--name {why}"))?;
             let name = name.trim();
-            if name.is_empty() || name.chars().count() > 100 {
-                bail!("--name must be 1 to 100 characters");
-            }
             let scope = Scope::parse(&scope).context("--scope must be read, write or admin")?;
             if user.is_some() && scope == Scope::Admin {
-                bail!("an admin key covers every user: it cannot be bound to one (--user)");
+                bail!("{ADMIN_UNBOUND} (--user)");
             }
             let (key, secret) = store
                 .create_key(name, scope, user, KeyLimit { rate, burst })

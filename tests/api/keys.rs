@@ -289,6 +289,7 @@ async fn bad_key_requests_are_422_and_make_nothing() {
         json!({"name": "n", "scope": "read", "user_id": "me"}),
         json!({"name": "n", "scope": "read", "rate": 0}),
         json!({"name": "n", "scope": "read", "burst": 1_000_001}),
+        json!({"name": "nul\u{0}", "scope": "read"}),
     ] {
         let reply = srv.post(&admin, "/keys", &body).await;
         assert_error(&reply, 422, "validation_failed");

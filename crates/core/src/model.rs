@@ -192,6 +192,22 @@ pub struct NewEvent {
     pub details: Map<String, Value>,
 }
 
+/// `POST /keys` (the key itself is made by the store).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewKey {
+    /// Trimmed, 1 to [`MAX_KEY_NAME_LEN`] characters.
+    pub name: String,
+    /// `read`, `write` or `admin`.
+    pub scope: String,
+    pub user_id: Option<i64>,
+    pub rate: Option<u32>,
+    pub burst: Option<u32>,
+}
+
+pub const MAX_KEY_NAME_LEN: usize = 100;
+/// The largest `rate` (per second) or `burst` a key may be given.
+pub const MAX_KEY_LIMIT: i64 = 1_000_000;
+
 /// Collects every field problem of one body before answering.
 struct Fields<'a> {
     obj: &'a Map<String, Value>,
@@ -256,6 +272,17 @@ impl<'a> Fields<'a> {
                 self.fail(field, "must be an integer");
                 None
             }
+        }
+    }
+
+    /// An integer field from `min` to `max`; `None` when absent.
+    fn ranged(&mut self, field: &str, min: i64, max: i64) -> Option<i64> {
+        let value = self.integer(field, false)?;
+        if (min..=max).contains(&value) {
+            Some(value)
+        } else {
+            self.fail(field, format!("must be an integer from {min} to {max}"));
+            None
         }
     }
 
@@ -366,6 +393,48 @@ fn check_event_type(s: &str) -> Result<(), String> {
         Err(format!("must be at most {MAX_EVENT_TYPE_LEN} bytes"))
     } else {
         Ok(())
+    }
+}
+
+pub fn check_key_name(s: &str) -> Result<(), String> {
+    if s.contains('\0') {
+        Err(NUL.into())
+    } else if !(1..=MAX_KEY_NAME_LEN).contains(&s.trim().chars().count()) {
+        Err(format!("must be 1 to {MAX_KEY_NAME_LEN} characters"))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_scope(s: &str) -> Result<(), String> {
+    match s {
+        "read" | "write" | "admin" => Ok(()),
+        _ => Err("must be read, write or admin".into()),
+    }
+}
+
+/// Why a key cannot be `admin` and bound to a user at once.
+pub const ADMIN_UNBOUND: &str = "an admin key covers every user: it cannot be bound to one";
+
+impl NewKey {
+    pub fn from_json(obj: &Map<String, Value>) -> Result<NewKey, ValidationError> {
+        let mut f = Fields::new(obj);
+        let name = f.string("name", true, check_key_name);
+        let scope = f.string("scope", true, check_scope);
+        let user_id = f.ranged("user_id", 1, i64::MAX);
+        if user_id.is_some() && scope.as_deref() == Some("admin") {
+            f.fail("user_id", ADMIN_UNBOUND);
+        }
+        let limit = |n: i64| u32::try_from(n).ok();
+        let rate = f.ranged("rate", 1, MAX_KEY_LIMIT).and_then(limit);
+        let burst = f.ranged("burst", 1, MAX_KEY_LIMIT).and_then(limit);
+        f.finish(|| NewKey {
+            name: name.expect("checked").trim().to_owned(),
+            scope: scope.expect("checked"),
+            user_id,
+            rate,
+            burst,
+        })
     }
 }
 

@@ -34,7 +34,7 @@ use prometheus::IntCounterVec;
 pub enum Access {
     /// No key exists and none is required (development and test only): everything is allowed.
     Open,
-    /// A live key (or the `GITREV_API_TOKEN`, id 0, prefix `token`).
+    /// A live key (or the `GITREV_API_TOKEN`, id 0).
     Granted(KeyGrant),
     /// No key presented, or one that is not (or no longer) a key.
     Denied,
@@ -129,7 +129,6 @@ pub fn token_grant() -> KeyGrant {
     KeyGrant {
         id: 0,
         scope: Scope::Admin,
-        prefix: "token".into(),
         limit: KeyLimit::default(),
         user_id: None,
     }
@@ -186,7 +185,7 @@ impl Keyring {
         let Some(grant) = presented.and_then(|p| keys.by_digest.get(&p)) else {
             return Ok(Access::Denied);
         };
-        Ok(Access::Granted(grant.clone()))
+        Ok(Access::Granted(*grant))
     }
 
     /// The live keys: the set held, or a fresh read (kept if nothing was announced meanwhile and

@@ -151,11 +151,10 @@ pub struct KeySet {
 }
 
 /// A live key as a replica's keyring holds it: what a request is checked against.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeyGrant {
     pub id: i64,
     pub scope: Scope,
-    pub prefix: String,
     pub limit: KeyLimit,
     /// The one user this key may see and change.
     pub user_id: Option<i64>,
@@ -241,10 +240,10 @@ impl Store {
     pub async fn live_keys(&self) -> Result<KeySet, StoreError> {
         let rows = self
             .key_rows(
-                "SELECT digest, id, scope, prefix, rate, burst, user_id FROM api_keys
+                "SELECT digest, id, scope, rate, burst, user_id FROM api_keys
                  WHERE revoked_at IS NULL
                  UNION ALL
-                 SELECT NULL, 0, '', '', NULL, NULL, NULL WHERE EXISTS (SELECT FROM api_keys)",
+                 SELECT NULL, 0, '', NULL, NULL, NULL WHERE EXISTS (SELECT FROM api_keys)",
                 &[],
             )
             .await?;
@@ -261,9 +260,8 @@ impl Store {
                     KeyGrant {
                         id: row.get(1),
                         scope,
-                        prefix: row.get(3),
-                        limit: limit_from(row.get(4), row.get(5)),
-                        user_id: row.get(6),
+                        limit: limit_from(row.get(3), row.get(4)),
+                        user_id: row.get(5),
                     },
                 ));
             }
