@@ -8,10 +8,11 @@ use std::hint::black_box;
 use chrono::NaiveDateTime;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gitrev_core::import;
-use gitrev_core::model::{Event, Url, User};
+use gitrev_core::model::{Event, LinkOptions, Url, User};
 use gitrev_http::response;
 use gitrev_http::router::route;
 use gitrev_links::cache::{CacheConfig, CachedLink, LinkCache};
+use gitrev_links::lifecycle::Limits;
 use gitrev_store::clicks::{self, Click};
 use gitrev_store::urls::{ClickTarget, Link};
 use hyper::StatusCode;
@@ -27,6 +28,7 @@ fn link(i: i64) -> Link {
         user_id: Some(7),
         original_url: format!("https://example.com/some/path/{i}?utm_source=bench"),
         is_active: true,
+        ..Link::default()
     }
 }
 
@@ -63,7 +65,7 @@ fn cache(c: &mut Criterion) {
             let l = link(i);
             let code: std::sync::Arc<str> = format!("c{i:05}").into();
             cache
-                .insert(CachedLink::new(code, &l).expect("valid"))
+                .insert(CachedLink::new(code, &l, &cache.limits).expect("valid"))
                 .await;
         }
     });
@@ -76,10 +78,47 @@ fn cache(c: &mut Criterion) {
 }
 
 fn redirect_response(c: &mut Criterion) {
-    let cached = CachedLink::new("CKVfY9".into(), &link(1)).expect("valid");
+    let limits = Limits::default();
+    let cached = CachedLink::new("CKVfY9".into(), &link(1), &limits).expect("valid");
     c.bench_function("redirect/build_response", |b| {
         b.iter(|| response::redirect(StatusCode::FOUND, black_box(&cached).location.clone()))
     });
+    // What a link's options cost the redirect's decision: a plain link against one that expires
+    // (in the future) and forwards the request's query, and one with a click limit.
+    let now = clicks::now_micros();
+    let mut options = LinkOptions {
+        expires_at: Some(clicks::micros_to_datetime(now + 3_600_000_000)),
+        forward_query: true,
+        ..LinkOptions::default()
+    };
+    let forwarding = CachedLink::new(
+        "CKVfY9".into(),
+        &Link {
+            options: options.clone(),
+            ..link(1)
+        },
+        &limits,
+    )
+    .expect("valid");
+    options.max_clicks = Some(i64::MAX);
+    let limited =
+        CachedLink::new("CKVfY9".into(), &Link { options, ..link(1) }, &limits).expect("valid");
+    let mut g = c.benchmark_group("redirect/decide");
+    g.bench_function("plain", |b| {
+        b.iter(|| black_box(&cached).decide(black_box(now), None, true))
+    });
+    g.bench_function("expiring_forwarding_no_query", |b| {
+        b.iter(|| black_box(&forwarding).decide(black_box(now), None, true))
+    });
+    g.bench_function("expiring_forwarding_with_query", |b| {
+        b.iter(|| {
+            black_box(&forwarding).decide(black_box(now), Some("utm_source=x&utm_medium=y"), true)
+        })
+    });
+    g.bench_function("limited", |b| {
+        b.iter(|| black_box(&limited).decide(black_box(now), None, false))
+    });
+    g.finish();
 }
 
 fn json_encoding(c: &mut Criterion) {
@@ -98,6 +137,7 @@ fn json_encoding(c: &mut Criterion) {
         is_active: true,
         created_at: ts(),
         updated_at: ts(),
+        options: LinkOptions::default(),
     };
     let event = Event {
         id: 3423,
@@ -146,6 +186,7 @@ fn click_writer(c: &mut Criterion) {
             referrer: None,
             user_agent: Some("Mozilla/5.0 (X11; Linux x86_64)".into()),
             extra: None,
+            limited: false,
         })
         .collect();
     let classified = std::sync::Arc::new(clicks::classify(

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gitrev_links::cache::{CacheConfig, CachedLink, LinkCache};
+use gitrev_links::lifecycle::Limits;
 use gitrev_store::urls::Link;
 
 #[global_allocator]
@@ -33,8 +34,10 @@ fn link(i: u64) -> (Arc<str>, CachedLink) {
         user_id: None,
         original_url: format!("https://example.com/landing/{i}"),
         is_active: true,
+        ..Link::default()
     };
-    let cached = CachedLink::new(code.clone(), &stored).expect("a valid target");
+    let cached =
+        CachedLink::new(code.clone(), &stored, &Limits::default()).expect("a valid target");
     (code, cached)
 }
 

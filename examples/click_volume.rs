@@ -179,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
                         referrer: refs[referrer_pick.sample(&mut rng)].clone(),
                         user_agent: agents[agent_pick.sample(&mut rng)].clone(),
                         extra: None,
+                        limited: false,
                     })
                     .collect();
                 let marker: [u8; 16] = rng.random();

@@ -125,6 +125,7 @@ pub async fn run(
         store.clone(),
         settings.click_queue_config(),
         metrics.batch.clone(),
+        links.limits.clone(),
         stop_rx.clone(),
         drain,
         &mut background,

@@ -30,6 +30,9 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     #[error("{0}")]
     NotFound(String),
+    /// A link past its `expires_at` or its `max_clicks`, without an `expired_url`.
+    #[error("this link has expired")]
+    Expired,
     /// A uniqueness conflict on `field`.
     #[error("{message}")]
     Conflict { field: String, message: String },
@@ -82,7 +85,7 @@ impl ApiError {
         match self {
             ApiError::InvalidBody(_) => StatusCode::BAD_REQUEST,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::Expired => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -101,6 +104,7 @@ impl ApiError {
             ApiError::InvalidBody(_) => "invalid_body",
             ApiError::Validation(_) => "validation_failed",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Expired => "expired",
             ApiError::Conflict { .. } => "conflict",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",

@@ -191,7 +191,7 @@ async fn dispatch(
     let method = if parts.method == Method::HEAD {
         // HEAD answers like GET without a body (hyper drops it); only the redirect tells them apart.
         if let Route::Redirect(code) = route {
-            return redirect::redirect(state, code, &parts.headers, false).await;
+            return redirect::redirect(state, code, parts.uri.query(), &parts.headers, false).await;
         }
         Method::GET
     } else {
@@ -252,7 +252,7 @@ async fn dispatch(
         (Route::Key(id), Method::DELETE) => keys::revoke(state, id).await,
 
         (Route::Redirect(code), Method::GET) => {
-            redirect::redirect(state, code, &parts.headers, true).await
+            redirect::redirect(state, code, parts.uri.query(), &parts.headers, true).await
         }
 
         (Route::NotFound, _) => Err(ApiError::NotFound("no such route".into())),

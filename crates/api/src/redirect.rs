@@ -1,15 +1,18 @@
 //! `GET|HEAD /{short_code}`: the hot path.
 //!
-//! An active link answers with the configured redirect status and its target; GET records a
-//! `click` (HEAD does not: link-preview bots and crawlers send HEAD). Unknown and inactive codes
-//! are a 404 with nothing recorded. The answer comes from the link cache; the click goes to the
-//! click queue. Neither puts a database write on the request's path.
+//! An active link answers with its redirect status (else the configured one) and its target —
+//! with the request's query appended when it forwards queries; GET records a `click` (HEAD does
+//! not: link-preview bots and crawlers send HEAD). Unknown and inactive codes are a 404 with
+//! nothing recorded; an expired link (by time or by `max_clicks`) goes to its `expired_url` with
+//! 302, or is a 404 `expired`, with nothing recorded. The answer comes from the link cache (see
+//! `gitrev_links::lifecycle` for expiry and limits); the click goes to the click queue. Neither
+//! puts a database query on the request's path.
 
 use gitrev_http::response;
-use gitrev_links::cache::CachedLink;
+use gitrev_links::cache::{CachedLink, Verdict};
 use gitrev_store::clicks::{self, Click};
 use hyper::header::{REFERER, USER_AGENT};
-use hyper::HeaderMap;
+use hyper::{HeaderMap, StatusCode};
 
 use super::{AppState, HandlerResult};
 use crate::error::ApiError;
@@ -22,22 +25,24 @@ fn header_text(headers: &HeaderMap, name: hyper::header::HeaderName) -> Option<B
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into())
 }
 
-fn click(link: &CachedLink, headers: &HeaderMap) -> Click {
+fn click(link: &CachedLink, headers: &HeaderMap, at: i64) -> Click {
     Click {
         url_id: link.url_id,
         user_id: link.user_id,
-        at: clicks::now_micros(),
+        at,
         short_code: Some(link.short_code.clone()),
         original_url: Some(link.original_url()),
         referrer: header_text(headers, REFERER),
         user_agent: header_text(headers, USER_AGENT),
         extra: None,
+        limited: link.is_limited(),
     }
 }
 
 pub async fn redirect(
     state: &AppState,
     code: &str,
+    query: Option<&str>,
     headers: &HeaderMap,
     count_click: bool,
 ) -> HandlerResult {
@@ -56,11 +61,18 @@ pub async fn redirect(
         }
     };
     let link = entry.ok_or_else(|| ApiError::not_found("short code"))?;
-    if count_click {
-        state.clicks.record(click(&link, headers));
+    let now = clicks::now_micros();
+    match link.decide(now, query, count_click) {
+        Verdict::Go(location) => {
+            if count_click && !state.clicks.record(click(&link, headers, now)) {
+                link.release_click();
+            }
+            Ok(response::redirect(
+                link.status.unwrap_or(state.redirect_status),
+                location,
+            ))
+        }
+        Verdict::Fallback(location) => Ok(response::redirect(StatusCode::FOUND, location)),
+        Verdict::Expired => Err(ApiError::Expired),
     }
-    Ok(response::redirect(
-        state.redirect_status,
-        link.location.clone(),
-    ))
 }

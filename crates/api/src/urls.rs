@@ -29,6 +29,9 @@ pub async fn list(state: &AppState, query: Option<&str>) -> HandlerResult {
         user_id: query.int("user_id"),
         is_active: query.boolean("is_active"),
         short_code: query.string("short_code"),
+        tags: query.tags("tag"),
+        q: query.search("q"),
+        expired: query.boolean("expired"),
     };
     let pagination = query.pagination(state.settings.list_cap);
     query.finish()?;

@@ -4,7 +4,7 @@
 //! so a client learns every bad field at once. Timestamps are rendered in exactly one place
 //! ([`render_timestamp`]): UTC, `YYYY-MM-DDTHH:MM:SS`, no zone, no fraction.
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDateTime, Timelike};
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
@@ -125,7 +125,105 @@ pub struct Url {
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "ser_ts")]
     pub updated_at: NaiveDateTime,
+    #[serde(flatten)]
+    pub options: LinkOptions,
 }
+
+/// How a link behaves beyond its target (docs/api.md, "Link lifecycle and redirect options").
+/// Every field is optional on create and update; `null` sets it back to unset.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LinkOptions {
+    /// From this second on (UTC) the link is expired. Whole seconds.
+    #[serde(serialize_with = "ser_opt_ts")]
+    pub expires_at: Option<NaiveDateTime>,
+    /// Once the url has this many clicks it is expired.
+    pub max_clicks: Option<i64>,
+    /// Where an expired link redirects (302, no click); unset: 404 `expired`.
+    pub expired_url: Option<String>,
+    /// 301, 302, 307 or 308; unset: the server's default.
+    pub redirect_status: Option<i16>,
+    /// Append the request's query string to the target's.
+    pub forward_query: bool,
+    /// Up to [`MAX_TAGS`] distinct tags of 1 to [`MAX_TAG_LEN`] characters; `[]` when none.
+    pub tags: Vec<String>,
+}
+
+impl Url {
+    /// This url with `changes` applied, and each field whose value actually changed with its new
+    /// value as JSON (one `updated` event each), in a fixed order.
+    pub fn apply(&self, changes: &UrlChanges) -> (Url, Vec<(&'static str, Value)>) {
+        let mut new = self.clone();
+        let mut changed: Vec<(&'static str, Value)> = Vec::new();
+        fn set<T: PartialEq + Clone + Serialize>(
+            field: &'static str,
+            slot: &mut T,
+            value: Option<&T>,
+            changed: &mut Vec<(&'static str, Value)>,
+        ) {
+            if let Some(value) = value {
+                if value != slot {
+                    *slot = value.clone();
+                    changed.push((field, serde_json::to_value(&*slot).unwrap_or(Value::Null)));
+                }
+            }
+        }
+        let c = changes;
+        set("title", &mut new.title, c.title.as_ref(), &mut changed);
+        set(
+            "is_active",
+            &mut new.is_active,
+            c.is_active.as_ref(),
+            &mut changed,
+        );
+        set(
+            "original_url",
+            &mut new.original_url,
+            c.original_url.as_ref(),
+            &mut changed,
+        );
+        let o = &mut new.options;
+        if let Some(at) = c.expires_at {
+            if at != o.expires_at {
+                o.expires_at = at;
+                changed.push((
+                    "expires_at",
+                    at.map_or(Value::Null, |t| render_timestamp(&t).into()),
+                ));
+            }
+        }
+        set(
+            "max_clicks",
+            &mut o.max_clicks,
+            c.max_clicks.as_ref(),
+            &mut changed,
+        );
+        set(
+            "expired_url",
+            &mut o.expired_url,
+            c.expired_url.as_ref(),
+            &mut changed,
+        );
+        set(
+            "redirect_status",
+            &mut o.redirect_status,
+            c.redirect_status.as_ref(),
+            &mut changed,
+        );
+        set(
+            "forward_query",
+            &mut o.forward_query,
+            c.forward_query.as_ref(),
+            &mut changed,
+        );
+        set("tags", &mut o.tags, c.tags.as_ref(), &mut changed);
+        (new, changed)
+    }
+}
+
+pub const MAX_TAGS: usize = 20;
+pub const MAX_TAG_LEN: usize = 50;
+/// The redirect statuses a link may ask for.
+pub const REDIRECT_STATUSES: [i16; 4] = [301, 302, 307, 308];
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Event {
@@ -173,6 +271,7 @@ pub struct NewUrl {
     /// A custom code; `None` means generate one.
     pub short_code: Option<String>,
     pub is_active: bool,
+    pub options: LinkOptions,
 }
 
 /// `PUT|PATCH /urls/{id}`: `None` leaves a field alone; `title: Some(None)` clears the title.
@@ -181,6 +280,12 @@ pub struct UrlChanges {
     pub title: Option<Option<String>>,
     pub is_active: Option<bool>,
     pub original_url: Option<String>,
+    pub expires_at: Option<Option<NaiveDateTime>>,
+    pub max_clicks: Option<Option<i64>>,
+    pub expired_url: Option<Option<String>>,
+    pub redirect_status: Option<Option<i16>>,
+    pub forward_query: Option<bool>,
+    pub tags: Option<Vec<String>>,
 }
 
 /// `POST /events`.
@@ -297,12 +402,133 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// The link options present in the body: `None` for an absent field, `Some(None)` for `null`
+    /// (unset), `Some(Some(v))` for a good value; a bad value is reported and reads as absent.
+    fn options(&mut self) -> OptionFields {
+        let null = |f: &Self, field: &str| matches!(f.obj.get(field), Some(Value::Null));
+        let expires_at = if null(self, "expires_at") {
+            Some(None)
+        } else {
+            match self.obj.get("expires_at") {
+                None => None,
+                Some(Value::String(s)) => match parse_instant(s) {
+                    Some(at) => Some(Some(at.with_nanosecond(0).unwrap_or(at))),
+                    None => {
+                        self.fail("expires_at", TIMESTAMP_PROBLEM);
+                        None
+                    }
+                },
+                Some(_) => {
+                    self.fail("expires_at", TIMESTAMP_PROBLEM);
+                    None
+                }
+            }
+        };
+        let max_clicks = if null(self, "max_clicks") {
+            Some(None)
+        } else {
+            self.ranged("max_clicks", 1, i64::MAX).map(Some)
+        };
+        let expired_url = if null(self, "expired_url") {
+            Some(None)
+        } else {
+            self.string("expired_url", false, check_original_url)
+                .map(Some)
+        };
+        let redirect_status = if null(self, "redirect_status") {
+            Some(None)
+        } else {
+            match self.integer("redirect_status", false) {
+                Some(n) => match REDIRECT_STATUSES.iter().find(|s| i64::from(**s) == n) {
+                    Some(status) => Some(Some(*status)),
+                    None => {
+                        self.fail("redirect_status", "must be 301, 302, 307 or 308");
+                        None
+                    }
+                },
+                None => None,
+            }
+        };
+        let forward_query = if null(self, "forward_query") {
+            Some(false)
+        } else {
+            self.boolean("forward_query")
+        };
+        let tags = match self.obj.get("tags") {
+            None => None,
+            Some(Value::Null) => Some(Vec::new()),
+            Some(value) => match check_tags(value) {
+                Ok(tags) => Some(tags),
+                Err(problem) => {
+                    self.fail("tags", problem);
+                    None
+                }
+            },
+        };
+        OptionFields {
+            expires_at,
+            max_clicks,
+            expired_url,
+            redirect_status,
+            forward_query,
+            tags,
+        }
+    }
+
     fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, ValidationError> {
         if self.errors.is_empty() {
             Ok(value())
         } else {
             Err(ValidationError(self.errors))
         }
+    }
+}
+
+/// [`LinkOptions`] as a body gave them (see [`Fields::options`]).
+struct OptionFields {
+    expires_at: Option<Option<NaiveDateTime>>,
+    max_clicks: Option<Option<i64>>,
+    expired_url: Option<Option<String>>,
+    redirect_status: Option<Option<i16>>,
+    forward_query: Option<bool>,
+    tags: Option<Vec<String>>,
+}
+
+const TIMESTAMP_PROBLEM: &str = "must be a UTC timestamp, YYYY-MM-DDTHH:MM:SS";
+
+/// Tags: an array of at most [`MAX_TAGS`] distinct strings of 1 to [`MAX_TAG_LEN`] characters,
+/// not blank, without control characters.
+pub fn check_tags(value: &Value) -> Result<Vec<String>, String> {
+    let Value::Array(items) = value else {
+        return Err("must be an array of strings".into());
+    };
+    if items.len() > MAX_TAGS {
+        return Err(format!("must hold at most {MAX_TAGS} tags"));
+    }
+    let mut tags: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::String(tag) = item else {
+            return Err("must be an array of strings".into());
+        };
+        check_tag(tag)?;
+        if tags.contains(tag) {
+            return Err(format!("must not repeat a tag ({tag:?} is there twice)"));
+        }
+        tags.push(tag.clone());
+    }
+    Ok(tags)
+}
+
+/// One tag (also what `GET /urls?tag=` takes).
+pub fn check_tag(tag: &str) -> Result<(), String> {
+    if tag.chars().any(char::is_control) {
+        Err("a tag must not contain control characters".into())
+    } else if tag.trim().is_empty() || tag.chars().count() > MAX_TAG_LEN {
+        Err(format!(
+            "a tag must be 1 to {MAX_TAG_LEN} characters, not blank"
+        ))
+    } else {
+        Ok(())
     }
 }
 
@@ -473,12 +699,21 @@ impl NewUrl {
         let title = f.string("title", false, check_title);
         let short_code = f.string("short_code", false, shortcode::check_custom);
         let is_active = f.boolean("is_active").unwrap_or(true);
+        let o = f.options();
         f.finish(|| NewUrl {
             original_url: original_url.expect("checked"),
             user_id,
             title,
             short_code,
             is_active,
+            options: LinkOptions {
+                expires_at: o.expires_at.flatten(),
+                max_clicks: o.max_clicks.flatten(),
+                expired_url: o.expired_url.flatten(),
+                redirect_status: o.redirect_status.flatten(),
+                forward_query: o.forward_query.unwrap_or(false),
+                tags: o.tags.unwrap_or_default(),
+            },
         })
     }
 }
@@ -495,15 +730,22 @@ impl UrlChanges {
         if matches!(obj.get("original_url"), Some(Value::Null)) {
             f.fail("original_url", "must be a string");
         }
+        let o = f.options();
         f.finish(|| UrlChanges {
             title,
             is_active,
             original_url,
+            expires_at: o.expires_at,
+            max_clicks: o.max_clicks,
+            expired_url: o.expired_url,
+            redirect_status: o.redirect_status,
+            forward_query: o.forward_query,
+            tags: o.tags,
         })
     }
 
     pub fn is_empty(&self) -> bool {
-        self.title.is_none() && self.is_active.is_none() && self.original_url.is_none()
+        *self == UrlChanges::default()
     }
 }
 

@@ -4,7 +4,11 @@
 
 use std::borrow::Cow;
 
+use gitrev_core::model::{check_tag, MAX_TAGS};
 use gitrev_core::{FieldError, Page, ValidationError};
+
+/// The longest `?q=`.
+pub const MAX_SEARCH_LEN: usize = 200;
 
 /// `per_page` may not exceed this; the list cap must be a multiple of it so the `next` link of a
 /// capped list lines up with a real page.
@@ -72,6 +76,44 @@ impl<'a> Query<'a> {
 
     pub fn string(&mut self, name: &str) -> Option<String> {
         self.raw(name).map(str::to_owned)
+    }
+
+    /// Every value of a repeatable parameter (`?tag=a&tag=b`), each a valid tag (see
+    /// `gitrev_core::model::check_tag`); at most [`gitrev_core::model::MAX_TAGS`] of them.
+    pub fn tags(&mut self, name: &str) -> Vec<String> {
+        let values: Vec<String> = self
+            .pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.to_string())
+            .collect();
+        if values.len() > MAX_TAGS {
+            self.errors.push((
+                name.into(),
+                format!("may be given at most {MAX_TAGS} times"),
+            ));
+            return Vec::new();
+        }
+        for value in &values {
+            if let Err(problem) = check_tag(value) {
+                self.errors.push((name.into(), problem));
+                return Vec::new();
+            }
+        }
+        values
+    }
+
+    /// A search string: 1 to [`MAX_SEARCH_LEN`] characters, not blank; `None` when absent.
+    pub fn search(&mut self, name: &str) -> Option<String> {
+        let value = self.raw(name)?;
+        if value.trim().is_empty() || value.chars().count() > MAX_SEARCH_LEN {
+            self.errors.push((
+                name.into(),
+                format!("must be 1 to {MAX_SEARCH_LEN} characters, not blank"),
+            ));
+            return None;
+        }
+        Some(value.to_owned())
     }
 
     fn bounded(&mut self, name: &str, max: u32) -> Option<u32> {

@@ -9,6 +9,7 @@
 //!   and answers each request with its own result. No timer: while one group is being written the
 //!   next one gathers, so the group size follows the load and a lone request waits for nobody.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -23,6 +24,8 @@ use prometheus::IntCounter;
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
+
+use crate::lifecycle::Limits;
 
 /// Click queue settings.
 #[derive(Clone, Copy, Debug)]
@@ -49,10 +52,12 @@ impl ClickQueue {
     /// Starts the writer as a task of `tasks` (the caller owns and joins it); stop it by flipping
     /// `shutdown` to true: the task ends once every queued click is written (or the database
     /// stayed down past `drain_for`).
+    /// `limits` are the replica's click counts of limited links, settled as batches are written.
     pub fn start(
         store: Store,
         config: ClickQueueConfig,
         metrics: BatchMetrics,
+        limits: Limits,
         shutdown: watch::Receiver<bool>,
         drain_for: Duration,
         tasks: &mut JoinSet<()>,
@@ -68,7 +73,7 @@ impl ClickQueue {
         };
         let depth_tx = tx.downgrade();
         tasks.spawn(write_clicks(
-            rx, depth_tx, store, config, metrics, shutdown, drain_for,
+            rx, depth_tx, store, config, metrics, limits, shutdown, drain_for,
         ));
         queue
     }
@@ -112,6 +117,7 @@ async fn write_clicks(
     store: Store,
     config: ClickQueueConfig,
     metrics: BatchMetrics,
+    limits: Limits,
     mut shutdown: watch::Receiver<bool>,
     drain_for: Duration,
 ) {
@@ -166,10 +172,18 @@ async fn write_clicks(
         let (writer_store, writer_metrics) = (store.clone(), metrics.clone());
         let writer_deadline = deadline.clone();
         let (start, writer_settled) = (taken, settled.clone());
+        let writer_limits = limits.clone();
         taken += full_batch.len() as u64;
         in_flight.spawn(async move {
             let len = full_batch.len() as u64;
-            flush_clicks(&writer_store, full_batch, &writer_metrics, &writer_deadline).await;
+            flush_clicks(
+                &writer_store,
+                full_batch,
+                &writer_metrics,
+                &writer_limits,
+                &writer_deadline,
+            )
+            .await;
             settle(&writer_settled, start, len, &writer_metrics);
         });
         if let Some(sender) = depth.upgrade() {
@@ -180,7 +194,7 @@ async fn write_clicks(
     }
     if !batch.is_empty() {
         let len = batch.len() as u64;
-        flush_clicks(&store, batch, &metrics, &deadline).await;
+        flush_clicks(&store, batch, &metrics, &limits, &deadline).await;
         settle(&settled, taken, len, &metrics);
     }
     while in_flight.join_next().await.is_some() {}
@@ -240,8 +254,14 @@ async fn flush_clicks(
     store: &Store,
     batch: Vec<Click>,
     metrics: &BatchMetrics,
+    limits: &Limits,
     deadline: &OnceLock<Instant>,
 ) {
+    // The clicks that took one of their url's `max_clicks` here, by url.
+    let mut limited: HashMap<i64, i64> = HashMap::new();
+    for click in batch.iter().filter(|c| c.limited) {
+        *limited.entry(click.url_id).or_default() += 1;
+    }
     // The same marker on every attempt: an attempt whose commit succeeded but whose answer was
     // lost makes the next one a no-op instead of a second copy.
     let marker: [u8; 16] = rand::random();
@@ -261,6 +281,10 @@ async fn flush_clicks(
         |err, _| warn!(reason = %err, clicks = batch.len(), "cannot write clicks yet; retrying"),
     )
     .await;
+    if !limited.is_empty() {
+        let totals = written.as_ref().ok().map(|(w, _)| w.limited.as_slice());
+        limits.settle(&limited, totals);
+    }
     match written {
         Ok((written, took)) => {
             metrics.click_batch_size.observe(batch.len() as f64);

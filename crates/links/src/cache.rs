@@ -21,11 +21,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use gitrev_core::model::LinkOptions;
 use gitrev_core::retry::{self, Retryable};
+use gitrev_store::clicks::LIMITS_CHANNEL;
 use gitrev_store::keys;
 use gitrev_store::urls::{ClickTarget, Link};
 use gitrev_store::{Store, StoreError};
 use http::header::HeaderValue;
+use http::StatusCode;
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 use prometheus::IntCounterVec;
@@ -33,6 +36,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::keys::Keyring;
+use crate::lifecycle::{ClickCounts, Forward, Limits};
 
 /// The channel replicas announce link changes on (the store sends). A payload of `*` clears every
 /// cache.
@@ -45,8 +49,9 @@ pub type Entry = Option<Arc<CachedLink>>;
 const LOAD_ATTEMPTS: u32 = 4;
 
 /// What a redirect needs, ready to send. Kept small: a million of these should fit in a few
-/// hundred MB, so the code is shared with the cache key and the stored target is kept only when
-/// it differs from the `location` (it is usually the same text).
+/// hundred MB, so the code is shared with the cache key, the stored target is kept only when it
+/// differs from the `location` (it is usually the same text), and a link's expiry, limit, fallback
+/// and forwarding sit behind one pointer that plain links leave empty.
 #[derive(Debug)]
 pub struct CachedLink {
     pub url_id: i64,
@@ -55,34 +60,136 @@ pub struct CachedLink {
     pub location: HeaderValue,
     /// The code, the same allocation as the cache key.
     pub short_code: Arc<str>,
+    /// The link's own redirect status; `None`: the server's.
+    pub status: Option<StatusCode>,
     /// The target as stored: the bytes of `location` (the same allocation) when it is the same
     /// text, else its own copy.
     target: ClickTarget,
+    rules: Option<Box<Rules>>,
+}
+
+/// What a link with options decides besides its target.
+#[derive(Debug)]
+struct Rules {
+    /// Microseconds since the Unix epoch (UTC) from which the link is expired.
+    expires_at: Option<i64>,
+    /// `max_clicks` and this replica's counts of the url's clicks.
+    limit: Option<(i64, Arc<ClickCounts>)>,
+    /// Where an expired link goes.
+    fallback: Option<HeaderValue>,
+    forward: Option<Forward>,
+    /// The options as stored (for the snapshot and its reconcile).
+    options: LinkOptions,
+}
+
+/// What a redirect answers.
+#[derive(Debug, PartialEq)]
+pub enum Verdict {
+    /// Redirect there (with the link's status); a GET's click was taken.
+    Go(HeaderValue),
+    /// Expired, with a fallback: 302 there, no click.
+    Fallback(HeaderValue),
+    /// Expired, no fallback: 404 `expired`.
+    Expired,
 }
 
 impl CachedLink {
     /// `None` when the stored target cannot be a `location` (it was validated on the way in, so
-    /// only a hand-edited row gets here).
-    pub fn new(code: Arc<str>, link: &Link) -> Option<CachedLink> {
+    /// only a hand-edited row gets here). A link with a `max_clicks` gets its url's counts from
+    /// `limits`, raised to the stored clicks `link` was read with.
+    pub fn new(code: Arc<str>, link: &Link, limits: &Limits) -> Option<CachedLink> {
         let normalized = Bytes::from(String::from(url::Url::parse(&link.original_url).ok()?));
         let target = if normalized == link.original_url.as_bytes() {
             ClickTarget::Location(normalized.clone())
         } else {
             ClickTarget::Stored(Arc::from(link.original_url.as_str()))
         };
+        let o = &link.options;
+        let plain = o.expires_at.is_none()
+            && o.max_clicks.is_none()
+            && o.expired_url.is_none()
+            && !o.forward_query;
+        let rules = (!plain).then(|| {
+            Box::new(Rules {
+                expires_at: o.expires_at.map(|at| at.and_utc().timestamp_micros()),
+                limit: o
+                    .max_clicks
+                    .map(|max| (max, limits.counts(link.url_id, link.clicks))),
+                fallback: o.expired_url.as_deref().and_then(|u| {
+                    let u = url::Url::parse(u).ok()?;
+                    HeaderValue::from_str(u.as_str()).ok()
+                }),
+                forward: o.forward_query.then(|| Forward::new(&normalized)),
+                options: LinkOptions {
+                    tags: Vec::new(),
+                    ..o.clone()
+                },
+            })
+        });
         let location = HeaderValue::from_maybe_shared(normalized).ok()?;
         Some(CachedLink {
             url_id: link.url_id,
             user_id: link.user_id,
             location,
             short_code: code,
+            status: o
+                .redirect_status
+                .and_then(|s| StatusCode::from_u16(u16::try_from(s).ok()?).ok()),
             target,
+            rules,
         })
     }
 
     /// The target exactly as stored (what click details report).
     pub fn original_url(&self) -> ClickTarget {
         self.target.clone()
+    }
+
+    /// The redirect options as stored (`tags` empty).
+    pub fn options(&self) -> LinkOptions {
+        self.rules
+            .as_ref()
+            .map(|r| r.options.clone())
+            .unwrap_or_else(|| LinkOptions {
+                redirect_status: self.status.map(|s| s.as_u16() as i16),
+                ..LinkOptions::default()
+            })
+    }
+
+    /// Whether the link counts its clicks against a `max_clicks`.
+    pub fn is_limited(&self) -> bool {
+        self.rules.as_ref().is_some_and(|r| r.limit.is_some())
+    }
+
+    /// What a request served at `now` (microseconds since the epoch) with query string `query`
+    /// gets. `click`: the request records a click (GET), and so takes one of a `max_clicks`.
+    pub fn decide(&self, now: i64, query: Option<&str>, click: bool) -> Verdict {
+        let Some(rules) = &self.rules else {
+            return Verdict::Go(self.location.clone());
+        };
+        let expired = rules.expires_at.is_some_and(|at| now >= at)
+            || rules.limit.as_ref().is_some_and(|(max, counts)| {
+                if click {
+                    !counts.try_take(*max)
+                } else {
+                    counts.exhausted(*max)
+                }
+            });
+        if expired {
+            return match &rules.fallback {
+                Some(fallback) => Verdict::Fallback(fallback.clone()),
+                None => Verdict::Expired,
+            };
+        }
+        let forwarded = rules.forward.as_ref().and_then(|f| f.location(query));
+        Verdict::Go(forwarded.unwrap_or_else(|| self.location.clone()))
+    }
+
+    /// A click taken by [`CachedLink::decide`] was not recorded after all (the queue was full).
+    pub fn release_click(&self) {
+        if let Some((_, counts)) = self.rules.as_ref().and_then(|r| r.limit.as_ref()) {
+            counts.release(1);
+        }
     }
 }
 
@@ -109,6 +216,8 @@ pub struct LinkCache {
     links: Cache<Arc<str>, Arc<CachedLink>>,
     absent: Cache<Arc<str>, ()>,
     epoch: Arc<AtomicU64>,
+    /// The click counts of limited links (shared with the click writer and the LISTEN task).
+    pub limits: Limits,
 }
 
 impl LinkCache {
@@ -132,6 +241,7 @@ impl LinkCache {
                 .time_to_live(config.negative_ttl)
                 .build(),
             epoch: Arc::new(AtomicU64::new(0)),
+            limits: Limits::default(),
         }
     }
 
@@ -165,7 +275,7 @@ impl LinkCache {
                     if self.epoch.load(Ordering::Acquire) == before || attempts >= LOAD_ATTEMPTS {
                         return link
                             .filter(|l| l.is_active)
-                            .and_then(|l| CachedLink::new(key.clone(), &l))
+                            .and_then(|l| CachedLink::new(key.clone(), &l, &self.limits))
                             .map(Arc::new)
                             .ok_or(Miss::Absent);
                     }
@@ -329,9 +439,11 @@ async fn subscribe(
     };
     let listening = tokio::time::timeout(
         bounds.answer,
-        subscription
-            .client
-            .batch_execute(&format!("LISTEN {CHANNEL}; LISTEN {}", keys::CHANNEL)),
+        subscription.client.batch_execute(&format!(
+            "LISTEN {CHANNEL}; LISTEN {}; LISTEN {}",
+            keys::CHANNEL,
+            LIMITS_CHANNEL
+        )),
     )
     .await;
     let failed = match listening {
@@ -400,6 +512,9 @@ pub async fn listen(
                         if let Some(keyring) = &keyring {
                             keyring.changed();
                         }
+                    }
+                    Some((channel, total)) if channel == LIMITS_CHANNEL => {
+                        cache.limits.observe_announced(&total);
                     }
                     Some((_, code)) => cache.invalidate(&code).await,
                     None => break false,

@@ -3,6 +3,8 @@
 //! - [`cache`]: the link cache in front of the redirect, and its invalidation across replicas
 //!   (LISTEN on the store's announcement channel).
 //! - [`snapshot`]: the cache's links on disk (rkyv), so a restarted replica starts warm.
+//! - [`lifecycle`]: what a link's expiry, click limit, fallback and query forwarding decide on
+//!   the redirect path, from what the cache holds.
 //! - [`keys`]: the API keys each replica holds in memory (reloaded on the store's key
 //!   announcements), so that a keyed request costs no database round trip.
 //! - [`batch`]: the click queue and its writers, and the group writer behind `POST /users`,
@@ -14,4 +16,5 @@
 pub mod batch;
 pub mod cache;
 pub mod keys;
+pub mod lifecycle;
 pub mod snapshot;

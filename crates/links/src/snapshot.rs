@@ -20,6 +20,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use gitrev_core::model::LinkOptions;
+use gitrev_store::clicks;
 use gitrev_store::urls::{KnownLink, Link};
 use gitrev_store::{Store, StoreError};
 use rkyv::rancor;
@@ -29,7 +31,9 @@ use tracing::{info, warn};
 use crate::cache::{CachedLink, LinkCache};
 
 const MAGIC: &[u8; 8] = b"GITREVLS";
-const VERSION: u64 = 1;
+/// 2: links carry their redirect options (a version-1 file is refused, and the replica starts
+/// cold once).
+const VERSION: u64 = 2;
 /// Header bytes before the archive; a multiple of the archive's alignment.
 const HEADER: usize = 64;
 
@@ -49,6 +53,24 @@ pub struct SnapshotLink {
     pub user_id: Option<i64>,
     /// The target as stored.
     pub target: String,
+    /// `expires_at` in microseconds since the Unix epoch (UTC).
+    pub expires_at: Option<i64>,
+    pub expired_url: Option<String>,
+    pub redirect_status: Option<i16>,
+    pub forward_query: bool,
+}
+
+impl SnapshotLink {
+    fn options(&self) -> LinkOptions {
+        LinkOptions {
+            expires_at: self.expires_at.map(clicks::micros_to_datetime),
+            max_clicks: None,
+            expired_url: self.expired_url.clone(),
+            redirect_status: self.redirect_status,
+            forward_query: self.forward_query,
+            tags: Vec::new(),
+        }
+    }
 }
 
 /// Why a snapshot file was not used.
@@ -71,15 +93,24 @@ pub fn path_in(data_dir: &Path) -> PathBuf {
     data_dir.join("links.snapshot")
 }
 
-/// The links cached now, as a snapshot.
+/// The links cached now, as a snapshot. Links with a `max_clicks` are left out: whether one is
+/// used up is known only from the database, so they are loaded on their first redirect.
 pub fn take(cache: &LinkCache) -> Snapshot {
     let links = cache
         .links()
-        .map(|link| SnapshotLink {
-            code: link.short_code.to_string(),
-            url_id: link.url_id,
-            user_id: link.user_id,
-            target: link.original_url().as_str().to_owned(),
+        .filter(|link| !link.is_limited())
+        .map(|link| {
+            let options = link.options();
+            SnapshotLink {
+                code: link.short_code.to_string(),
+                url_id: link.url_id,
+                user_id: link.user_id,
+                target: link.original_url().as_str().to_owned(),
+                expires_at: options.expires_at.map(|at| at.and_utc().timestamp_micros()),
+                expired_url: options.expired_url,
+                redirect_status: options.redirect_status,
+                forward_query: options.forward_query,
+            }
         })
         .collect();
     Snapshot {
@@ -148,6 +179,10 @@ pub fn read(path: &Path) -> Result<Option<Snapshot>, SnapshotError> {
                 url_id: l.url_id.to_native(),
                 user_id: l.user_id.as_ref().map(|id| id.to_native()),
                 target: l.target.as_str().to_owned(),
+                expires_at: l.expires_at.as_ref().map(|at| at.to_native()),
+                expired_url: l.expired_url.as_ref().map(|u| u.as_str().to_owned()),
+                redirect_status: l.redirect_status.as_ref().map(|s| s.to_native()),
+                forward_query: l.forward_query,
             })
             .collect(),
     }))
@@ -174,13 +209,16 @@ pub async fn reconcile(
     store: &Store,
     links: Vec<SnapshotLink>,
 ) -> Result<Vec<SnapshotLink>, (StoreError, Vec<SnapshotLink>)> {
+    let options: Vec<LinkOptions> = links.iter().map(SnapshotLink::options).collect();
     let known: Vec<KnownLink<'_>> = links
         .iter()
-        .map(|l| KnownLink {
+        .zip(&options)
+        .map(|(l, options)| KnownLink {
             code: &l.code,
             url_id: l.url_id,
             user_id: l.user_id,
             target: &l.target,
+            options,
         })
         .collect();
     let stale = match store.stale_links(&known).await {
@@ -208,8 +246,10 @@ pub async fn warm(cache: &LinkCache, links: &[SnapshotLink]) -> usize {
             user_id: l.user_id,
             original_url: l.target.clone(),
             is_active: true,
+            options: l.options(),
+            clicks: 0,
         };
-        if let Some(cached) = CachedLink::new(Arc::from(l.code.as_str()), &link) {
+        if let Some(cached) = CachedLink::new(Arc::from(l.code.as_str()), &link, &cache.limits) {
             cache.insert(cached).await;
             warmed += 1;
         }
@@ -230,12 +270,20 @@ mod tests {
                     url_id: 7,
                     user_id: Some(3),
                     target: "https://example.com/a?b=c".into(),
+                    expires_at: None,
+                    expired_url: None,
+                    redirect_status: None,
+                    forward_query: false,
                 },
                 SnapshotLink {
                     code: "custom-code".into(),
                     url_id: 8,
                     user_id: None,
                     target: "https://bücher.example/ä".into(),
+                    expires_at: Some(1_800_000_000_000_000),
+                    expired_url: Some("https://example.com/gone".into()),
+                    redirect_status: Some(308),
+                    forward_query: true,
                 },
             ],
         }

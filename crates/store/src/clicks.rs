@@ -41,6 +41,9 @@ pub struct Click {
     pub user_agent: Option<Box<str>>,
     /// A posted or imported click's own id and the rest of its `details`.
     pub extra: Option<Box<ClickExtra>>,
+    /// It took one of its url's `max_clicks` on this replica (a redirect's click): the click
+    /// writer tells the replica's limits when it is written or lost.
+    pub limited: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -98,6 +101,7 @@ impl Click {
             referrer,
             user_agent,
             extra: Some(Box::new(ClickExtra { id, details })),
+            limited: false,
         }
     }
 
@@ -273,7 +277,7 @@ pub fn warm_up() {
 }
 
 /// What a batch write did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Written {
     /// Click rows stored.
     pub stored: u64,
@@ -281,6 +285,8 @@ pub struct Written {
     pub dropped: u64,
     /// The batch had already been written (a retry after a lost commit): nothing was done.
     pub duplicate: bool,
+    /// The click totals, after this batch, of its urls that have a `max_clicks`: (url id, clicks).
+    pub limited: Vec<(i64, i64)>,
 }
 
 /// How the counters of `url_stats` take a batch.
@@ -360,7 +366,8 @@ impl Rollup {
 }
 
 /// All three rollups in one statement; each upsert in key order, so concurrent batches wait on
-/// each other and never deadlock.
+/// each other and never deadlock. The new totals of urls with a `max_clicks` come back, and are
+/// announced on [`LIMITS_CHANNEL`] at the commit, so every replica learns them.
 const ROLLUP: &str = "WITH s AS (
         INSERT INTO url_stats AS s (url_id, clicks, bot_clicks, last_click_at)
         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamp[])
@@ -368,19 +375,26 @@ const ROLLUP: &str = "WITH s AS (
         ON CONFLICT (url_id) DO UPDATE
            SET clicks = s.clicks + EXCLUDED.clicks,
                bot_clicks = s.bot_clicks + EXCLUDED.bot_clicks,
-               last_click_at = GREATEST(s.last_click_at, EXCLUDED.last_click_at)),
+               last_click_at = GREATEST(s.last_click_at, EXCLUDED.last_click_at)
+        RETURNING url_id, clicks),
     h AS (
         INSERT INTO click_hours AS h (url_id, hour, clicks, bot_clicks)
         SELECT * FROM unnest($5::bigint[], $6::timestamp[], $7::bigint[], $8::bigint[])
         ORDER BY 1, 2
         ON CONFLICT (url_id, hour) DO UPDATE
-           SET clicks = h.clicks + EXCLUDED.clicks, bot_clicks = h.bot_clicks + EXCLUDED.bot_clicks)
-    INSERT INTO click_breakdowns AS b (url_id, dimension, day, value, clicks, bot_clicks)
-    SELECT * FROM unnest($9::bigint[], $10::\"char\"[], $11::date[], $12::text[], $13::bigint[],
-                         $14::bigint[])
-    ORDER BY 1, 2, 3, 4
-    ON CONFLICT (url_id, dimension, day, value) DO UPDATE
-       SET clicks = b.clicks + EXCLUDED.clicks, bot_clicks = b.bot_clicks + EXCLUDED.bot_clicks";
+           SET clicks = h.clicks + EXCLUDED.clicks, bot_clicks = h.bot_clicks + EXCLUDED.bot_clicks),
+    b AS (
+        INSERT INTO click_breakdowns AS b (url_id, dimension, day, value, clicks, bot_clicks)
+        SELECT * FROM unnest($9::bigint[], $10::\"char\"[], $11::date[], $12::text[],
+                             $13::bigint[], $14::bigint[])
+        ORDER BY 1, 2, 3, 4
+        ON CONFLICT (url_id, dimension, day, value) DO UPDATE
+           SET clicks = b.clicks + EXCLUDED.clicks, bot_clicks = b.bot_clicks + EXCLUDED.bot_clicks)
+    SELECT s.url_id, s.clicks, pg_notify('gitrev_limits', s.url_id || ' ' || s.clicks)
+    FROM s JOIN urls u ON u.id = s.url_id WHERE u.max_clicks IS NOT NULL";
+
+/// Where the new click totals of urls with a `max_clicks` are announced (`<url id> <clicks>`).
+pub const LIMITS_CHANNEL: &str = "gitrev_limits";
 
 /// Resolves link versions to ids, inserting the new ones. Run outside any transaction, so the ids
 /// remembered in memory always exist.
@@ -815,11 +829,12 @@ async fn write_in(
         .collect();
     let prepared = Prepared::new(clicks, links, contexts, &live);
     copy_rows(tx, prepared.rows.iter()).await?;
-    write_rollup(tx, &statements.rollup, &prepared.rollup, counting).await?;
+    let limited = write_rollup(tx, &statements.rollup, &prepared.rollup, counting).await?;
     Ok(Written {
         stored: prepared.rows.len() as u64,
         dropped: prepared.dropped,
         duplicate: false,
+        limited,
     })
 }
 
@@ -929,9 +944,9 @@ async fn write_rollup(
     stmt: &Statement,
     rollup: &Rollup,
     counting: Counting,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<Vec<(i64, i64)>, tokio_postgres::Error> {
     if rollup.stats.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let moved = counting == Counting::Moved;
     let s_url: Vec<i64> = rollup.stats.keys().copied().collect();
@@ -952,15 +967,16 @@ async fn write_rollup(
     let b_value: Vec<&str> = rollup.breakdowns.keys().map(|k| &*k.3).collect();
     let b_clicks: Vec<i64> = rollup.breakdowns.values().map(|v| v.0).collect();
     let b_bots: Vec<i64> = rollup.breakdowns.values().map(|v| v.1).collect();
-    tx.execute(
-        stmt,
-        &[
-            &s_url, &s_clicks, &s_bots, &s_last, &h_url, &h_hour, &h_clicks, &h_bots, &b_url,
-            &b_dim, &b_day, &b_value, &b_clicks, &b_bots,
-        ],
-    )
-    .await?;
-    Ok(())
+    let totals = tx
+        .query(
+            stmt,
+            &[
+                &s_url, &s_clicks, &s_bots, &s_last, &h_url, &h_hour, &h_clicks, &h_bots, &b_url,
+                &b_dim, &b_day, &b_value, &b_clicks, &b_bots,
+            ],
+        )
+        .await?;
+    Ok(totals.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Arbitrary but fixed: the advisory lock taken while partitions are made or dropped.
@@ -1393,6 +1409,7 @@ mod tests {
             referrer: None,
             user_agent: None,
             extra: None,
+            limited: false,
         }
     }
 

@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_keys.sql",
         sql: include_str!("../../../sql/0003_keys.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_links.sql",
+        sql: include_str!("../../../sql/0004_links.sql"),
+    },
 ];
 
 /// Arbitrary but fixed: the advisory lock every gitrev process takes while migrating.

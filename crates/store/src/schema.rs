@@ -113,8 +113,10 @@ pub async fn check(client: &mut Client) -> Result<Vec<String>, StoreError> {
         .get(0);
     let scratch = format!("gitrev_expected_{}", std::process::id());
     let tx = client.transaction().await?;
+    // The live schema stays on the path behind the scratch one, so the extensions installed there
+    // (pg_trgm's operator classes) resolve, and print unqualified in both catalogs alike.
     tx.batch_execute(&format!(
-        "CREATE SCHEMA {scratch}; SET LOCAL search_path TO {scratch}"
+        "CREATE SCHEMA {scratch}; SET LOCAL search_path TO {scratch}, {live_schema}"
     ))
     .await?;
     for m in MIGRATIONS {

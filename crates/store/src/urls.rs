@@ -3,36 +3,55 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use gitrev_core::model::{NewUrl, Url, UrlChanges, UrlStats};
+use chrono::NaiveDateTime;
+use gitrev_core::model::{LinkOptions, NewUrl, Url, UrlChanges, UrlStats};
 use gitrev_core::shortcode;
 use serde_json::{json, Value};
 use tokio_postgres::Row;
 
 use super::{announce, sequences, Filter, Page, Store, StoreError};
 
-const COLUMNS: &str =
-    "id, user_id, short_code, original_url, title, is_active, created_at, updated_at";
+/// Every column of a url, in the order [`url_from_row`] reads them.
+const COLUMNS: &str = "id, user_id, short_code, original_url, title, is_active, created_at, \
+     updated_at, expires_at, max_clicks, expired_url, redirect_status, forward_query, tags";
 
 pub fn url_from_row(row: &Row) -> Url {
+    url_at(row, 0)
+}
+
+/// The url whose [`COLUMNS`] start at column `at` of `row`.
+fn url_at(row: &Row, at: usize) -> Url {
     Url {
-        id: row.get(0),
-        user_id: row.get(1),
-        short_code: row.get(2),
-        original_url: row.get(3),
-        title: row.get(4),
-        is_active: row.get(5),
-        created_at: row.get(6),
-        updated_at: row.get(7),
+        id: row.get(at),
+        user_id: row.get(at + 1),
+        short_code: row.get(at + 2),
+        original_url: row.get(at + 3),
+        title: row.get(at + 4),
+        is_active: row.get(at + 5),
+        created_at: row.get(at + 6),
+        updated_at: row.get(at + 7),
+        options: LinkOptions {
+            expires_at: row.get(at + 8),
+            max_clicks: row.get(at + 9),
+            expired_url: row.get(at + 10),
+            redirect_status: row.get(at + 11),
+            forward_query: row.get(at + 12),
+            tags: row.get(at + 13),
+        },
     }
 }
 
 /// What a redirect needs to know about a short code.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Link {
     pub url_id: i64,
     pub user_id: Option<i64>,
     pub original_url: String,
     pub is_active: bool,
+    /// The redirect's options (`tags` left empty: a redirect does not need them).
+    pub options: LinkOptions,
+    /// The url's stored clicks when it has a `max_clicks` (else 0, not read).
+    pub clicks: i64,
 }
 
 /// Filters of `GET /urls`.
@@ -41,6 +60,36 @@ pub struct UrlFilter {
     pub user_id: Option<i64>,
     pub is_active: Option<bool>,
     pub short_code: Option<String>,
+    /// Urls holding every one of these tags.
+    pub tags: Vec<String>,
+    /// A case-insensitive substring of the code, the target or the title.
+    pub q: Option<String>,
+    /// Expired (by time or by clicks) or not.
+    pub expired: Option<bool>,
+}
+
+/// Whether a url row (`urls`, in a query over it) is expired now: by time or by its clicks.
+pub const EXPIRED: &str =
+    "((urls.expires_at IS NOT NULL AND urls.expires_at <= now() AT TIME ZONE 'UTC')
+      OR (urls.max_clicks IS NOT NULL AND urls.max_clicks <= COALESCE(
+          (SELECT s.clicks FROM url_stats s WHERE s.url_id = urls.id), 0)))";
+
+/// The text `?q=` searches (the trigram index of sql/0004_links.sql is on exactly this).
+const SEARCHED: &str =
+    "(short_code || E'\\x1f' || original_url || E'\\x1f' || COALESCE(title, ''))";
+
+/// `q` as a `LIKE` pattern matching it anywhere, its own `%`, `_` and `\\` taken literally.
+pub fn substring_pattern(q: &str) -> String {
+    let mut pattern = String::with_capacity(q.len() + 2);
+    pattern.push('%');
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
 }
 
 /// A link's stored target as a click carries it: shared with the link cache's entry either way, no
@@ -70,41 +119,59 @@ pub struct KnownLink<'a> {
     pub user_id: Option<i64>,
     /// The target as stored.
     pub target: &'a str,
+    /// Its redirect options (`tags` not compared).
+    pub options: &'a LinkOptions,
 }
 
 const INSERT: &str = "WITH u AS (
-        INSERT INTO urls (user_id, short_code, original_url, title, is_active)
-        VALUES ($1, $2, $3, $4, $5)
-        RETURNING id, user_id, short_code, original_url, title, is_active, created_at, updated_at),
+        INSERT INTO urls (user_id, short_code, original_url, title, is_active, expires_at,
+                          max_clicks, expired_url, redirect_status, forward_query, tags)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        RETURNING *),
     logged AS (
         INSERT INTO events (url_id, user_id, event_type, details)
         SELECT id, user_id, 'created',
                jsonb_build_object('short_code', short_code, 'original_url', original_url)
         FROM u)
-    SELECT id, user_id, short_code, original_url, title, is_active, created_at, updated_at FROM u";
+    SELECT id, user_id, short_code, original_url, title, is_active, created_at, updated_at,
+           expires_at, max_clicks, expired_url, redirect_status, forward_query, tags FROM u";
 
-/// One statement for a group of `POST /urls`, inserted in arrival order: rows whose user is
-/// missing are left out, a code that is already taken is skipped (`DO NOTHING`), and each inserted
-/// url gets its `created` event. Every request's row comes back, in arrival order, with whether
-/// its user exists and, when it was inserted, its url.
+/// One statement for a group of urls (`POST /urls` requests, or one `POST /urls/bulk`), inserted
+/// in arrival order: rows whose user is missing are left out, a code that is already taken is
+/// skipped (`DO NOTHING`), each inserted url gets its `created` event, and each inserted custom
+/// code is announced (it may have been probed, and negatively cached, before it existed). Every
+/// request's row comes back, in arrival order, with whether its user exists and, when it was
+/// inserted, its url. Tags travel as one JSON array per url (SQL arrays cannot be ragged).
 const INSERT_GROUP: &str = "WITH input AS (
         SELECT g.*, (g.user_id IS NULL OR EXISTS (SELECT 1 FROM users WHERE id = g.user_id)) AS user_ok
-        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bool[])
-             WITH ORDINALITY AS g(user_id, short_code, original_url, title, is_active, arrival)),
+        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bool[],
+                    $6::timestamp[], $7::bigint[], $8::text[], $9::smallint[], $10::bool[],
+                    $11::jsonb[], $12::bool[])
+             WITH ORDINALITY AS g(user_id, short_code, original_url, title, is_active, expires_at,
+                                  max_clicks, expired_url, redirect_status, forward_query, tags,
+                                  custom, arrival)),
     u AS (
-        INSERT INTO urls (user_id, short_code, original_url, title, is_active)
-        SELECT user_id, short_code, original_url, title, is_active FROM input WHERE user_ok
+        INSERT INTO urls (user_id, short_code, original_url, title, is_active, expires_at,
+                          max_clicks, expired_url, redirect_status, forward_query, tags)
+        SELECT user_id, short_code, original_url, title, is_active, expires_at, max_clicks,
+               expired_url, redirect_status, forward_query,
+               ARRAY(SELECT jsonb_array_elements_text(tags))
+        FROM input WHERE user_ok
         ORDER BY arrival
         ON CONFLICT (short_code) DO NOTHING
-        RETURNING id, user_id, short_code, original_url, title, is_active, created_at, updated_at),
+        RETURNING *),
     logged AS (
         INSERT INTO events (url_id, user_id, event_type, details)
         SELECT id, user_id, 'created',
                jsonb_build_object('short_code', short_code, 'original_url', original_url)
-        FROM u ORDER BY id)
+        FROM u ORDER BY id),
+    announced AS (
+        SELECT count(pg_notify('gitrev_links', u.short_code)) AS n
+        FROM u WHERE u.short_code IN (SELECT short_code FROM input WHERE custom))
     SELECT input.user_ok, u.id, u.user_id, u.short_code, u.original_url, u.title, u.is_active,
-           u.created_at, u.updated_at
-    FROM input LEFT JOIN u ON u.short_code = input.short_code
+           u.created_at, u.updated_at, u.expires_at, u.max_clicks, u.expired_url,
+           u.redirect_status, u.forward_query, u.tags
+    FROM input LEFT JOIN u ON u.short_code = input.short_code CROSS JOIN announced
     ORDER BY input.arrival";
 
 /// Attempts at a fresh generated code before giving up (each collision has odds of 1 in 62^6
@@ -135,6 +202,12 @@ impl Store {
                         &new.original_url,
                         &new.title,
                         &new.is_active,
+                        &new.options.expires_at,
+                        &new.options.max_clicks,
+                        &new.options.expired_url,
+                        &new.options.redirect_status,
+                        &new.options.forward_query,
+                        &new.options.tags,
                     ],
                 )
                 .await
@@ -190,16 +263,36 @@ impl Store {
         let targets: Vec<&str> = group.iter().map(|u| u.original_url.as_str()).collect();
         let titles: Vec<Option<&str>> = group.iter().map(|u| u.title.as_deref()).collect();
         let active: Vec<bool> = group.iter().map(|u| u.is_active).collect();
+        let options = group.iter().map(|u| &u.options);
+        let expires: Vec<Option<NaiveDateTime>> = options.clone().map(|o| o.expires_at).collect();
+        let max_clicks: Vec<Option<i64>> = options.clone().map(|o| o.max_clicks).collect();
+        let expired_urls: Vec<Option<&str>> =
+            options.clone().map(|o| o.expired_url.as_deref()).collect();
+        let statuses: Vec<Option<i16>> = options.clone().map(|o| o.redirect_status).collect();
+        let forward: Vec<bool> = options.clone().map(|o| o.forward_query).collect();
+        let tags: Vec<Value> = options.map(|o| json!(o.tags)).collect();
+        let custom: Vec<bool> = group.iter().map(|u| u.short_code.is_some()).collect();
         let mut conn = self.conn().await?;
         let stmt = conn.prepared(INSERT_GROUP).await?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-            [&user_ids, &codes, &targets, &titles, &active];
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
+            &user_ids,
+            &codes,
+            &targets,
+            &titles,
+            &active,
+            &expires,
+            &max_clicks,
+            &expired_urls,
+            &statuses,
+            &forward,
+            &tags,
+            &custom,
+        ];
         let rows = super::query_fixing_sequences(&conn.client, &stmt, &params, &["urls", "events"])
             .await?;
         // Rows come back in arrival order; two requests for one code both see its row, and the
         // first one (inserted first) is the one that got it.
         let mut claimed = std::collections::HashSet::with_capacity(group.len());
-        let mut custom_codes = Vec::new();
         let answers = group
             .iter()
             .zip(&rows)
@@ -210,20 +303,7 @@ impl Store {
                 let inserted = row.get::<_, Option<i64>>(1).is_some();
                 let code: Option<&str> = row.get(3);
                 if inserted && code.is_some_and(|c| claimed.insert(c.to_owned())) {
-                    let url = Url {
-                        id: row.get(1),
-                        user_id: row.get(2),
-                        short_code: row.get(3),
-                        original_url: row.get(4),
-                        title: row.get(5),
-                        is_active: row.get(6),
-                        created_at: row.get(7),
-                        updated_at: row.get(8),
-                    };
-                    if new.short_code.is_some() {
-                        custom_codes.push(url.short_code.clone());
-                    }
-                    return Some(Ok(url));
+                    return Some(Ok(url_at(row, 1)));
                 }
                 // A taken custom code is a conflict; a generated one that collided (`None`) is
                 // drawn again, alone.
@@ -232,26 +312,11 @@ impl Store {
                     .map(|_| Err(StoreError::Conflict("short_code")))
             })
             .collect();
-        if !custom_codes.is_empty() {
-            // A custom code may have been probed (and negatively cached) before it existed. The
-            // rows are committed: a failed announcement must not fail the requests (the negative
-            // entry expires within its short TTL anyway).
-            if let Err(err) = conn
-                .client
-                .execute(
-                    "SELECT pg_notify($1, code) FROM unnest($2::text[]) AS code",
-                    &[&announce::CHANNEL, &custom_codes],
-                )
-                .await
-            {
-                tracing::warn!(error = %err, "could not announce new custom codes");
-            }
-        }
         Ok(answers)
     }
 
     /// The codes of `links` whose row no longer matches: gone, inactive, or with another id,
-    /// owner or target. One query, however many links.
+    /// owner, target or redirect option. One query, however many links.
     pub async fn stale_links(
         &self,
         links: &[KnownLink<'_>],
@@ -260,20 +325,49 @@ impl Store {
         let ids: Vec<i64> = links.iter().map(|l| l.url_id).collect();
         let owners: Vec<Option<i64>> = links.iter().map(|l| l.user_id).collect();
         let targets: Vec<&str> = links.iter().map(|l| l.target).collect();
+        let expires: Vec<Option<NaiveDateTime>> =
+            links.iter().map(|l| l.options.expires_at).collect();
+        let max_clicks: Vec<Option<i64>> = links.iter().map(|l| l.options.max_clicks).collect();
+        let expired_urls: Vec<Option<&str>> = links
+            .iter()
+            .map(|l| l.options.expired_url.as_deref())
+            .collect();
+        let statuses: Vec<Option<i16>> = links.iter().map(|l| l.options.redirect_status).collect();
+        let forward: Vec<bool> = links.iter().map(|l| l.options.forward_query).collect();
         let mut conn = self.conn().await?;
         let stmt = conn
             .prepared(
                 "SELECT s.code
-                 FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[])
-                      AS s(code, id, user_id, target)
+                 FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::timestamp[],
+                             $6::bigint[], $7::text[], $8::smallint[], $9::bool[])
+                      AS s(code, id, user_id, target, expires_at, max_clicks, expired_url,
+                           redirect_status, forward_query)
                  LEFT JOIN urls u ON u.short_code = s.code
                  WHERE u.id IS NULL OR NOT u.is_active OR u.id <> s.id
-                    OR u.user_id IS DISTINCT FROM s.user_id OR u.original_url <> s.target",
+                    OR u.user_id IS DISTINCT FROM s.user_id OR u.original_url <> s.target
+                    OR u.expires_at IS DISTINCT FROM s.expires_at
+                    OR u.max_clicks IS DISTINCT FROM s.max_clicks
+                    OR u.expired_url IS DISTINCT FROM s.expired_url
+                    OR u.redirect_status IS DISTINCT FROM s.redirect_status
+                    OR u.forward_query <> s.forward_query",
             )
             .await?;
         let rows = conn
             .client
-            .query(&stmt, &[&codes, &ids, &owners, &targets])
+            .query(
+                &stmt,
+                &[
+                    &codes,
+                    &ids,
+                    &owners,
+                    &targets,
+                    &expires,
+                    &max_clicks,
+                    &expired_urls,
+                    &statuses,
+                    &forward,
+                ],
+            )
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
@@ -281,10 +375,7 @@ impl Store {
     pub async fn get_url(&self, id: i64) -> Result<Url, StoreError> {
         let mut conn = self.conn().await?;
         let stmt = conn
-            .prepared(
-                "SELECT id, user_id, short_code, original_url, title, is_active, created_at,
-                 updated_at FROM urls WHERE id = $1",
-            )
+            .prepared(&format!("SELECT {COLUMNS} FROM urls WHERE id = $1"))
             .await?;
         let row = conn.client.query_opt(&stmt, &[&id]).await?;
         row.map(|r| url_from_row(&r))
@@ -296,10 +387,22 @@ impl Store {
         filter: UrlFilter,
         page: Page,
     ) -> Result<(Vec<Url>, i64), StoreError> {
+        let tags = (!filter.tags.is_empty()).then_some(filter.tags);
         let filter = Filter::default()
             .eq("user_id", filter.user_id)
             .eq("is_active", filter.is_active)
-            .eq("short_code", filter.short_code);
+            .eq("short_code", filter.short_code)
+            .clause("tags @> $?", tags)
+            // The joined text finds candidates through the trigram index; each column is
+            // rechecked so that a match across the separator does not count.
+            .clause(
+                &format!(
+                    "{SEARCHED} ILIKE $? AND (short_code ILIKE $? OR original_url ILIKE $? \
+                     OR title ILIKE $?)"
+                ),
+                filter.q.as_deref().map(substring_pattern),
+            )
+            .clause(&format!("{EXPIRED} = $?"), filter.expired);
         let (rows, total) = self.list("urls", COLUMNS, filter, page).await?;
         Ok((rows.iter().map(url_from_row).collect(), total))
     }
@@ -317,36 +420,32 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound("url"))?;
         let old = url_from_row(&row);
-        let mut changed: Vec<(&str, Value)> = Vec::new();
-        if let Some(title) = &changes.title {
-            if *title != old.title {
-                changed.push(("title", json!(title)));
-            }
-        }
-        if let Some(active) = changes.is_active {
-            if active != old.is_active {
-                changed.push(("is_active", json!(active)));
-            }
-        }
-        if let Some(target) = &changes.original_url {
-            if *target != old.original_url {
-                changed.push(("original_url", json!(target)));
-            }
-        }
+        let (new, changed) = old.apply(changes);
         if changed.is_empty() {
             return Ok(old);
         }
-        let title = changes.title.clone().unwrap_or(old.title);
-        let is_active = changes.is_active.unwrap_or(old.is_active);
-        let original_url = changes.original_url.clone().unwrap_or(old.original_url);
+        let o = &new.options;
         let row = tx
             .query_one(
                 &format!(
                     "UPDATE urls SET title = $2, is_active = $3, original_url = $4,
+                        expires_at = $5, max_clicks = $6, expired_url = $7, redirect_status = $8,
+                        forward_query = $9, tags = $10,
                         updated_at = GREATEST(now() AT TIME ZONE 'UTC', updated_at)
                      WHERE id = $1 RETURNING {COLUMNS}"
                 ),
-                &[&id, &title, &is_active, &original_url],
+                &[
+                    &id,
+                    &new.title,
+                    &new.is_active,
+                    &new.original_url,
+                    &o.expires_at,
+                    &o.max_clicks,
+                    &o.expired_url,
+                    &o.redirect_status,
+                    &o.forward_query,
+                    &o.tags,
+                ],
             )
             .await?;
         let url = url_from_row(&row);
@@ -355,7 +454,7 @@ impl Store {
         tx.execute(
             "INSERT INTO events (url_id, user_id, event_type, details)
              SELECT $1, $2, 'updated', jsonb_build_object('field', f, 'new_value', v)
-             FROM unnest($3::text[], $4::jsonb[]) AS c(f, v)",
+             FROM unnest($3::text[], $4::jsonb[]) WITH ORDINALITY AS c(f, v, n) ORDER BY n",
             &[&url.id, &url.user_id, &fields, &values],
         )
         .await?;
@@ -407,11 +506,18 @@ impl Store {
         .ok_or(StoreError::NotFound("url"))
     }
 
-    /// The link behind a short code, active or not.
+    /// The link behind a short code, active or not, with its stored clicks when it has a
+    /// `max_clicks`.
     pub async fn find_link(&self, code: &str) -> Result<Option<Link>, StoreError> {
         let mut conn = self.conn().await?;
         let stmt = conn
-            .prepared("SELECT id, user_id, original_url, is_active FROM urls WHERE short_code = $1")
+            .prepared(
+                "SELECT u.id, u.user_id, u.original_url, u.is_active, u.expires_at, u.max_clicks,
+                        u.expired_url, u.redirect_status, u.forward_query,
+                        CASE WHEN u.max_clicks IS NULL THEN 0 ELSE COALESCE(
+                            (SELECT s.clicks FROM url_stats s WHERE s.url_id = u.id), 0) END
+                 FROM urls u WHERE u.short_code = $1",
+            )
             .await?;
         let row = conn.client.query_opt(&stmt, &[&code]).await?;
         Ok(row.map(|r| Link {
@@ -419,6 +525,15 @@ impl Store {
             user_id: r.get(1),
             original_url: r.get(2),
             is_active: r.get(3),
+            options: LinkOptions {
+                expires_at: r.get(4),
+                max_clicks: r.get(5),
+                expired_url: r.get(6),
+                redirect_status: r.get(7),
+                forward_query: r.get(8),
+                tags: Vec::new(),
+            },
+            clicks: r.get(9),
         }))
     }
 }
