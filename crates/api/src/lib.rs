@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod keys;
 pub mod ops;
+pub mod qr;
 pub mod redirect;
 pub mod request_id;
 pub mod urls;
