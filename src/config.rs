@@ -159,6 +159,12 @@ pub struct Settings {
           value_parser = named(redirect_status as Parse<u16>))]
     pub redirect_status: u16,
 
+    /// The short links' origin in QR codes (e.g. `https://go.example.com`); unset: the request's
+    /// `host`, over http.
+    #[arg(long, env = "GITREV_PUBLIC_URL", global = true,
+          value_parser = named(public_url as Parse<String>))]
+    pub public_url: Option<String>,
+
     /// Rows a list returns without `page`/`per_page` (a positive multiple of 1000).
     #[arg(long, env = "GITREV_LIST_CAP", default_value_t = DEFAULT_LIST_CAP, global = true,
           value_parser = named(list_cap as Parse<u32>))]
@@ -435,6 +441,18 @@ fn redirect_status(value: &str) -> Result<u16, String> {
     }
 }
 
+/// An absolute http(s) URL with a host and nothing after it but a path of `/`; kept without the
+/// trailing slash.
+fn public_url(value: &str) -> Result<String, String> {
+    const PROBLEM: &str = "must be an http(s) origin such as https://go.example.com";
+    let url = url::Url::parse(value.trim()).map_err(|_| PROBLEM.to_owned())?;
+    let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || !bare {
+        return Err(PROBLEM.to_owned());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
 fn list_cap(value: &str) -> Result<u32, String> {
     match value.parse::<u32>() {
         Ok(cap) if cap > 0 && cap % MAX_PER_PAGE == 0 => Ok(cap),
@@ -500,6 +518,7 @@ impl Settings {
             max_body_bytes: self.max_body_bytes,
             max_upload_bytes: self.max_upload_bytes,
             body_read_timeout_ms: self.body_read_timeout_ms,
+            public_url: self.public_url.clone(),
             access_log: self.access_log.into(),
         }
     }
@@ -790,7 +809,7 @@ mod tests {
         );
         // One row per setting, each a variable, a default and a meaning.
         let rows: Vec<&str> = table.lines().skip(2).collect();
-        assert_eq!(rows.len(), 40, "{table}");
+        assert_eq!(rows.len(), 41, "{table}");
         assert!(
             rows.iter().all(|row| row.matches(" | ").count() == 2),
             "{table}"

@@ -19,6 +19,7 @@ mod hotpaths;
 mod keys;
 mod lifecycle;
 mod limits;
+mod links;
 mod openapi;
 mod ops;
 mod outage;

@@ -274,6 +274,51 @@ async fn answered(produced: &mut BTreeSet<Answer>) {
     .await;
     d.call(t, get.clone(), "/urls?is_active=maybe", None, 422)
         .await;
+    d.call(
+        t,
+        get.clone(),
+        "/urls?tag=a&tag=b&q=shop&expired=false&page=1&per_page=5",
+        None,
+        200,
+    )
+    .await;
+
+    let t = "/urls/bulk";
+    let batch = json_body(json!([{"original_url": unique_original_url()}, {"original_url": "x"}]));
+    d.call(t, post.clone(), t, batch, 201).await;
+    d.call(t, post.clone(), t, json_body(json!({"a": 1})), 400)
+        .await;
+    let over: Vec<Value> = (0..1001).map(|_| json!({})).collect();
+    d.call(t, post.clone(), t, json_body(json!(over)), 413)
+        .await;
+
+    for (t, ok, bad) in [
+        ("/urls/{id}/qr.svg", "qr.svg", None),
+        (
+            "/urls/{id}/qr.png",
+            "qr.png?size=100",
+            Some("qr.png?size=63"),
+        ),
+    ] {
+        let url_path = format!("/urls/{}", id_of(&url));
+        d.call(t, get.clone(), &format!("{url_path}/{ok}"), None, 200)
+            .await;
+        d.call(t, get.clone(), &format!("/urls/{missing}/{ok}"), None, 404)
+            .await;
+        if let Some(bad) = bad {
+            d.call(t, get.clone(), &format!("{url_path}/{bad}"), None, 422)
+                .await;
+        }
+        // HTTP/1.0 without a `host`, and no GITREV_PUBLIC_URL: no origin for the code.
+        let path = format!("{url_path}/{ok}");
+        let head = format!("GET {path} HTTP/1.0\r\n\r\n");
+        let reply = d
+            .srv
+            .raw_exchange(head.as_bytes(), Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|| panic!("GET {path} without a host: no answer"));
+        d.note(t, &get, &path, &reply, 422);
+    }
 
     let t = "/urls/{id}";
     let (path_u, path_missing) = (format!("/urls/{}", id_of(&url)), format!("/urls/{missing}"));
@@ -395,6 +440,21 @@ async fn answered(produced: &mut BTreeSet<Answer>) {
         d.call(t, method.clone(), &code, None, 302).await;
         d.call(t, method.clone(), &unknown, None, 404).await;
     }
+    for status in [301, 307, 308] {
+        let own =
+            json_body(json!({"original_url": unique_original_url(), "redirect_status": status}));
+        let own = d.call("/urls", post.clone(), "/urls", own, 201).await.json;
+        for method in [Method::HEAD, get.clone()] {
+            d.call(
+                t,
+                method,
+                &format!("/{}", str_of(&own, "short_code")),
+                None,
+                status,
+            )
+            .await;
+        }
+    }
 
     // Events.
     let t = "/events";
@@ -441,13 +501,14 @@ async fn answered(produced: &mut BTreeSet<Answer>) {
 }
 
 /// The writes, each with the path it is sent to and the content type of its body (`None`: no body).
-const WRITES: [(&str, &str, &str, Option<&str>); 11] = [
+const WRITES: [(&str, &str, &str, Option<&str>); 12] = [
     ("/users", "POST", "/users", Some("application/json")),
     ("/users/bulk", "POST", "/users/bulk", Some("text/csv")),
     ("/users/{id}", "PUT", "/users/1", Some("application/json")),
     ("/users/{id}", "PATCH", "/users/1", Some("application/json")),
     ("/users/{id}", "DELETE", "/users/1", None),
     ("/urls", "POST", "/urls", Some("application/json")),
+    ("/urls/bulk", "POST", "/urls/bulk", Some("application/json")),
     ("/urls/{id}", "PUT", "/urls/1", Some("application/json")),
     ("/urls/{id}", "PATCH", "/urls/1", Some("application/json")),
     ("/urls/{id}", "DELETE", "/urls/1", None),
@@ -682,6 +743,24 @@ async fn unavailable(produced: &mut BTreeSet<Answer>) {
             Method::POST,
             "/urls".into(),
             json_body(json!({"original_url": unique_original_url()})),
+        ),
+        (
+            "/urls/bulk",
+            Method::POST,
+            "/urls/bulk".into(),
+            json_body(json!([{"original_url": unique_original_url()}])),
+        ),
+        (
+            "/urls/{id}/qr.svg",
+            Method::GET,
+            format!("/urls/{link_id}/qr.svg"),
+            None,
+        ),
+        (
+            "/urls/{id}/qr.png",
+            Method::GET,
+            format!("/urls/{link_id}/qr.png"),
+            None,
         ),
         ("/urls/{id}", Method::GET, format!("/urls/{link_id}"), None),
         (

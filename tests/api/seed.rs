@@ -76,6 +76,13 @@ fn url_json(row: &[String]) -> Value {
         "is_active": row[5].eq_ignore_ascii_case("true"),
         "created_at": api_time(&row[6]),
         "updated_at": api_time(&row[7]),
+        // The seed files predate link options: every one unset.
+        "expires_at": null,
+        "max_clicks": null,
+        "expired_url": null,
+        "redirect_status": null,
+        "forward_query": false,
+        "tags": [],
     })
 }
 

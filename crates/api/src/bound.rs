@@ -34,7 +34,9 @@ pub async fn check(
         | Route::UrlStats(id)
         | Route::UrlTimeseries(id)
         | Route::UrlBreakdown(id)
-        | Route::UrlClicksCsv(id) => owns_url(state, id, user).await,
+        | Route::UrlClicksCsv(id)
+        | Route::UrlQrSvg(id)
+        | Route::UrlQrPng(id) => owns_url(state, id, user).await,
         Route::Event(id) => match state.store.get_event(id).await?.user_id {
             Some(owner) if owner == user => Ok(()),
             _ => Err(ApiError::not_found("event")),
@@ -70,7 +72,8 @@ pub fn list_query(route: Route<'_>, query: Option<&str>, user: i64) -> Option<St
     Some(out.finish())
 }
 
-/// A body creating or changing a url or an event, made to stay within `user`: a missing
+/// A body creating or changing a url or an event (each element of `POST /urls/bulk` is checked
+/// as one `POST /urls`), made to stay within `user`: a missing
 /// `user_id` becomes the user's, another user's is 404, and an event's url must be theirs.
 pub async fn body(
     state: &AppState,

@@ -41,6 +41,9 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// A bulk request with more elements than it may hold.
+    #[error("a bulk request holds at most {0} elements")]
+    TooManyItems(usize),
     #[error("{0}")]
     UnsupportedMediaType(String),
     /// No valid API key (when keys are required): `authorization: Bearer <key>` missing, unknown
@@ -88,7 +91,9 @@ impl ApiError {
             ApiError::NotFound(_) | ApiError::Expired => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge(_) | ApiError::TooManyItems(_) => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::BoundKey(_) => StatusCode::FORBIDDEN,
@@ -107,7 +112,7 @@ impl ApiError {
             ApiError::Expired => "expired",
             ApiError::Conflict { .. } => "conflict",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::PayloadTooLarge(_) | ApiError::TooManyItems(_) => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) | ApiError::BoundKey(_) => "forbidden",

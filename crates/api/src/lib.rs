@@ -58,6 +58,9 @@ pub struct ApiSettings {
     pub max_upload_bytes: usize,
     /// Longest a request body may stall, in milliseconds (0: no limit).
     pub body_read_timeout_ms: u64,
+    /// The short links' origin in QR codes (`GITREV_PUBLIC_URL`, no trailing slash); `None`: the
+    /// request's `host`.
+    pub public_url: Option<String>,
     pub access_log: AccessLog,
 }
 
@@ -171,11 +174,13 @@ fn allowed(route: Route<'_>) -> &'static str {
         | Route::UrlTimeseries(_)
         | Route::UrlBreakdown(_)
         | Route::UrlClicksCsv(_)
+        | Route::UrlQrSvg(_)
+        | Route::UrlQrPng(_)
         | Route::Event(_) => "GET, HEAD",
         Route::Redirect(_) => "GET, HEAD",
         Route::Users | Route::Urls | Route::Events | Route::Keys => "GET, HEAD, POST",
         Route::Key(_) => "DELETE",
-        Route::UsersBulk => "POST",
+        Route::UsersBulk | Route::UrlsBulk => "POST",
         Route::User(_) | Route::Url(_) => "GET, HEAD, PUT, PATCH, DELETE",
         Route::NotFound => "",
     }
@@ -243,6 +248,13 @@ async fn dispatch(
         (Route::UrlTimeseries(id), Method::GET) => analytics::timeseries(state, id, query).await,
         (Route::UrlBreakdown(id), Method::GET) => analytics::breakdown(state, id, query).await,
         (Route::UrlClicksCsv(id), Method::GET) => analytics::export(state, id, query).await,
+        (Route::UrlsBulk, Method::POST) => urls::bulk(state, &parts.headers, incoming, user).await,
+        (Route::UrlQrSvg(id), Method::GET) => {
+            urls::qr(state, id, &parts.headers, query, urls::QrFormat::Svg).await
+        }
+        (Route::UrlQrPng(id), Method::GET) => {
+            urls::qr(state, id, &parts.headers, query, urls::QrFormat::Png).await
+        }
 
         (Route::Events, Method::GET) => events::list(state, query).await,
         (Route::Events, Method::POST) => events::create(state, json_body(incoming).await?).await,

@@ -91,6 +91,23 @@ pub fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, BodyError> {
     }
 }
 
+/// The body as a JSON array (`POST /urls/bulk`); anything else is a 400.
+pub fn json_array(bytes: &[u8]) -> Result<Vec<Value>, BodyError> {
+    const EXPECTED: &str = "the request body must be a JSON array";
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(BodyError::Invalid(format!("{EXPECTED}; the body is empty")));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Array(items)) => Ok(items),
+        Ok(_) => Err(BodyError::Invalid(format!(
+            "{EXPECTED} of url objects, not a single value"
+        ))),
+        Err(err) => Err(BodyError::Invalid(format!(
+            "{EXPECTED}; it is not valid JSON ({err})"
+        ))),
+    }
+}
+
 /// The body of every response: bytes built in full before sending (everything but an export), or
 /// chunks streamed from a producer task through a small channel, so that a large export is never
 /// held whole: the producer waits while the client is slow, and stops when the client goes.

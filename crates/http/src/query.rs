@@ -128,6 +128,21 @@ impl<'a> Query<'a> {
         }
     }
 
+    /// An integer from `min` to `max`; `None` when absent.
+    pub fn ranged(&mut self, name: &str, min: u32, max: u32) -> Option<u32> {
+        let raw = self.raw(name)?;
+        match raw.trim().parse::<u32>() {
+            Ok(v) if (min..=max).contains(&v) => Some(v),
+            _ => {
+                self.errors.push((
+                    name.into(),
+                    format!("must be an integer from {min} to {max}"),
+                ));
+                None
+            }
+        }
+    }
+
     /// Reads `page` and `per_page`.
     pub fn pagination(&mut self, cap: u32) -> Pagination {
         let page = self.bounded("page", u32::MAX);

@@ -14,11 +14,14 @@ pub enum Route<'a> {
     UsersBulk,
     User(i64),
     Urls,
+    UrlsBulk,
     Url(i64),
     UrlStats(i64),
     UrlTimeseries(i64),
     UrlBreakdown(i64),
     UrlClicksCsv(i64),
+    UrlQrSvg(i64),
+    UrlQrPng(i64),
     Events,
     Event(i64),
     Keys,
@@ -39,11 +42,14 @@ impl Route<'_> {
             Route::UsersBulk => "/users/bulk",
             Route::User(_) => "/users/{id}",
             Route::Urls => "/urls",
+            Route::UrlsBulk => "/urls/bulk",
             Route::Url(_) => "/urls/{id}",
             Route::UrlStats(_) => "/urls/{id}/stats",
             Route::UrlTimeseries(_) => "/urls/{id}/stats/timeseries",
             Route::UrlBreakdown(_) => "/urls/{id}/stats/breakdown",
             Route::UrlClicksCsv(_) => "/urls/{id}/clicks.csv",
+            Route::UrlQrSvg(_) => "/urls/{id}/qr.svg",
+            Route::UrlQrPng(_) => "/urls/{id}/qr.png",
             Route::Events => "/events",
             Route::Event(_) => "/events/{id}",
             Route::Keys => "/keys",
@@ -89,9 +95,12 @@ pub fn route(path: &str) -> Route<'_> {
         ("users", Some("bulk"), None) => Route::UsersBulk,
         ("users", Some(s), None) => id(s).map_or(Route::NotFound, Route::User),
         ("urls", None, None) => Route::Urls,
+        ("urls", Some("bulk"), None) => Route::UrlsBulk,
         ("urls", Some(s), None) => id(s).map_or(Route::NotFound, Route::Url),
         ("urls", Some(s), Some("stats")) => id(s).map_or(Route::NotFound, Route::UrlStats),
         ("urls", Some(s), Some("clicks.csv")) => id(s).map_or(Route::NotFound, Route::UrlClicksCsv),
+        ("urls", Some(s), Some("qr.svg")) => id(s).map_or(Route::NotFound, Route::UrlQrSvg),
+        ("urls", Some(s), Some("qr.png")) => id(s).map_or(Route::NotFound, Route::UrlQrPng),
         ("events", None, None) => Route::Events,
         ("events", Some(s), None) => id(s).map_or(Route::NotFound, Route::Event),
         ("keys", None, None) => Route::Keys,
@@ -128,6 +137,10 @@ mod tests {
         assert_eq!(route("/urls/7/stats/timeseries"), Route::UrlTimeseries(7));
         assert_eq!(route("/urls/7/stats/breakdown"), Route::UrlBreakdown(7));
         assert_eq!(route("/urls/7/clicks.csv"), Route::UrlClicksCsv(7));
+        assert_eq!(route("/urls/bulk"), Route::UrlsBulk);
+        assert_eq!(route("/urls/7/qr.svg"), Route::UrlQrSvg(7));
+        assert_eq!(route("/urls/7/qr.png"), Route::UrlQrPng(7));
+        assert_eq!(route("/urls/7/qr.gif"), Route::NotFound);
         assert_eq!(route("/events"), Route::Events);
         assert_eq!(route("/events/9"), Route::Event(9));
         assert_eq!(route("/keys"), Route::Keys);

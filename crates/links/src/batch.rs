@@ -72,8 +72,13 @@ impl ClickQueue {
             settled: metrics.clicks_settled.clone(),
         };
         let depth_tx = tx.downgrade();
+        let sink = Sink {
+            store,
+            metrics,
+            limits,
+        };
         tasks.spawn(write_clicks(
-            rx, depth_tx, store, config, metrics, limits, shutdown, drain_for,
+            rx, depth_tx, sink, config, shutdown, drain_for,
         ));
         queue
     }
@@ -111,16 +116,26 @@ impl ClickQueue {
 /// The counter upserts sort by url id, so concurrent batches wait on each other, never deadlock.
 const CLICK_WRITERS: usize = 2;
 
+/// Where the click writer writes, what it reports to, and the limits it settles.
+struct Sink {
+    store: Store,
+    metrics: BatchMetrics,
+    limits: Limits,
+}
+
 async fn write_clicks(
     mut rx: mpsc::Receiver<Click>,
     depth: mpsc::WeakSender<Click>,
-    store: Store,
+    sink: Sink,
     config: ClickQueueConfig,
-    metrics: BatchMetrics,
-    limits: Limits,
     mut shutdown: watch::Receiver<bool>,
     drain_for: Duration,
 ) {
+    let Sink {
+        store,
+        metrics,
+        limits,
+    } = sink;
     let mut batch: Vec<Click> = Vec::with_capacity(config.max_batch);
     let mut in_flight = JoinSet::new();
     let mut ticker = tokio::time::interval(config.flush_interval);

@@ -548,6 +548,127 @@ pub async fn listen(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gitrev_store::clicks::micros_to_datetime;
+
+    fn link_with(options: LinkOptions) -> Link {
+        Link {
+            url_id: 1,
+            user_id: None,
+            original_url: "https://example.com/a?b=c".into(),
+            is_active: true,
+            options,
+            clicks: 0,
+        }
+    }
+
+    fn location(v: &Verdict) -> Option<&str> {
+        match v {
+            Verdict::Go(l) | Verdict::Fallback(l) => l.to_str().ok(),
+            Verdict::Expired => None,
+        }
+    }
+
+    /// The clock is injected: a link expiring at a second redirects up to the microsecond before
+    /// it and not from the second itself, with or without a fallback.
+    #[test]
+    fn a_link_expires_at_its_second() {
+        let at: i64 = 1_800_000_000 * 1_000_000;
+        let limits = Limits::default();
+        let expiring = |fallback: Option<&str>| {
+            CachedLink::new(
+                "c".into(),
+                &link_with(LinkOptions {
+                    expires_at: Some(micros_to_datetime(at)),
+                    expired_url: fallback.map(str::to_owned),
+                    ..LinkOptions::default()
+                }),
+                &limits,
+            )
+            .unwrap()
+        };
+        let plain = expiring(None);
+        assert_eq!(
+            location(&plain.decide(at - 1, None, true)),
+            Some("https://example.com/a?b=c")
+        );
+        assert_eq!(plain.decide(at, None, true), Verdict::Expired);
+        assert_eq!(plain.decide(at + 1, None, false), Verdict::Expired);
+        let fallback = expiring(Some("https://example.com/over"));
+        assert!(matches!(
+            fallback.decide(at - 1, None, true),
+            Verdict::Go(_)
+        ));
+        let over = fallback.decide(at, None, true);
+        assert!(matches!(over, Verdict::Fallback(_)));
+        assert_eq!(location(&over), Some("https://example.com/over"));
+    }
+
+    #[test]
+    fn a_limit_is_taken_by_get_only_and_given_back_when_the_click_is_dropped() {
+        let limits = Limits::default();
+        let limited = CachedLink::new(
+            "c".into(),
+            &Link {
+                clicks: 1,
+                ..link_with(LinkOptions {
+                    max_clicks: Some(3),
+                    redirect_status: Some(307),
+                    ..LinkOptions::default()
+                })
+            },
+            &limits,
+        )
+        .unwrap();
+        assert!(limited.is_limited());
+        assert_eq!(limited.status, Some(StatusCode::TEMPORARY_REDIRECT));
+        for _ in 0..5 {
+            assert!(
+                matches!(limited.decide(0, None, false), Verdict::Go(_)),
+                "HEAD"
+            );
+        }
+        assert!(matches!(limited.decide(0, None, true), Verdict::Go(_)));
+        assert!(matches!(limited.decide(0, None, true), Verdict::Go(_)));
+        assert_eq!(limited.decide(0, None, true), Verdict::Expired);
+        assert_eq!(limited.decide(0, None, false), Verdict::Expired);
+        limited.release_click();
+        assert!(matches!(limited.decide(0, None, true), Verdict::Go(_)));
+        assert_eq!(limited.options().max_clicks, Some(3));
+    }
+
+    #[test]
+    fn a_plain_link_ignores_the_query_and_keeps_its_status() {
+        let limits = Limits::default();
+        let plain = CachedLink::new(
+            "c".into(),
+            &link_with(LinkOptions {
+                redirect_status: Some(308),
+                ..LinkOptions::default()
+            }),
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(
+            location(&plain.decide(0, Some("x=1"), true)),
+            Some("https://example.com/a?b=c")
+        );
+        assert_eq!(plain.options().redirect_status, Some(308));
+        assert!(!plain.is_limited());
+        let forwarding = CachedLink::new(
+            "c".into(),
+            &link_with(LinkOptions {
+                forward_query: true,
+                ..LinkOptions::default()
+            }),
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(
+            location(&forwarding.decide(0, Some("x=1"), true)),
+            Some("https://example.com/a?b=c&x=1")
+        );
+        assert!(limits.is_empty(), "no limit, no counts");
+    }
 
     #[tokio::test]
     async fn listen_retries_a_database_that_is_not_there_and_ends_at_once_on_shutdown() {

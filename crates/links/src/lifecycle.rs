@@ -314,9 +314,10 @@ mod tests {
         counts.release(2);
         assert!(!counts.exhausted(5));
         assert_eq!((0..10).filter(|_| counts.try_take(5)).count(), 2);
-        // The three written: the stored total says 5, nothing pending.
+        // The three left pending are written: the stored total says 5, nothing pending.
         counts.written(3, Some(5));
-        assert_eq!(counts.snapshot(), (5, 2));
+        assert_eq!(counts.snapshot(), (5, 0));
+        assert!(!counts.try_take(5));
     }
 
     #[test]

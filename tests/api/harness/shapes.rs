@@ -69,7 +69,34 @@ pub fn assert_url(url: &Value) {
             "is_active",
             "created_at",
             "updated_at",
+            "expires_at",
+            "max_clicks",
+            "expired_url",
+            "redirect_status",
+            "forward_query",
+            "tags",
         ],
+    );
+    assert!(
+        url["expires_at"].is_null() || url["expires_at"].as_str().is_some_and(is_timestamp),
+        "expires_at: {url}"
+    );
+    for nullable_int in ["max_clicks", "redirect_status"] {
+        assert!(
+            url[nullable_int].is_null() || url[nullable_int].is_i64(),
+            "{nullable_int}: {url}"
+        );
+    }
+    assert!(
+        url["expired_url"].is_null() || url["expired_url"].is_string(),
+        "expired_url: {url}"
+    );
+    assert!(url["forward_query"].is_boolean(), "forward_query: {url}");
+    assert!(
+        url["tags"]
+            .as_array()
+            .is_some_and(|t| t.iter().all(Value::is_string)),
+        "tags: {url}"
     );
     assert!(url["id"].is_i64(), "url id must be an integer: {url}");
     assert!(

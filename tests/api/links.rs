@@ -1,0 +1,712 @@
+//! Link lifecycle and redirect options (docs/api.md, "Link lifecycle and redirect options"):
+//! expiry by time and by clicks, the expired fallback, per-link redirect status, query forwarding,
+//! tags, search, the expired filter, bulk create and QR codes — through real sockets on the real
+//! database.
+//!
+//! Expiry at a given second is decided by `CachedLink::decide` with the instant the request is
+//! served: its boundary (a microsecond before, the second itself) is tested there with an injected
+//! clock (`crates/links/src/cache.rs`); here the database drives it, by moving `expires_at` to either
+//! side of now, on two replicas.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+
+use crate::harness::{
+    assert_error, assert_url, client, code_path, create_url_with, create_user, id_of, read_metric,
+    server, settled_clicks, start_server_on, str_of, unique, unique_original_url, TestServer,
+};
+
+/// How long a change may take to reach another replica (a NOTIFY: milliseconds).
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Now on the database's clock, shifted by `seconds`, as the API writes timestamps.
+async fn db_now_plus(seconds: i64) -> String {
+    let db = crate::harness::connect(&server().database_url).await;
+    let row = db
+        .query_one(
+            "SELECT to_char((now() AT TIME ZONE 'UTC') + make_interval(secs => $1::float8),
+                            'YYYY-MM-DD\"T\"HH24:MI:SS')",
+            &[&(seconds as f64)],
+        )
+        .await
+        .expect("the database's clock");
+    row.get(0)
+}
+
+/// `count` GETs of `path` at once; their statuses and locations.
+async fn concurrent_gets(srv: &TestServer, path: &str, count: usize) -> Vec<(u16, Option<String>)> {
+    let c = client();
+    join_all((0..count).map(|_| async {
+        let reply = srv.get(&c, path).await;
+        (reply.status, reply.header("location").map(str::to_owned))
+    }))
+    .await
+}
+
+#[tokio::test]
+async fn options_are_shown_null_when_unset_and_round_trip() {
+    let c = client();
+    let plain = create_url_with(&c, json!({"original_url": unique_original_url()})).await;
+    for field in ["expires_at", "max_clicks", "expired_url", "redirect_status"] {
+        assert!(plain[field].is_null(), "{field} unset: {plain}");
+    }
+    assert_eq!(plain["forward_query"], false);
+    assert_eq!(plain["tags"], json!([]));
+
+    let url = create_url_with(
+        &c,
+        json!({"original_url": unique_original_url(), "expires_at": "2031-01-02T03:04:05.678Z",
+               "max_clicks": 9, "expired_url": "https://example.com/over",
+               "redirect_status": 308, "forward_query": true, "tags": ["spring", "mail"]}),
+    )
+    .await;
+    assert_eq!(
+        url["expires_at"], "2031-01-02T03:04:05",
+        "whole seconds, UTC"
+    );
+    assert_eq!(url["max_clicks"], 9);
+    assert_eq!(url["expired_url"], "https://example.com/over");
+    assert_eq!(url["redirect_status"], 308);
+    assert_eq!(url["forward_query"], true);
+    assert_eq!(url["tags"], json!(["spring", "mail"]));
+    let path = format!("/urls/{}", id_of(&url));
+    let read = server().get(&c, &path).await.expect(200, "GET the url");
+    assert_eq!(read.json, url);
+
+    // `null` unsets each; one `updated` event per field that changed.
+    let cleared = server()
+        .patch(
+            &c,
+            &path,
+            &json!({"expires_at": null, "max_clicks": null, "expired_url": null,
+                    "redirect_status": null, "forward_query": null, "tags": null}),
+        )
+        .await
+        .expect(200, "clearing every option");
+    assert_url(&cleared.json);
+    for field in ["expires_at", "max_clicks", "expired_url", "redirect_status"] {
+        assert!(cleared.json[field].is_null(), "{field}: {}", cleared.json);
+    }
+    assert_eq!(cleared.json["forward_query"], false);
+    assert_eq!(cleared.json["tags"], json!([]));
+    let events = server()
+        .get(
+            &c,
+            &format!("/events?url_id={}&event_type=updated", id_of(&url)),
+        )
+        .await
+        .expect(200, "updated events");
+    let fields: BTreeSet<&str> = events
+        .array()
+        .iter()
+        .map(|e| e["details"]["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        BTreeSet::from([
+            "expires_at",
+            "max_clicks",
+            "expired_url",
+            "redirect_status",
+            "forward_query",
+            "tags"
+        ])
+    );
+    // Setting them again to the same values records nothing new.
+    let again = server()
+        .patch(&c, &path, &json!({"tags": []}))
+        .await
+        .expect(200, "no-op");
+    assert_eq!(again.json["updated_at"], cleared.json["updated_at"]);
+}
+
+#[tokio::test]
+async fn bad_options_are_422_naming_every_field() {
+    let c = client();
+    let reply = server()
+        .post(
+            &c,
+            "/urls",
+            &json!({"original_url": unique_original_url(), "expires_at": "next week",
+                    "max_clicks": 0, "expired_url": "ftp://x", "redirect_status": 303,
+                    "forward_query": "yes", "tags": ["ok", ""]}),
+        )
+        .await;
+    assert_error(&reply, 422, "validation_failed");
+    let named: BTreeSet<&str> = reply.json["details"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        named,
+        BTreeSet::from([
+            "expires_at",
+            "max_clicks",
+            "expired_url",
+            "redirect_status",
+            "forward_query",
+            "tags"
+        ])
+    );
+    let too_many: Vec<String> = (0..21).map(|i| format!("t{i}")).collect();
+    for tags in [
+        json!(too_many),
+        json!(["a", "a"]),
+        json!("a"),
+        json!([1]),
+        json!(["x".repeat(51)]),
+        json!(["   "]),
+        json!(["a\u{0}b"]),
+    ] {
+        let reply = server()
+            .post(
+                &c,
+                "/urls",
+                &json!({"original_url": unique_original_url(), "tags": tags}),
+            )
+            .await;
+        assert_error(&reply, 422, "validation_failed");
+        assert!(
+            reply.json["details"]["tags"].is_string(),
+            "{tags}: {}",
+            reply.text
+        );
+    }
+    // Fifty characters (not bytes) is fine.
+    let url = create_url_with(
+        &c,
+        json!({"original_url": unique_original_url(), "tags": ["é".repeat(50)]}),
+    )
+    .await;
+    assert_eq!(url["tags"][0].as_str().unwrap().chars().count(), 50);
+}
+
+#[tokio::test]
+async fn a_link_stops_at_its_expiry_on_every_replica_and_the_fallback_records_no_click() {
+    let c = client();
+    let other = start_server_on(&server().database_url, &[]);
+    let target = unique_original_url();
+    let url = create_url_with(
+        &c,
+        json!({"original_url": target, "expires_at": db_now_plus(3600).await}),
+    )
+    .await;
+    let path = code_path(&url);
+    for srv in [server(), &other] {
+        let reply = srv.get(&c, &path).await;
+        assert_eq!(
+            (reply.status, reply.header("location")),
+            (302, Some(target.as_str()))
+        );
+    }
+    // A second ago: expired, on this replica and the other one at once.
+    let past = db_now_plus(-1).await;
+    server()
+        .patch(
+            &c,
+            &format!("/urls/{}", id_of(&url)),
+            &json!({"expires_at": past}),
+        )
+        .await
+        .expect(200, "expiring it");
+    for srv in [server(), &other] {
+        // Polled with HEAD: a GET that beat the announcement would be a click.
+        let heard = crate::harness::poll(
+            WAIT,
+            || async { srv.head(&c, &path).await.status },
+            |status| *status == 404,
+        )
+        .await;
+        assert_eq!(heard, Ok(404), "expired on every replica");
+        assert_error(&srv.get(&c, &path).await, 404, "expired");
+    }
+    // With a fallback: 302 there (whatever the link's own status), no click.
+    server()
+        .patch(
+            &c,
+            &format!("/urls/{}", id_of(&url)),
+            &json!({"expired_url": "https://example.com/ended", "redirect_status": 301}),
+        )
+        .await
+        .expect(200, "a fallback");
+    for srv in [server(), &other] {
+        let reply = srv.poll_get(&path, WAIT, |r| r.status != 404).await;
+        assert_eq!(
+            (reply.status, reply.header("location")),
+            (302, Some("https://example.com/ended"))
+        );
+    }
+    // Back in the future: it redirects again, with its own status.
+    server()
+        .patch(
+            &c,
+            &format!("/urls/{}", id_of(&url)),
+            &json!({"expires_at": db_now_plus(60).await}),
+        )
+        .await
+        .expect(200, "unexpiring it");
+    let reply = server().poll_get(&path, WAIT, |r| r.status == 301).await;
+    assert_eq!(reply.header("location"), Some(target.as_str()));
+    crate::harness::settle_clicks(&other).await;
+    let clicks = settled_clicks(&c, id_of(&url)).await;
+    assert_eq!(
+        clicks.len(),
+        3,
+        "two redirects before, one after; no fallback: {clicks:?}"
+    );
+    drop(other);
+}
+
+#[tokio::test]
+async fn max_clicks_five_lets_exactly_five_of_twenty_concurrent_gets_through() {
+    let c = client();
+    let target = unique_original_url();
+    let url = create_url_with(&c, json!({"original_url": target, "max_clicks": 5})).await;
+    let path = code_path(&url);
+    let answers = concurrent_gets(server(), &path, 20).await;
+    let through = answers.iter().filter(|(s, _)| *s == 302).count();
+    let expired = answers.iter().filter(|(s, _)| *s == 404).count();
+    assert_eq!((through, expired), (5, 15), "{answers:?}");
+    assert!(answers
+        .iter()
+        .filter(|(s, _)| *s == 302)
+        .all(|(_, l)| l.as_deref() == Some(target.as_str())));
+    assert_error(&server().get(&c, &path).await, 404, "expired");
+    assert_eq!(server().head(&c, &path).await.status, 404, "HEAD: no body");
+    let clicks = settled_clicks(&c, id_of(&url)).await;
+    assert_eq!(clicks.len(), 5);
+    let stats = server()
+        .get(&c, &format!("/urls/{}/stats", id_of(&url)))
+        .await
+        .expect(200, "stats");
+    assert_eq!(stats.json["clicks"], 5);
+    // The expired filter sees it too.
+    let listed = server()
+        .get(
+            &c,
+            &format!(
+                "/urls?expired=true&short_code={}",
+                str_of(&url, "short_code")
+            ),
+        )
+        .await
+        .expect(200, "expired urls");
+    assert_eq!(listed.array().len(), 1);
+
+    // Two more allowed: exactly two more go through; with a fallback the rest go there.
+    server()
+        .patch(
+            &c,
+            &format!("/urls/{}", id_of(&url)),
+            &json!({"max_clicks": 7, "expired_url": "https://example.com/sold-out"}),
+        )
+        .await
+        .expect(200, "raising the limit");
+    let answers = concurrent_gets(server(), &path, 10).await;
+    let to_target = answers
+        .iter()
+        .filter(|(_, l)| l.as_deref() == Some(target.as_str()))
+        .count();
+    let to_fallback = answers
+        .iter()
+        .filter(|(_, l)| l.as_deref() == Some("https://example.com/sold-out"))
+        .count();
+    assert_eq!((to_target, to_fallback), (2, 8), "{answers:?}");
+    assert_eq!(
+        settled_clicks(&c, id_of(&url)).await.len(),
+        7,
+        "no click for a fallback"
+    );
+}
+
+#[tokio::test]
+async fn a_limit_counts_the_other_replicas_written_clicks() {
+    let c = client();
+    let other = start_server_on(&server().database_url, &[]);
+    let url = create_url_with(
+        &c,
+        json!({"original_url": unique_original_url(), "max_clicks": 4}),
+    )
+    .await;
+    let path = code_path(&url);
+    // Loaded on both, then three clicks on one.
+    assert_eq!(server().get(&c, &path).await.status, 302);
+    assert_eq!(other.get(&c, &path).await.status, 302);
+    for _ in 0..2 {
+        assert_eq!(server().get(&c, &path).await.status, 302);
+    }
+    // Written and announced, the other replica learns the limit is reached without reloading
+    // (HEAD takes no click, so polling with it cannot overshoot while the announcement travels).
+    settled_clicks(&c, id_of(&url)).await;
+    let heard = crate::harness::poll(
+        WAIT,
+        || async { other.head(&c, &path).await.status },
+        |status| *status == 404,
+    )
+    .await;
+    assert_eq!(heard, Ok(404), "the other replica heard the total");
+    assert_error(&other.get(&c, &path).await, 404, "expired");
+    crate::harness::settle_clicks(&other).await;
+    assert_eq!(settled_clicks(&c, id_of(&url)).await.len(), 4);
+}
+
+#[tokio::test]
+async fn per_link_status_and_query_forwarding() {
+    let c = client();
+    let target = format!("{}?a=1#frag", unique_original_url());
+    let url = create_url_with(
+        &c,
+        json!({"original_url": target, "redirect_status": 307, "forward_query": true}),
+    )
+    .await;
+    let path = code_path(&url);
+    let base = target.split('#').next().unwrap();
+    let reply = server()
+        .get(
+            &c,
+            &format!("{path}?utm_source=mail&q=caf%C3%A9+au+lait&a=2"),
+        )
+        .await;
+    assert_eq!(reply.status, 307);
+    assert_eq!(
+        reply.header("location").unwrap(),
+        format!("{base}&utm_source=mail&q=caf%C3%A9+au+lait&a=2#frag")
+    );
+    let head = server().head(&c, &format!("{path}?x=1")).await;
+    assert_eq!(
+        (head.status, head.header("location").map(str::to_owned)),
+        (307, Some(format!("{base}&x=1#frag")))
+    );
+    // No query: the target as it is.
+    let reply = server().get(&c, &path).await;
+    assert_eq!(reply.header("location"), Some(target.as_str()));
+    // A link that does not forward ignores the query.
+    let plain = create_url_with(&c, json!({"original_url": unique_original_url()})).await;
+    let reply = server()
+        .get(&c, &format!("{}?utm_source=x", code_path(&plain)))
+        .await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (302, plain["original_url"].as_str())
+    );
+    assert_eq!(
+        settled_clicks(&c, id_of(&url)).await.len(),
+        2,
+        "HEAD records none"
+    );
+}
+
+/// The short codes of `GET /urls?query`.
+async fn listed_codes(query: &str) -> BTreeSet<String> {
+    let reply = server()
+        .get(&client(), &format!("/urls?{query}"))
+        .await
+        .expect(200, query);
+    assert_eq!(reply.total_count(), reply.array().len() as i64, "{query}");
+    reply
+        .array()
+        .iter()
+        .map(|u| {
+            assert_url(u);
+            str_of(u, "short_code").to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn tags_search_and_expired_filter_and_combine() {
+    let c = client();
+    let run = unique("lt").to_lowercase().replace('-', "");
+    let (a, b) = (format!("{run}a"), format!("{run}b"));
+    let make = |body: Value| async {
+        str_of(&create_url_with(&client(), body).await, "short_code").to_owned()
+    };
+    let both = make(
+        json!({"original_url": unique_original_url(), "tags": [a, b],
+                           "title": format!("Spring SALE {run}")}),
+    )
+    .await;
+    let only_a = make(
+        json!({"original_url": format!("https://shop.example/{run}/Winter"),
+                             "tags": [a]}),
+    )
+    .await;
+    let only_b = make(json!({"original_url": unique_original_url(), "tags": [b],
+                             "expires_at": "2001-01-01T00:00:00"}))
+    .await;
+    let custom = format!("Q{}", &run[run.len() - 8..]);
+    let coded = make(
+        json!({"original_url": unique_original_url(), "short_code": custom,
+                            "title": "100% off_now"}),
+    )
+    .await;
+    let set = |codes: &[&String]| codes.iter().map(|c| c.to_string()).collect::<BTreeSet<_>>();
+
+    assert_eq!(
+        listed_codes(&format!("tag={a}")).await,
+        set(&[&both, &only_a])
+    );
+    assert_eq!(
+        listed_codes(&format!("tag={b}")).await,
+        set(&[&both, &only_b])
+    );
+    assert_eq!(
+        listed_codes(&format!("tag={a}&tag={b}")).await,
+        set(&[&both])
+    );
+    assert_eq!(
+        listed_codes(&format!("tag={b}&expired=true")).await,
+        set(&[&only_b])
+    );
+    assert_eq!(
+        listed_codes(&format!("tag={b}&expired=false")).await,
+        set(&[&both])
+    );
+    // Search: title, target and code, any case; `%` and `_` are literal.
+    assert_eq!(
+        listed_codes(&format!("q={}", format!("sale {run}").to_uppercase())).await,
+        set(&[&both])
+    );
+    assert_eq!(
+        listed_codes(&format!("q={}/winter", run.to_uppercase())).await,
+        set(&[&only_a])
+    );
+    assert_eq!(
+        listed_codes(&format!("q={}", custom.to_lowercase())).await,
+        set(&[&coded])
+    );
+    assert_eq!(
+        listed_codes(&format!("q={run}&tag={a}&page=1&per_page=10")).await,
+        set(&[&both, &only_a])
+    );
+    let pct = listed_codes("q=100%25%20off_now").await;
+    assert!(pct.contains(&coded), "{pct:?}");
+    assert!(
+        listed_codes("q=100%25%20offXnow").await.is_empty(),
+        "`_` is literal"
+    );
+    // A match across fields does not count (title "...", target "...": nothing spans them).
+    assert!(listed_codes(&format!("q=Winter%1F{run}")).await.is_empty());
+    // Bad values.
+    for bad in [
+        "expired=soon",
+        "q=",
+        "q=%20%20",
+        &format!("tag={}", "x".repeat(51)),
+    ] {
+        let reply = server().get(&c, &format!("/urls?{bad}")).await;
+        assert_error(&reply, 422, "validation_failed");
+    }
+}
+
+#[tokio::test]
+async fn bulk_create_answers_each_element() {
+    let c = client();
+    let user = create_user(&c).await;
+    let taken = create_url_with(
+        &c,
+        json!({"original_url": unique_original_url(),
+                                           "short_code": unique("taken")}),
+    )
+    .await;
+    let code = unique("bulk");
+    let body = json!([
+        {"original_url": unique_original_url(), "user_id": id_of(&user), "tags": ["bulk"]},
+        {"original_url": unique_original_url(), "short_code": code},
+        {"original_url": unique_original_url(), "short_code": code},
+        {"original_url": unique_original_url(), "short_code": taken["short_code"]},
+        {"original_url": unique_original_url(), "short_code": "users"},
+        {"original_url": "not a url"},
+        {"original_url": unique_original_url(), "user_id": i64::MAX},
+        "a string",
+        {"original_url": unique_original_url(), "max_clicks": 3, "forward_query": true},
+    ]);
+    let reply = server()
+        .post(&c, "/urls/bulk", &body)
+        .await
+        .expect(201, "bulk");
+    let created = reply.json["created"].as_array().unwrap();
+    assert_eq!(created.len(), 3, "{}", reply.text);
+    for url in created {
+        assert_url(url);
+    }
+    assert_eq!(created[0]["user_id"], user["id"]);
+    assert_eq!(created[0]["tags"], json!(["bulk"]));
+    assert_eq!(created[1]["short_code"], code);
+    assert_eq!(created[2]["max_clicks"], 3);
+    let errors: Vec<(i64, &str)> = reply.json["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert!(e["error"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
+            (e["index"].as_i64().unwrap(), e["code"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (2, "conflict"),
+            (3, "conflict"),
+            (4, "validation_failed"),
+            (5, "validation_failed"),
+            (6, "not_found"),
+            (7, "invalid_body"),
+        ]
+    );
+    let details = &reply.json["errors"][2]["details"];
+    assert!(details["short_code"].is_string(), "{details}");
+    // What was created redirects and reads back; the refused made nothing.
+    for url in created {
+        let read = server()
+            .get(&c, &format!("/urls/{}", id_of(url)))
+            .await
+            .expect(200, "read");
+        assert_eq!(&read.json, url);
+        assert_eq!(server().get(&c, &code_path(url)).await.status, 302);
+    }
+    assert_eq!(listed_codes(&format!("short_code={code}")).await.len(), 1);
+}
+
+#[tokio::test]
+async fn bulk_refuses_oversized_batches_and_non_arrays() {
+    let c = client();
+    let many: Vec<Value> = (0..1001)
+        .map(|i| json!({"original_url": format!("https://example.com/{i}")}))
+        .collect();
+    let reply = server().post(&c, "/urls/bulk", &json!(many)).await;
+    assert_error(&reply, 413, "payload_too_large");
+    for body in [
+        json!({"original_url": "https://example.com"}),
+        json!("x"),
+        json!(null),
+    ] {
+        let reply = server().post(&c, "/urls/bulk", &body).await;
+        assert_error(&reply, 400, "invalid_body");
+    }
+    let reply = crate::harness::read_reply(
+        c.post(server().url("/urls/bulk"))
+            .body("[{\"original_url\": "),
+    )
+    .await;
+    assert_error(&reply, 400, "invalid_body");
+    let empty = server()
+        .post(&c, "/urls/bulk", &json!([]))
+        .await
+        .expect(201, "empty");
+    assert_eq!(empty.json, json!({"created": [], "errors": []}));
+    // A thousand is fine, in order.
+    let run = unique("thousand");
+    let batch: Vec<Value> = (0..1000)
+        .map(|i| json!({"original_url": format!("https://example.com/{run}/{i}"), "tags": [run]}))
+        .collect();
+    let reply = server()
+        .post(&c, "/urls/bulk", &json!(batch))
+        .await
+        .expect(201, "a thousand");
+    let created = reply.json["created"].as_array().unwrap();
+    assert_eq!(created.len(), 1000);
+    assert!(created
+        .iter()
+        .enumerate()
+        .all(|(i, u)| u["original_url"] == format!("https://example.com/{run}/{i}")));
+    let listed = server()
+        .get(&c, &format!("/urls?tag={run}&per_page=1"))
+        .await
+        .expect(200, "listed");
+    assert_eq!(listed.total_count(), 1000);
+}
+
+/// `GET path` on the shared server: status, content type and the body's bytes.
+async fn get_bytes(path: &str) -> (u16, Option<String>, Vec<u8>) {
+    let response = client()
+        .get(server().url(path))
+        .send()
+        .await
+        .expect("an answer");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = response.bytes().await.expect("a body").to_vec();
+    (status, content_type, bytes)
+}
+
+/// The text of the one QR code in a greyscale image.
+fn read_qr(pixels: &[u8], width: usize, height: usize) -> String {
+    let mut image =
+        rqrr::PreparedImage::prepare_from_greyscale(width, height, |x, y| pixels[y * width + x]);
+    let grids = image.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code");
+    grids[0].decode().expect("the code decodes").1
+}
+
+fn decode_png(bytes: &[u8]) -> String {
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size().expect("a size")];
+    let info = reader.next_frame(&mut buf).expect("a frame");
+    buf.truncate(info.buffer_size());
+    assert_eq!(info.color_type, png::ColorType::Grayscale);
+    read_qr(&buf, info.width as usize, info.height as usize)
+}
+
+fn decode_svg(svg: &str) -> String {
+    use resvg::{tiny_skia, usvg};
+    let tree = usvg::Tree::from_str(svg, &usvg::Options::default()).expect("an SVG");
+    let size = tree.size().to_int_size();
+    let mut pixmap = tiny_skia::Pixmap::new(size.width(), size.height()).expect("a pixmap");
+    resvg::render(&tree, tiny_skia::Transform::default(), &mut pixmap.as_mut());
+    let grey: Vec<u8> = pixmap.pixels().iter().map(|p| p.red()).collect();
+    read_qr(&grey, size.width() as usize, size.height() as usize)
+}
+
+#[tokio::test]
+async fn qr_codes_decode_back_to_the_short_link() {
+    let c = client();
+    let url = create_url_with(&c, json!({"original_url": unique_original_url()})).await;
+    let code = str_of(&url, "short_code");
+    let id = id_of(&url);
+    // No GITREV_PUBLIC_URL: the request's host.
+    let want = server().url(&format!("/{code}"));
+    let (status, content_type, png) = get_bytes(&format!("/urls/{id}/qr.png?size=300")).await;
+    assert_eq!((status, content_type.as_deref()), (200, Some("image/png")));
+    assert_eq!(decode_png(&png), want);
+    let (_, _, png) = get_bytes(&format!("/urls/{id}/qr.png")).await;
+    assert_eq!(decode_png(&png), want, "the default size");
+    let reply = server().get(&c, &format!("/urls/{id}/qr.svg")).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("content-type"), Some("image/svg+xml"));
+    assert_eq!(decode_svg(&reply.text), want);
+
+    for bad in ["size=63", "size=2049", "size=big"] {
+        let reply = server().get(&c, &format!("/urls/{id}/qr.png?{bad}")).await;
+        assert_error(&reply, 422, "validation_failed");
+    }
+    assert_error(
+        &server().get(&c, "/urls/999999999999/qr.svg").await,
+        404,
+        "not_found",
+    );
+
+    // With GITREV_PUBLIC_URL, that origin whatever the host.
+    let public = start_server_on(
+        &server().database_url,
+        &[("GITREV_PUBLIC_URL", "https://go.example.com/")],
+    );
+    let reply = public.get(&c, &format!("/urls/{id}/qr.svg")).await;
+    assert_eq!(
+        decode_svg(&reply.text),
+        format!("https://go.example.com/{code}")
+    );
+    let before = read_metric(&public, &c, "gitrev_clicks_received_total").await;
+    assert_eq!(before, 0.0, "a QR code is not a click");
+}
