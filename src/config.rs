@@ -175,7 +175,8 @@ pub struct Settings {
           global = true, value_parser = at_least::<usize>(1))]
     pub max_body_bytes: usize,
 
-    /// Largest CSV upload to `POST /users/bulk`, in bytes (413 above).
+    /// Largest CSV upload to `POST /users/bulk`, and largest `POST /urls/bulk`, in bytes (413
+    /// above).
     #[arg(long, env = "GITREV_MAX_UPLOAD_BYTES", default_value_t = DEFAULT_MAX_UPLOAD_BYTES,
           global = true, value_parser = at_least::<usize>(1))]
     pub max_upload_bytes: usize,

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::harness::{
     client, code_path, connect, create_url_on, id_of, migrated_database, poll, read_metric,
-    start_server_on, unique_original_url, Reply, TestDir, TestServer,
+    start_server_on, str_of, unique_original_url, Reply, TestDir, TestServer,
 };
 
 /// A server whose data dir (and with it the snapshot) is `data`, kept across the servers a test starts.
@@ -155,6 +155,70 @@ async fn links_changed_after_the_snapshot_are_never_served() {
         .await
         .expect(302, "retargeted after the snapshot");
     assert_eq!(reply.header("location"), Some("https://moved.example/new"));
+}
+
+#[tokio::test]
+async fn link_options_survive_the_snapshot_and_changes_to_them_are_caught() {
+    let url = migrated_database("snapopt").await;
+    let data = TestDir::new("snapopt");
+    let first = start_in(&data, &url);
+    let c = client();
+    let mut links = Vec::new();
+    for options in [
+        json!({"forward_query": true, "redirect_status": 307, "expires_at": "2099-01-01"}),
+        json!({"expires_at": "2099-01-01", "expired_url": "https://example.com/over"}),
+        json!({"max_clicks": 10}),
+    ] {
+        let mut body = options;
+        body["original_url"] = json!(unique_original_url());
+        let link = create_url_on(&first, &c, body).await;
+        first.head(&c, &code_path(&link)).await;
+        links.push(link);
+    }
+    assert!(first.stop_after_signal(libc::SIGTERM).success());
+    let (forwarding, expiring, limited) = (&links[0], &links[1], &links[2]);
+    // While the server is down, the second link is expired (by SQL, as another replica would).
+    connect(&url)
+        .await
+        .execute(
+            "UPDATE urls SET expires_at = '2001-01-01' WHERE id = $1",
+            &[&id_of(expiring)],
+        )
+        .await
+        .expect("expiring it");
+
+    let second = start_in(&data, &url);
+    assert_eq!(
+        read_metric(&second, &c, "gitrev_snapshot_links_loaded").await,
+        1.0,
+        "the changed link is dropped; a limited one is never in the snapshot"
+    );
+    let reply = second
+        .head(&c, &format!("{}?utm_source=x", code_path(forwarding)))
+        .await;
+    assert_eq!(reply.status, 307, "its own status, from the snapshot");
+    assert_eq!(
+        reply.header("location").map(str::to_owned),
+        Some(format!(
+            "{}?utm_source=x",
+            str_of(forwarding, "original_url")
+        ))
+    );
+    assert_eq!(
+        read_metric(&second, &c, "gitrev_link_cache_misses_total").await,
+        0.0,
+        "served from the snapshot, options included, without a query"
+    );
+    let reply = second.head(&c, &code_path(expiring)).await;
+    assert_eq!(
+        (reply.status, reply.header("location")),
+        (302, Some("https://example.com/over")),
+        "expired after the snapshot: its fallback"
+    );
+    second
+        .head(&c, &code_path(limited))
+        .await
+        .expect(302, "a limited link loads from the database");
 }
 
 #[tokio::test]
