@@ -31,11 +31,14 @@ fn needed(template: &str, method: &str) -> Option<&'static str> {
             | "/urls/{id}/stats/timeseries"
             | "/urls/{id}/stats/breakdown"
             | "/urls/{id}/clicks.csv"
+            | "/urls/{id}/qr.svg"
+            | "/urls/{id}/qr.png"
             | "/events"
             | "/events/{id}",
             "get",
         ) => Some("read"),
-        ("/users" | "/users/{id}" | "/urls" | "/urls/{id}" | "/events", _) => Some("write"),
+        ("/users" | "/users/{id}" | "/urls" | "/urls/{id}" | "/events", _)
+        | ("/urls/bulk", "post") => Some("write"),
         _ => panic!("{method} {template}: not in the access table of this test"),
     }
 }

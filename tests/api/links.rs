@@ -15,8 +15,9 @@ use futures_util::future::join_all;
 use serde_json::{json, Value};
 
 use crate::harness::{
-    assert_error, assert_url, client, code_path, create_url_with, create_user, id_of, read_metric,
-    server, settled_clicks, start_server_on, str_of, unique, unique_original_url, TestServer,
+    assert_error, assert_url, client, client_with_key, code_path, create_url_with, create_user,
+    fresh_database, id_of, read_metric, server, settled_clicks, start_server_on, str_of, unique,
+    unique_email, unique_original_url, TestServer,
 };
 
 /// How long a change may take to reach another replica (a NOTIFY: milliseconds).
@@ -709,4 +710,68 @@ async fn qr_codes_decode_back_to_the_short_link() {
     );
     let before = read_metric(&public, &c, "gitrev_clicks_received_total").await;
     assert_eq!(before, 0.0, "a QR code is not a click");
+}
+
+#[tokio::test]
+async fn a_bound_key_bulk_creates_within_its_user() {
+    const TOKEN: &str = "links-bulk-token-31d7";
+    let db = fresh_database("bulkbound").await;
+    let srv = start_server_on(&db, &[("GITREV_API_TOKEN", TOKEN)]);
+    let admin = client_with_key(TOKEN);
+    let mut users = Vec::new();
+    for name in ["owner", "other"] {
+        let user = srv
+            .post(
+                &admin,
+                "/users",
+                &json!({"username": name, "email": unique_email()}),
+            )
+            .await
+            .expect(201, name);
+        users.push(id_of(&user.json));
+    }
+    let (owner, other) = (users[0], users[1]);
+    let key = srv
+        .post(
+            &admin,
+            "/keys",
+            &json!({"name": "bound", "scope": "write", "user_id": owner}),
+        )
+        .await
+        .expect(201, "a bound key");
+    let bound = client_with_key(str_of(&key.json, "key"));
+    let reply = srv
+        .post(
+            &bound,
+            "/urls/bulk",
+            &json!([
+                {"original_url": unique_original_url()},
+                {"original_url": unique_original_url(), "user_id": other},
+                {"original_url": unique_original_url(), "user_id": owner},
+            ]),
+        )
+        .await
+        .expect(201, "bulk with a bound key");
+    let created = reply.json["created"].as_array().unwrap();
+    assert_eq!(created.len(), 2, "{}", reply.text);
+    assert!(
+        created.iter().all(|u| u["user_id"] == owner),
+        "{}",
+        reply.text
+    );
+    assert_eq!(reply.json["errors"][0]["index"], 1);
+    assert_eq!(reply.json["errors"][0]["code"], "not_found");
+    // A read key may not.
+    let read = srv
+        .post(&admin, "/keys", &json!({"name": "reader", "scope": "read"}))
+        .await
+        .expect(201, "a read key");
+    let reply = srv
+        .post(
+            &client_with_key(str_of(&read.json, "key")),
+            "/urls/bulk",
+            &json!([]),
+        )
+        .await;
+    assert_error(&reply, 403, "forbidden");
 }
