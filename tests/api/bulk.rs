@@ -187,8 +187,14 @@ async fn importing_the_same_file_twice_gives_the_same_counts_and_table() {
         let after = get_user(b + i).await.expect(200, "still there").json;
         assert_eq!(after, before[i as usize], "the same row the second time");
     }
+    // The refused row was not imported. Its id is the one the users sequence hands out next (the
+    // import moved it past b + 19), so another test's user may hold it by now: never this row.
     let reply = get_user(b + 20).await;
-    assert_error(&reply, 404, "not_found");
+    if reply.status == 200 {
+        assert_ne!(reply.json["email"], "not-an-email", "{}", reply.text);
+    } else {
+        assert_error(&reply, 404, "not_found");
+    }
 }
 
 #[tokio::test]

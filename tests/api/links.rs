@@ -37,6 +37,19 @@ async fn db_now_plus(seconds: i64) -> String {
     row.get(0)
 }
 
+/// Polls `HEAD path` (which takes no click) until it answers 404: a change announced by another
+/// replica has arrived.
+async fn head_until_404(srv: &TestServer, path: &str) {
+    let c = client();
+    let heard = crate::harness::poll(
+        WAIT,
+        || async { srv.head(&c, path).await.status },
+        |status| *status == 404,
+    )
+    .await;
+    assert_eq!(heard, Ok(404), "HEAD {path} turned 404 within {WAIT:?}");
+}
+
 /// `count` GETs of `path` at once; their statuses and locations.
 async fn concurrent_gets(srv: &TestServer, path: &str, count: usize) -> Vec<(u16, Option<String>)> {
     let c = client();
@@ -217,13 +230,7 @@ async fn a_link_stops_at_its_expiry_on_every_replica_and_the_fallback_records_no
         .expect(200, "expiring it");
     for srv in [server(), &other] {
         // Polled with HEAD: a GET that beat the announcement would be a click.
-        let heard = crate::harness::poll(
-            WAIT,
-            || async { srv.head(&c, &path).await.status },
-            |status| *status == 404,
-        )
-        .await;
-        assert_eq!(heard, Ok(404), "expired on every replica");
+        head_until_404(srv, &path).await;
         assert_error(&srv.get(&c, &path).await, 404, "expired");
     }
     // With a fallback: 302 there (whatever the link's own status), no click.
@@ -344,13 +351,7 @@ async fn a_limit_counts_the_other_replicas_written_clicks() {
     // Written and announced, the other replica learns the limit is reached without reloading
     // (HEAD takes no click, so polling with it cannot overshoot while the announcement travels).
     settled_clicks(&c, id_of(&url)).await;
-    let heard = crate::harness::poll(
-        WAIT,
-        || async { other.head(&c, &path).await.status },
-        |status| *status == 404,
-    )
-    .await;
-    assert_eq!(heard, Ok(404), "the other replica heard the total");
+    head_until_404(&other, &path).await;
     assert_error(&other.get(&c, &path).await, 404, "expired");
     crate::harness::settle_clicks(&other).await;
     assert_eq!(settled_clicks(&c, id_of(&url)).await.len(), 4);

@@ -288,6 +288,22 @@ async fn json_object(
     Ok(body::json_object(&bytes)?)
 }
 
+/// A bulk request's whole body (`POST /users/bulk`, `POST /urls/bulk`), within
+/// `GITREV_MAX_UPLOAD_BYTES`.
+pub(crate) async fn upload(
+    state: &AppState,
+    headers: &hyper::HeaderMap,
+    incoming: Incoming,
+) -> Result<bytes::Bytes, ApiError> {
+    Ok(body::read(
+        headers,
+        incoming,
+        state.settings.max_upload_bytes,
+        state.settings.body_read_timeout(),
+    )
+    .await?)
+}
+
 /// A list response: the rows as a JSON array, `x-total-count` and, when more rows exist,
 /// `link: <…>; rel="next"`.
 pub fn list_response<T: serde::Serialize>(

@@ -79,13 +79,7 @@ pub async fn bulk(
     incoming: Incoming,
     user: Option<i64>,
 ) -> HandlerResult {
-    let bytes = body::read(
-        headers,
-        incoming,
-        state.settings.max_upload_bytes,
-        state.settings.body_read_timeout(),
-    )
-    .await?;
+    let bytes = super::upload(state, headers, incoming).await?;
     let items = body::json_array(&bytes)?;
     if items.len() > MAX_BULK {
         return Err(ApiError::TooManyItems(MAX_BULK));

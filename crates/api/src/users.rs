@@ -4,7 +4,7 @@ use bytes::Bytes;
 use gitrev_core::import;
 use gitrev_core::model::{NewUser, UserChanges};
 use gitrev_http::query::Query;
-use gitrev_http::{body, response};
+use gitrev_http::response;
 use gitrev_store::seed;
 use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
@@ -115,13 +115,7 @@ async fn csv_bytes(headers: &HeaderMap, bytes: Bytes) -> Result<Bytes, ApiError>
 
 /// `POST /users/bulk`: imports a users CSV, row by row, reporting rows it skipped.
 pub async fn bulk(state: &AppState, headers: &HeaderMap, incoming: Incoming) -> HandlerResult {
-    let bytes = body::read(
-        headers,
-        incoming,
-        state.settings.max_upload_bytes,
-        state.settings.body_read_timeout(),
-    )
-    .await?;
+    let bytes = super::upload(state, headers, incoming).await?;
     let csv = csv_bytes(headers, bytes).await?;
     let parsed = import::parse_users(&csv).map_err(|e| ApiError::field("file", e.to_string()))?;
     let conn = state.store.conn().await?;
