@@ -366,8 +366,9 @@ impl Rollup {
 }
 
 /// All three rollups in one statement; each upsert in key order, so concurrent batches wait on
-/// each other and never deadlock. The new totals of urls with a `max_clicks` come back, and are
-/// announced on [`LIMITS_CHANNEL`] at the commit, so every replica learns them.
+/// each other and never deadlock. The new totals of urls with a `max_clicks` (`$15`, as
+/// [`LIVE_URLS`] found them) come back, and are announced on [`LIMITS_CHANNEL`] at the commit, so
+/// every replica learns them.
 const ROLLUP: &str = "WITH s AS (
         INSERT INTO url_stats AS s (url_id, clicks, bot_clicks, last_click_at)
         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::timestamp[])
@@ -391,7 +392,7 @@ const ROLLUP: &str = "WITH s AS (
         ON CONFLICT (url_id, dimension, day, value) DO UPDATE
            SET clicks = b.clicks + EXCLUDED.clicks, bot_clicks = b.bot_clicks + EXCLUDED.bot_clicks)
     SELECT s.url_id, s.clicks, pg_notify('gitrev_limits', s.url_id || ' ' || s.clicks)
-    FROM s JOIN urls u ON u.id = s.url_id WHERE u.max_clicks IS NOT NULL";
+    FROM s WHERE s.url_id = ANY($15::bigint[])";
 
 /// Where the new click totals of urls with a `max_clicks` are announced (`<url id> <clicks>`).
 pub const LIMITS_CHANNEL: &str = "gitrev_limits";
@@ -428,7 +429,9 @@ const RESOLVE_CONTEXTS: &str = "WITH input AS (
 const MARK_BATCH: &str = "INSERT INTO click_batches (batch) VALUES ($1) ON CONFLICT DO NOTHING";
 
 /// Locked against deletion until the commit, so a url's rollups never outlive it.
-const LIVE_URLS: &str = "SELECT id FROM urls WHERE id = ANY($1) ORDER BY id FOR KEY SHARE";
+/// Also says which of them have a `max_clicks` (their totals are announced).
+const LIVE_URLS: &str = "SELECT id, max_clicks IS NOT NULL FROM urls WHERE id = ANY($1)
+    ORDER BY id FOR KEY SHARE";
 
 /// The statements of a batch's transaction, prepared on its connection (cached with a pooled one).
 pub struct BatchStatements {
@@ -821,15 +824,17 @@ async fn write_in(
     let mut url_ids: Vec<i64> = clicks.iter().map(|c| c.url_id).collect();
     url_ids.sort_unstable();
     url_ids.dedup();
-    let live: HashSet<i64> = tx
-        .query(&statements.live, &[&url_ids])
-        .await?
+    let rows = tx.query(&statements.live, &[&url_ids]).await?;
+    let live: HashSet<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let limited: Vec<i64> = rows
         .iter()
+        .filter(|r| r.get::<_, bool>(1))
         .map(|r| r.get(0))
         .collect();
     let prepared = Prepared::new(clicks, links, contexts, &live);
     copy_rows(tx, prepared.rows.iter()).await?;
-    let limited = write_rollup(tx, &statements.rollup, &prepared.rollup, counting).await?;
+    let limited =
+        write_rollup(tx, &statements.rollup, &prepared.rollup, counting, &limited).await?;
     Ok(Written {
         stored: prepared.rows.len() as u64,
         dropped: prepared.dropped,
@@ -944,6 +949,7 @@ async fn write_rollup(
     stmt: &Statement,
     rollup: &Rollup,
     counting: Counting,
+    limited: &[i64],
 ) -> Result<Vec<(i64, i64)>, tokio_postgres::Error> {
     if rollup.stats.is_empty() {
         return Ok(Vec::new());
@@ -972,7 +978,7 @@ async fn write_rollup(
             stmt,
             &[
                 &s_url, &s_clicks, &s_bots, &s_last, &h_url, &h_hour, &h_clicks, &h_bots, &b_url,
-                &b_dim, &b_day, &b_value, &b_clicks, &b_bots,
+                &b_dim, &b_day, &b_value, &b_clicks, &b_bots, &limited,
             ],
         )
         .await?;
