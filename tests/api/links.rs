@@ -486,6 +486,18 @@ async fn tags_search_and_expired_filter_and_combine() {
         listed_codes(&format!("q={run}&tag={a}&page=1&per_page=10")).await,
         set(&[&both, &only_a])
     );
+    // Pages of a search count every match, a page past the last one too.
+    for (page, rows) in [(1, 1), (2, 1), (3, 0)] {
+        let reply = server()
+            .get(&c, &format!("/urls?q={run}&page={page}&per_page=1"))
+            .await
+            .expect(200, "a page of a search");
+        assert_eq!(
+            (reply.array().len(), reply.total_count()),
+            (rows, 2),
+            "page {page}"
+        );
+    }
     let pct = listed_codes("q=100%25%20off_now").await;
     assert!(pct.contains(&coded), "{pct:?}");
     assert!(

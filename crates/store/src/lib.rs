@@ -848,6 +848,54 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Like [`Store::list`], in one pass over the matching rows: the page and the count come from
+    /// one query (`count(*) OVER ()`), for filters whose matches are costly to find (a trigram
+    /// search) and must not be found twice. It also keeps the planner from walking the primary key
+    /// in id order hoping to meet the page's rows early — a full scan when few rows match. Only a
+    /// page past the last match (no row to carry the count) costs a second query.
+    pub(crate) async fn list_in_one_pass(
+        &self,
+        table: &'static str,
+        columns: &'static str,
+        filter: Filter,
+        page: Page,
+    ) -> Result<(Vec<tokio_postgres::Row>, i64), StoreError> {
+        let mut conn = self.conn().await?;
+        let wheres = filter.where_clause();
+        let n = filter.values.len();
+        let rows_sql = format!(
+            "SELECT {columns}, count(*) OVER () FROM {table}{wheres} ORDER BY id LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let rows_stmt = conn.prepared(&rows_sql).await?;
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = filter
+            .values
+            .iter()
+            .map(|v| v.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        let count_params = params.clone();
+        params.push(&page.limit);
+        params.push(&page.offset);
+        let rows = conn.client.query(&rows_stmt, &params).await?;
+        let total = match rows.first() {
+            Some(row) => row.get(row.len() - 1),
+            None if page.offset == 0 => 0,
+            None => {
+                let count_stmt = conn
+                    .prepared(&format!("SELECT count(*) FROM {table}{wheres}"))
+                    .await?;
+                conn.client
+                    .query_one(&count_stmt, &count_params)
+                    .await?
+                    .get(0)
+            }
+        };
+        Ok((rows, total))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -387,6 +387,7 @@ impl Store {
         filter: UrlFilter,
         page: Page,
     ) -> Result<(Vec<Url>, i64), StoreError> {
+        let searching = filter.q.is_some();
         let tags = (!filter.tags.is_empty()).then_some(filter.tags);
         let filter = Filter::default()
             .eq("user_id", filter.user_id)
@@ -403,7 +404,11 @@ impl Store {
                 filter.q.as_deref().map(substring_pattern),
             )
             .clause(&format!("{EXPIRED} = $?"), filter.expired);
-        let (rows, total) = self.list("urls", COLUMNS, filter, page).await?;
+        let (rows, total) = if searching {
+            self.list_in_one_pass("urls", COLUMNS, filter, page).await?
+        } else {
+            self.list("urls", COLUMNS, filter, page).await?
+        };
         Ok((rows.iter().map(url_from_row).collect(), total))
     }
 
