@@ -22,9 +22,8 @@ ALTER TABLE urls
 CREATE INDEX IF NOT EXISTS urls_tags_idx ON urls USING gin (tags);
 
 -- `GET /urls?q=`: a case-insensitive substring of the code, the target or the title. One trigram
--- index over the three joined by U+001F (which none of them can usefully hold); the query rechecks
--- each column, so a match across the separator never counts. pg_trgm is a trusted extension: the
--- database's owner may create it.
+-- index over the three joined by U+001F; a search may hold no control character, so no match spans
+-- two columns. pg_trgm is a trusted extension: the database's owner may create it.
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 CREATE INDEX IF NOT EXISTS urls_search_idx ON urls USING gin (
     (short_code || E'\x1f' || original_url || E'\x1f' || COALESCE(title, '')) gin_trgm_ops);

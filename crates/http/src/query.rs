@@ -103,9 +103,15 @@ impl<'a> Query<'a> {
         values
     }
 
-    /// A search string: 1 to [`MAX_SEARCH_LEN`] characters, not blank; `None` when absent.
+    /// A search string: 1 to [`MAX_SEARCH_LEN`] characters, not blank, without control
+    /// characters; `None` when absent.
     pub fn search(&mut self, name: &str) -> Option<String> {
         let value = self.raw(name)?;
+        if value.chars().any(char::is_control) {
+            self.errors
+                .push((name.into(), "must not contain control characters".into()));
+            return None;
+        }
         if value.trim().is_empty() || value.chars().count() > MAX_SEARCH_LEN {
             self.errors.push((
                 name.into(),

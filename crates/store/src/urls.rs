@@ -78,7 +78,7 @@ pub const EXPIRED: &str =
 const SEARCHED: &str =
     "(short_code || E'\\x1f' || original_url || E'\\x1f' || COALESCE(title, ''))";
 
-/// `q` as a `LIKE` pattern matching it anywhere, its own `%`, `_` and `\\` taken literally.
+/// `q` (which holds no control character) as a `LIKE` pattern matching it anywhere, its own `%`, `_` and `\\` taken literally.
 pub fn substring_pattern(q: &str) -> String {
     let mut pattern = String::with_capacity(q.len() + 2);
     pattern.push('%');
@@ -394,13 +394,10 @@ impl Store {
             .eq("is_active", filter.is_active)
             .eq("short_code", filter.short_code)
             .clause("tags @> $?", tags)
-            // The joined text finds candidates through the trigram index; each column is
-            // rechecked so that a match across the separator does not count.
+            // The joined text, through the trigram index. A search holds no control character
+            // (the API refuses them), so no match can span the U+001F between two columns.
             .clause(
-                &format!(
-                    "{SEARCHED} ILIKE $? AND (short_code ILIKE $? OR original_url ILIKE $? \
-                     OR title ILIKE $?)"
-                ),
+                &format!("{SEARCHED} ILIKE $?"),
                 filter.q.as_deref().map(substring_pattern),
             )
             .clause(&format!("{EXPIRED} = $?"), filter.expired);
