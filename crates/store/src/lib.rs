@@ -849,10 +849,11 @@ impl Store {
 }
 
 impl Store {
-    /// Like [`Store::list`], in one pass over the matching rows: the page and the count come from
-    /// one query (`count(*) OVER ()`), for filters whose matches are costly to find (a trigram
-    /// search) and must not be found twice. It also keeps the planner from walking the primary key
-    /// in id order hoping to meet the page's rows early — a full scan when few rows match. Only a
+    /// Like [`Store::list`], in one pass over the matching rows, for filters whose matches are
+    /// costly to find (a trigram search) and must not be found twice: their ids are gathered once
+    /// (a bitmap scan: nothing asks for them in order, so the planner — even with a generic plan,
+    /// blind to the search term — never walks the primary key hoping to meet a page's rows early,
+    /// a full scan when a term matches nothing), counted, and the page's rows fetched by id. Only a
     /// page past the last match (no row to carry the count) costs a second query.
     pub(crate) async fn list_in_one_pass(
         &self,
@@ -865,7 +866,10 @@ impl Store {
         let wheres = filter.where_clause();
         let n = filter.values.len();
         let rows_sql = format!(
-            "SELECT {columns}, count(*) OVER () FROM {table}{wheres} ORDER BY id LIMIT ${} OFFSET ${}",
+            "WITH m AS MATERIALIZED (SELECT id FROM {table}{wheres}),
+                  page AS (SELECT id FROM m ORDER BY id LIMIT ${} OFFSET ${})
+             SELECT {columns}, (SELECT count(*) FROM m) FROM {table}
+             WHERE id IN (SELECT id FROM page) ORDER BY id",
             n + 1,
             n + 2
         );
