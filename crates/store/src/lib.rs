@@ -797,6 +797,14 @@ impl Filter {
         self
     }
 
+    /// The clauses' parameters, in their order (a page's `LIMIT` and `OFFSET` go after them).
+    fn params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+        self.values
+            .iter()
+            .map(|v| v.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect()
+    }
+
     fn where_clause(&self) -> String {
         if self.clauses.is_empty() {
             return String::new();
@@ -832,11 +840,7 @@ impl Store {
         let count_sql = format!("SELECT count(*) FROM {table}{wheres}");
         let rows_stmt = conn.prepared(&rows_sql).await?;
         let count_stmt = conn.prepared(&count_sql).await?;
-        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = filter
-            .values
-            .iter()
-            .map(|v| v.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
-            .collect();
+        let mut params = filter.params();
         let count_params = params.clone();
         params.push(&page.limit);
         params.push(&page.offset);
@@ -874,11 +878,7 @@ impl Store {
             n + 2
         );
         let rows_stmt = conn.prepared(&rows_sql).await?;
-        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = filter
-            .values
-            .iter()
-            .map(|v| v.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
-            .collect();
+        let mut params = filter.params();
         let count_params = params.clone();
         params.push(&page.limit);
         params.push(&page.offset);
