@@ -8,9 +8,14 @@
 #   no-brin         the b-tree only, recording order
 #   no-btree        the BRIN only
 #   no-index        neither
+#   runs            migration 5's layout: each batch's clicks of one link as one row (arrays of ids,
+#                   instants and contexts; at most 64), `(link_id, first_id) INCLUDE (last_id)`
+#                   b-tree + BRIN on `(first_id, last_id)`; µs are per click, not per row
 #
-# Every layout copies `id, at, link_id, context_id` (ids given, as the writer could give them); the
-# time is the wall time of `psql \copy` per row (this script is the only load it should run beside).
+# Every layout copies `id, at, link_id, context_id` (ids given, as the writer could give them), or
+# for `runs` the same clicks grouped; the time is the wall time of `psql \copy` per click (this
+# script is the only load it should run beside). Text COPY throughout: the runs' arrays are parsed
+# from text here, where the service sends them in binary.
 #
 #   perf/copy_layouts.sh                  ROWS=1000000 ROUNDS=3 BATCH=32000
 #   PG_BIN=/usr/lib/postgresql/15/bin perf/copy_layouts.sh
@@ -51,6 +56,18 @@ for r in range(rounds):
                     chunk.sort(key=lambda x: (x[1][1], x[0]))
                 for id_, (s, link, ctx) in chunk:
                     f.write(f"{id_}\t{at(s + r * rows * 0.001)}\t{link}\t{ctx}\n")
+    with open(f"{out}/runs{r}.tsv", "w") as f:
+        for c in range(0, rows, batch):
+            groups = {}
+            for i, (s, link, ctx) in enumerate(base[c:c + batch]):
+                groups.setdefault(link, []).append((r * rows + c + i + 1, at(s + r * rows * 0.001), ctx))
+            for link, clicks in sorted(groups.items(), key=lambda g: g[1][0][0]):
+                for k in range(0, len(clicks), 64):
+                    run = clicks[k:k + 64]
+                    ids = ",".join(str(x[0]) for x in run)
+                    ats = ",".join(f'"{x[1]}"' for x in run)
+                    ctxs = ",".join(str(x[2]) for x in run)
+                    f.write(f"{run[0][0]}\t{run[-1][0]}\t{run[0][1]}\t{link}\t{{{ids}}}\t{{{ats}}}\t{{{ctxs}}}\n")
 EOF
 chmod 644 "$dir"/*.tsv
 
@@ -60,20 +77,28 @@ table="CREATE TABLE clicks (id BIGINT NOT NULL, at TIMESTAMP NOT NULL, link_id I
 btree="CREATE INDEX ON clicks (link_id, id);"
 brin="CREATE INDEX ON clicks USING brin (id) WITH (pages_per_range = 16);"
 
-echo "| layout | µs per row, each round | table + indexes after all rounds | indexes |"
+echo "| layout | µs per click, each round | table + indexes after all rounds | indexes |"
 echo "| --- | --- | ---: | ---: |"
+runs="CREATE TABLE clicks (first_id BIGINT NOT NULL, last_id BIGINT NOT NULL, at TIMESTAMP NOT NULL,
+  link_id INTEGER NOT NULL, ids BIGINT[] NOT NULL, ats TIMESTAMP[] NOT NULL, contexts INTEGER[] NOT NULL)
+  PARTITION BY RANGE (at);
+  CREATE TABLE clicks_p PARTITION OF clicks FOR VALUES FROM ('2026-12-02') TO ('2026-12-03');
+  CREATE INDEX ON clicks (link_id, first_id) INCLUDE (last_id);
+  CREATE INDEX ON clicks USING brin (first_id, last_id) WITH (pages_per_range = 16);"
 layout() {
-  local name=$1 file=$2 ddl=$3 times=()
+  local name=$1 file=$2 ddl=$3 times=() columns="id, at, link_id, context_id"
+  [ "$name" = runs ] && columns="first_id, last_id, at, link_id, ids, ats, contexts"
   psql_ -c "DROP TABLE IF EXISTS clicks" -c "$ddl" -c "CHECKPOINT"
   for r in $(seq 0 $((ROUNDS - 1))); do
     local t0 t1
     t0=$(date +%s%N)
-    psql_ -c "\\copy clicks (id, at, link_id, context_id) from $dir/$file$r.tsv"
+    psql_ -c "\\copy clicks ($columns) from $dir/$file$r.tsv"
     t1=$(date +%s%N)
     times+=("$(awk -v ns=$((t1 - t0)) -v n="$ROWS" 'BEGIN { printf "%.2f", ns / 1000 / n }')")
   done
   echo "| $name | ${times[*]} | $(psql_ -c "SELECT pg_size_pretty(pg_total_relation_size('clicks_p'))") | $(psql_ -c "SELECT pg_size_pretty(pg_indexes_size('clicks_p'))") |"
 }
+layout runs runs "$runs"
 layout present recorded "$table $btree $brin"
 layout sorted sorted "$table $btree $brin"
 layout no-brin recorded "$table $btree"

@@ -644,7 +644,7 @@ async fn clicks_either_side_of_midnight_land_in_their_own_days() {
     for (event, partition) in listed.iter().zip(["clicks_p20261130", "clicks_p20261201"]) {
         let row = db
             .query_one(
-                "SELECT tableoid::regclass::text FROM clicks WHERE id = $1",
+                "SELECT tableoid::regclass::text FROM clicks WHERE $1 = ANY(ids)",
                 &[&id_of(event)],
             )
             .await
@@ -913,7 +913,8 @@ async fn a_click_whose_url_was_deleted_while_queued_is_dropped_and_counted() {
         async move {
             holder
                 .query_one(
-                    "SELECT count(*) FROM clicks c JOIN click_links l ON l.id = c.link_id
+                    "SELECT COALESCE(sum(cardinality(c.ids)), 0)::bigint
+                     FROM clicks c JOIN click_links l ON l.id = c.link_id
                      WHERE l.url_id = $1",
                     &[&id],
                 )
@@ -1340,7 +1341,7 @@ async fn the_migration_moves_an_old_databases_clicks_and_loses_nothing() {
     .await;
     assert_eq!(left, Ok(0), "the old click rows leave `events`");
     let moved: i64 = old
-        .query_one("SELECT count(*) FROM clicks", &[])
+        .query_one("SELECT count(*) FROM click_log", &[])
         .await
         .expect("counting clicks")
         .get(0);
@@ -1424,6 +1425,159 @@ async fn the_migration_moves_an_old_databases_clicks_and_loses_nothing() {
         after[3]
     );
     assert_eq!(stats(&srv, &c, 1).await, (4, 3));
+}
+
+/// A database at migration 4 whose clicks are one row each (`sql/0002_clicks.sql`): migration 5
+/// regroups them into runs, and every click reads back as before, by list, by id and by export.
+#[tokio::test]
+async fn migration_5_regroups_stored_clicks_into_runs_and_loses_nothing() {
+    let db = fresh_database("anaruns").await;
+    let old = connect(&db).await;
+    old.batch_execute(
+        "CREATE TABLE schema_migrations (
+            version    INTEGER PRIMARY KEY,
+            name       TEXT NOT NULL,
+            checksum   TEXT NOT NULL,
+            applied_at TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'))",
+    )
+    .await
+    .expect("creating the ledger");
+    let files = [
+        ("0001_init.sql", include_str!("../../sql/0001_init.sql")),
+        ("0002_clicks.sql", include_str!("../../sql/0002_clicks.sql")),
+        ("0003_keys.sql", include_str!("../../sql/0003_keys.sql")),
+        ("0004_links.sql", include_str!("../../sql/0004_links.sql")),
+    ];
+    for (version, (name, sql)) in (1..).zip(files) {
+        old.batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("applying {name}: {e}"));
+        old.execute(
+            "INSERT INTO schema_migrations (version, name, checksum)
+             VALUES ($1, $2, encode(sha256(convert_to($3, 'UTF8')), 'hex'))",
+            &[&version, &name, &sql],
+        )
+        .await
+        .expect("recording a migration");
+    }
+    let code = unique("runs");
+    old.batch_execute(&format!(
+        "INSERT INTO users (id, username, email) VALUES (1, 'old', '{code}@example.com');
+         INSERT INTO urls (id, user_id, short_code, original_url)
+             VALUES (1, 1, '{code}', 'https://example.com/new');
+         INSERT INTO click_links (id, digest, url_id, user_id, short_code, original_url) VALUES
+             (1, '\\x01', 1, 1, '{code}', 'https://example.com/old'),
+             (2, '\\x02', 1, 1, '{code}', 'https://example.com/new');
+         INSERT INTO click_contexts (id, digest, user_agent, referrer, extra, bot, browser, os,
+                                     device, referrer_host) VALUES
+             (1, '\\x01', 'Mozilla/5.0 Chrome', 'https://news.example.com/a', NULL, false,
+              'Chrome', 'Windows', 'desktop', 'news.example.com'),
+             (2, '\\x02', 'Googlebot/2.1', NULL, '{{\"campaign\": \"fall\"}}', true,
+              'Googlebot', 'Other', 'bot', 'direct');
+         CREATE TABLE clicks_p20261002 PARTITION OF clicks
+             FOR VALUES FROM ('2026-10-02') TO ('2026-10-03');
+         CREATE TABLE clicks_p20261003 PARTITION OF clicks
+             FOR VALUES FROM ('2026-10-03') TO ('2026-10-04');
+         -- 300 clicks, ids 10..309: the two link versions and contexts alternate, the first
+         -- 150 on one day, the rest on the next.
+         INSERT INTO clicks (id, at, link_id, context_id)
+             SELECT i, timestamp '2026-10-02 12:00:00' + (i - 10) * interval '4 minutes 47 seconds',
+                    1 + i % 2, 1 + (i / 3) % 2
+             FROM generate_series(10, 309) i;
+         INSERT INTO url_stats (url_id, clicks, bot_clicks) VALUES (1, 300, 150);
+         SELECT setval(pg_get_serial_sequence('events', 'id'), 309);
+         SELECT setval(pg_get_serial_sequence('click_links', 'id'), 2);
+         SELECT setval(pg_get_serial_sequence('click_contexts', 'id'), 2);
+         SELECT setval(pg_get_serial_sequence('urls', 'id'), 1);
+         SELECT setval(pg_get_serial_sequence('users', 'id'), 1);"
+    ))
+    .await
+    .expect("an old click log");
+    let before: Vec<(i64, NaiveDateTime, i32, i32)> = old
+        .query(
+            "SELECT id, at, link_id, context_id FROM clicks ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("reading the old rows")
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(before.len(), 300);
+
+    let srv = start_server_on(&db, &[]);
+    let c = client();
+    let runs = old
+        .query_one(
+            "SELECT count(*), max(cardinality(ids))::bigint, sum(cardinality(ids))::bigint,
+                    bool_and(ids[1] = first_id AND ids[cardinality(ids)] = last_id)
+             FROM clicks",
+            &[],
+        )
+        .await
+        .expect("reading the runs");
+    assert_eq!(runs.get::<_, i64>(2), 300, "every click is in a run");
+    assert!(runs.get::<_, i64>(0) < 300, "clicks share runs");
+    assert!(runs.get::<_, i64>(1) <= 64, "a run holds at most 64 clicks");
+    assert!(
+        runs.get::<_, bool>(3),
+        "a run's first and last ids bound it"
+    );
+
+    let listed = event_list(&srv, &c, "/events?url_id=1&per_page=1000&page=1").await;
+    assert_eq!(listed.len(), 300);
+    for (event, (id, at, link, context)) in listed.iter().zip(&before) {
+        assert_eq!(id_of(event), *id);
+        assert_eq!(event["timestamp"], json!(api_time(*at)), "{event}");
+        assert_eq!(event["event_type"], "click");
+        let target = if *link == 1 {
+            "https://example.com/old"
+        } else {
+            "https://example.com/new"
+        };
+        assert_eq!(event["details"]["original_url"], target, "{event}");
+        assert_eq!(event["details"]["bot"], json!(*context == 2), "{event}");
+        if *context == 2 {
+            assert_eq!(event["details"]["campaign"], "fall", "{event}");
+        }
+    }
+    for event in [&listed[0], &listed[149], &listed[150], &listed[299]] {
+        let one = get_json(&srv, &c, &format!("/events/{}", id_of(event))).await;
+        assert_eq!(&one, event);
+    }
+    srv.get(&c, "/events/9")
+        .await
+        .expect(404, "an id no run holds");
+    srv.get(&c, "/events/310")
+        .await
+        .expect(404, "an id past the runs");
+
+    let csv = export_csv(&srv, &c, 1, "from=2026-10-01&to=2026-10-05").await;
+    let exported: Vec<i64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .next()
+                .unwrap_or_default()
+                .parse()
+                .expect("an id")
+        })
+        .collect();
+    assert_eq!(
+        exported,
+        (10..=309).collect::<Vec<i64>>(),
+        "the export, in id order"
+    );
+
+    // New clicks take ids after the regrouped ones.
+    srv.get(&c, &format!("/{code}"))
+        .await
+        .expect(302, "redirect");
+    settle_clicks(&srv).await;
+    let all = event_list(&srv, &c, "/events?url_id=1").await;
+    assert_eq!(all.len(), 301, "{:?}", &all[all.len().saturating_sub(2)..]);
+    assert!(id_of(&all[300]) > 309, "{}", all[300]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 //! Clicks: the narrow, day-partitioned click log, its two dictionaries and its rollups.
 //!
 //! A batch of clicks is written in one transaction: the batch's marker (so a batch retried after a
-//! lost commit is not written twice), the rows by binary `COPY`, and the rollups (`url_stats`,
+//! lost commit is not written twice), its clicks by binary `COPY` as runs (one row per link
+//! version and day, up to [`RUN_CLICKS`] clicks each: see [`Run`]), and the rollups (`url_stats`,
 //! `click_hours`, `click_breakdowns`) computed here from the batch, one upsert statement for all.
 //! What repeats (link versions, user agents and referrers with their classification) is resolved
 //! to dictionary ids before the transaction, mostly from memory.
@@ -298,12 +299,53 @@ pub enum Counting {
     Moved,
 }
 
-/// One `COPY` row.
+/// One click of a batch, as stored: its id (`None` until drawn from the events sequence), instant
+/// (microseconds), link version and context.
 struct Row {
     id: Option<i64>,
-    at: NaiveDateTime,
+    at: i64,
     link: i32,
     context: i32,
+}
+
+/// Clicks of one link version, one UTC day and one batch, stored as one row of `clicks`
+/// (`sql/0005_click_runs.sql`): the index entry, tuple header and link of a run are paid once for
+/// up to [`RUN_CLICKS`] clicks. Its ids ascend and span less than [`RUN_SPAN`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Run {
+    pub link: i32,
+    pub ids: Vec<i64>,
+    pub ats: Vec<NaiveDateTime>,
+    pub contexts: Vec<i32>,
+}
+
+/// A click of a run being formed: id, instant (microseconds), context.
+type RunClick = (i64, i64, i32);
+
+/// The most clicks in one run: 64 keep a run's row (~1.4 kB) under PostgreSQL's TOAST threshold
+/// (2 kB), so it is stored inline, uncompressed.
+pub const RUN_CLICKS: usize = 64;
+
+/// A run's `last_id - first_id` stays below this (the schema checks it): readers looking for ids
+/// past a point start that far before it.
+pub const RUN_SPAN: i64 = 65_536;
+
+/// A day in microseconds.
+const DAY_MICROS: i64 = 24 * HOUR_MICROS;
+
+impl Run {
+    fn first_id(&self) -> i64 {
+        self.ids.first().copied().unwrap_or_default()
+    }
+
+    fn last_id(&self) -> i64 {
+        self.ids.last().copied().unwrap_or_default()
+    }
+
+    /// Its earliest click (the partition key: every click of a run has its day).
+    fn at(&self) -> NaiveDateTime {
+        self.ats.iter().min().copied().unwrap_or_default()
+    }
 }
 
 type BreakdownKey = (i64, i8, NaiveDate, Arc<str>);
@@ -428,6 +470,10 @@ const RESOLVE_CONTEXTS: &str = "WITH input AS (
 
 const MARK_BATCH: &str = "INSERT INTO click_batches (batch) VALUES ($1) ON CONFLICT DO NOTHING";
 
+/// `$1` ids from the events sequence, ascending (one round trip, one row).
+const FRESH_IDS: &str =
+    "SELECT array_agg(nextval('events_id_seq')) FROM generate_series(1, $1::int)";
+
 /// Locked against deletion until the commit, so a url's rollups never outlive it.
 /// Also says which of them have a `max_clicks` (their totals are announced).
 const LIVE_URLS: &str = "SELECT id, max_clicks IS NOT NULL FROM urls WHERE id = ANY($1)
@@ -437,6 +483,7 @@ const LIVE_URLS: &str = "SELECT id, max_clicks IS NOT NULL FROM urls WHERE id = 
 pub struct BatchStatements {
     mark: Statement,
     live: Statement,
+    ids: Statement,
     rollup: Statement,
 }
 
@@ -445,6 +492,7 @@ impl BatchStatements {
         Ok(BatchStatements {
             mark: client.prepare(MARK_BATCH).await?,
             live: client.prepare(LIVE_URLS).await?,
+            ids: client.prepare(FRESH_IDS).await?,
             rollup: client.prepare(ROLLUP).await?,
         })
     }
@@ -473,6 +521,7 @@ impl Store {
         let statements = BatchStatements {
             mark: conn.prepared(MARK_BATCH).await?,
             live: conn.prepared(LIVE_URLS).await?,
+            ids: conn.prepared(FRESH_IDS).await?,
             rollup: conn.prepared(ROLLUP).await?,
         };
         let (links, contexts) = self
@@ -832,7 +881,16 @@ async fn write_in(
         .map(|r| r.get(0))
         .collect();
     let prepared = Prepared::new(clicks, links, contexts, &live);
-    copy_rows(tx, prepared.rows.iter()).await?;
+    let needed = prepared.ids_needed();
+    let fresh: Vec<i64> = if needed == 0 {
+        Vec::new()
+    } else {
+        let n = i32::try_from(needed).unwrap_or(i32::MAX);
+        let mut fresh: Vec<i64> = tx.query_one(&statements.ids, &[&n]).await?.get(0);
+        fresh.sort_unstable();
+        fresh
+    };
+    copy_runs(tx, &prepared.runs(&fresh)).await?;
     let limited =
         write_rollup(tx, &statements.rollup, &prepared.rollup, counting, &limited).await?;
     Ok(Written {
@@ -887,7 +945,7 @@ impl Prepared {
             }
             prepared.rows.push(Row {
                 id: click.id(),
-                at: micros_to_datetime(click.at),
+                at: click.at,
                 link: links[i],
                 context: contexts[i].0,
             });
@@ -903,44 +961,100 @@ impl Prepared {
         }
         prepared
     }
+
+    /// How many of its clicks need an id from the events sequence (a redirect's; a posted,
+    /// imported or moved click has its own).
+    pub fn ids_needed(&self) -> usize {
+        self.rows.iter().filter(|r| r.id.is_none()).count()
+    }
+
+    /// The batch as runs, first ids ascending. `fresh` holds [`Prepared::ids_needed`] ids from the
+    /// events sequence, ascending: the clicks without an id take them in batch order (the order
+    /// they were recorded in).
+    pub fn runs(&self, fresh: &[i64]) -> Vec<Run> {
+        let mut fresh = fresh.iter().copied();
+        // By (link version, day): (id, instant, context), batch order.
+        let mut groups: HashMap<(i32, i64), Vec<RunClick>> = HashMap::new();
+        for row in &self.rows {
+            // `fresh` has one id per click without one (`generate_series(1, n)` gives n).
+            let Some(id) = row.id.or_else(|| fresh.next()) else {
+                continue;
+            };
+            groups
+                .entry((row.link, row.at.div_euclid(DAY_MICROS)))
+                .or_default()
+                .push((id, row.at, row.context));
+        }
+        let mut runs = Vec::new();
+        for ((link, _), mut clicks) in groups {
+            // Already ascending for fresh ids; a posted or imported click's may come in any order.
+            clicks.sort_unstable_by_key(|c| c.0);
+            let mut run: Option<Run> = None;
+            for (id, at, context) in clicks {
+                if run
+                    .as_ref()
+                    .is_some_and(|r| r.ids.len() == RUN_CLICKS || id - r.first_id() >= RUN_SPAN)
+                {
+                    runs.extend(run.take());
+                }
+                let r = run.get_or_insert_with(|| Run {
+                    link,
+                    ids: Vec::new(),
+                    ats: Vec::new(),
+                    contexts: Vec::new(),
+                });
+                r.ids.push(id);
+                r.ats.push(micros_to_datetime(at));
+                r.contexts.push(context);
+            }
+            runs.extend(run);
+        }
+        runs.sort_unstable_by_key(Run::first_id);
+        runs
+    }
 }
 
-/// Binary `COPY` of the rows; those without an id take the next of the events sequence.
-async fn copy_rows<'a>(
+/// Binary `COPY` of the runs.
+async fn copy_runs(
     tx: &tokio_postgres::Transaction<'_>,
-    rows: impl Iterator<Item = &'a Row> + Clone,
+    runs: &[Run],
 ) -> Result<(), tokio_postgres::Error> {
-    let with_id: Vec<&Row> = rows.clone().filter(|r| r.id.is_some()).collect();
-    let without: Vec<&Row> = rows.filter(|r| r.id.is_none()).collect();
-    if !without.is_empty() {
-        let sink = tx
-            .copy_in("COPY clicks (at, link_id, context_id) FROM STDIN BINARY")
-            .await?;
-        let writer = BinaryCopyInWriter::new(sink, &[Type::TIMESTAMP, Type::INT4, Type::INT4]);
-        pin_mut!(writer);
-        for row in without {
-            writer
-                .as_mut()
-                .write(&[&row.at, &row.link, &row.context])
-                .await?;
-        }
-        writer.finish().await?;
+    if runs.is_empty() {
+        return Ok(());
     }
-    if !with_id.is_empty() {
-        let sink = tx
-            .copy_in("COPY clicks (id, at, link_id, context_id) FROM STDIN BINARY")
+    let sink = tx
+        .copy_in(
+            "COPY clicks (first_id, last_id, at, link_id, ids, ats, contexts) FROM STDIN BINARY",
+        )
+        .await?;
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::INT8,
+            Type::INT8,
+            Type::TIMESTAMP,
+            Type::INT4,
+            Type::INT8_ARRAY,
+            Type::TIMESTAMP_ARRAY,
+            Type::INT4_ARRAY,
+        ],
+    );
+    pin_mut!(writer);
+    for run in runs {
+        writer
+            .as_mut()
+            .write(&[
+                &run.first_id(),
+                &run.last_id(),
+                &run.at(),
+                &run.link,
+                &run.ids,
+                &run.ats,
+                &run.contexts,
+            ])
             .await?;
-        let writer =
-            BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TIMESTAMP, Type::INT4, Type::INT4]);
-        pin_mut!(writer);
-        for row in with_id {
-            writer
-                .as_mut()
-                .write(&[&row.id, &row.at, &row.link, &row.context])
-                .await?;
-        }
-        writer.finish().await?;
     }
+    writer.finish().await?;
     Ok(())
 }
 
@@ -1041,7 +1155,8 @@ pub async fn ensure_partitions(
         client
             .batch_execute(&format!(
                 "SELECT pg_advisory_xact_lock({PARTITION_LOCK});
-                 CREATE TABLE IF NOT EXISTS {name} (LIKE clicks INCLUDING DEFAULTS);
+                 CREATE TABLE IF NOT EXISTS {name}
+                     (LIKE clicks INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
                  DO $$ BEGIN
                    IF NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = '{name}'::regclass) THEN
                      ALTER TABLE clicks ATTACH PARTITION {name}
@@ -1081,21 +1196,52 @@ pub struct ExportedClick {
     pub bot: bool,
 }
 
-/// Clicks of one url's links beyond `after`, oldest first: one index scan per link version,
-/// merged (the planner's Merge Append), so a chunk costs its own rows, not the url's.
-fn export_sql(links: usize) -> String {
+/// Runs read by one step of the export: their clicks up to the first id of the last of them are
+/// all there is below it.
+const EXPORT_RUNS: i64 = 64;
+
+/// One step of the export of a url's link versions (`$6`…): the first id of the [`EXPORT_RUNS`]th
+/// run starting after `$1` (the bound: no run not read holds an id at or below it; NULL when there
+/// are fewer such runs, and then everything is read). One index scan per link version, merged
+/// (the planner's Merge Append), so a step costs its own runs, not the url's. `$2` is the UTC day
+/// holding `from`: a run's clicks all have its day, so runs of earlier days are passed over, and
+/// partitions with them.
+fn export_bound_sql(links: usize) -> String {
     let branches: Vec<String> = (0..links)
         .map(|i| {
             format!(
-                "(SELECT id, at, context_id FROM clicks WHERE link_id = ${} AND id > $1
-                  AND at >= $2 AND at < $3 ORDER BY id LIMIT $4)",
+                "(SELECT first_id FROM clicks WHERE link_id = ${} AND first_id > $1
+                  AND at >= $2 AND at < $3 ORDER BY first_id LIMIT $4)",
                 i + 5
             )
         })
         .collect();
     format!(
-        "SELECT c.id, c.at, x.referrer, x.user_agent, x.browser, x.os, x.device, x.bot
-         FROM ({}) c JOIN click_contexts x ON x.id = c.context_id ORDER BY c.id LIMIT $4",
+        "SELECT first_id FROM ({}) r ORDER BY first_id OFFSET $4 - 1 LIMIT 1",
+        branches.join(" UNION ALL ")
+    )
+}
+
+/// The clicks of a step: ids in `($1, $6]` and times in `[$2, $3)`, oldest first, up to `$4`; the
+/// runs holding them start after `$1 - RUN_SPAN` and end after `$1` (`$5`: the day of `$2`).
+fn export_rows_sql(links: usize) -> String {
+    let branches: Vec<String> = (0..links)
+        .map(|i| {
+            format!(
+                "(SELECT ids, ats, contexts FROM clicks WHERE link_id = ${}
+                  AND first_id > $1::bigint - {RUN_SPAN} AND first_id <= $6 AND last_id > $1
+                  AND at >= $5 AND at < $3)",
+                i + 7
+            )
+        })
+        .collect();
+    format!(
+        "SELECT u.id, u.at, x.referrer, x.user_agent, x.browser, x.os, x.device, x.bot
+         FROM ({}) r
+         CROSS JOIN LATERAL unnest(r.ids, r.ats, r.contexts) AS u(id, at, context_id)
+         JOIN click_contexts x ON x.id = u.context_id
+         WHERE u.id > $1 AND u.id <= $6 AND u.at >= $2 AND u.at < $3
+         ORDER BY u.id LIMIT $4",
         branches.join(" UNION ALL ")
     )
 }
@@ -1156,7 +1302,10 @@ impl Store {
                 }
                 let row = client
                     .query_one(
-                        &format!("SELECT count(*), pg_total_relation_size('{name}') FROM {name}"),
+                        &format!(
+                            "SELECT COALESCE(sum(cardinality(ids)), 0)::bigint,
+                                    pg_total_relation_size('{name}') FROM {name}"
+                        ),
                         &[],
                     )
                     .await?;
@@ -1335,7 +1484,7 @@ impl Store {
     }
 
     /// Up to `limit` clicks of `links` with an id above `after` and a time in `[from, to)`, oldest
-    /// first: one chunk of the export, each its own short query.
+    /// first (fewer: there are no more): one chunk of the export, in steps of two short queries.
     pub async fn export_clicks(
         &self,
         links: &[i32],
@@ -1344,19 +1493,34 @@ impl Store {
         to: NaiveDateTime,
         limit: i64,
     ) -> Result<Vec<ExportedClick>, StoreError> {
-        if links.is_empty() {
-            return Ok(Vec::new());
+        let mut out: Vec<ExportedClick> = Vec::new();
+        if links.is_empty() || limit <= 0 {
+            return Ok(out);
         }
         let mut conn = self.conn().await?;
-        let stmt = conn.prepared(&export_sql(links.len())).await?;
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after, &from, &to, &limit];
-        for link in links {
-            params.push(link);
-        }
-        let rows = conn.client.query(&stmt, &params).await?;
-        Ok(rows
-            .iter()
-            .map(|r| ExportedClick {
+        let bound_stmt = conn.prepared(&export_bound_sql(links.len())).await?;
+        let rows_stmt = conn.prepared(&export_rows_sql(links.len())).await?;
+        let day = from.date().and_hms_opt(0, 0, 0).unwrap_or(from);
+        let mut after = after;
+        // Steps of at most EXPORT_RUNS runs each, until `limit` clicks or the last run.
+        loop {
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after, &day, &to, &EXPORT_RUNS];
+            for link in links {
+                params.push(link);
+            }
+            let bound: Option<i64> = conn
+                .client
+                .query_opt(&bound_stmt, &params)
+                .await?
+                .map(|r| r.get(0));
+            let upto = bound.unwrap_or(i64::MAX);
+            let want = limit - out.len() as i64;
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after, &from, &to, &want, &day, &upto];
+            for link in links {
+                params.push(link);
+            }
+            let rows = conn.client.query(&rows_stmt, &params).await?;
+            out.extend(rows.iter().map(|r| ExportedClick {
                 id: r.get(0),
                 at: r.get(1),
                 referrer: r.get(2),
@@ -1365,8 +1529,15 @@ impl Store {
                 os: r.get(5),
                 device: r.get(6),
                 bot: r.get(7),
-            })
-            .collect())
+            }));
+            if out.len() as i64 >= limit {
+                return Ok(out);
+            }
+            match bound {
+                Some(bound) => after = bound,
+                None => return Ok(out),
+            }
+        }
     }
 }
 
@@ -1487,6 +1658,87 @@ mod tests {
             proptest::prop_assert_eq!(prepared.dropped, dropped);
             proptest::prop_assert_eq!(prepared.rows.len() as u64 + dropped, raw.len() as u64);
         }
+    }
+
+    proptest::proptest! {
+        /// Any batch (fresh ids and given ones, several links and days): every click is in exactly
+        /// one run with its own instant and context; a run is one link and one day, at most
+        /// RUN_CLICKS clicks, ids ascending and spanning less than RUN_SPAN; fresh ids go to the
+        /// clicks in batch order; runs come in order of their first id.
+        #[test]
+        fn runs_hold_every_click_once(
+            raw in proptest::collection::vec(
+                (0i64..3, 0i64..2 * 86_400_000_000, 0i32..4, proptest::option::of(0i64..200_000)),
+                0..400,
+            )
+        ) {
+            let live: HashSet<i64> = [0, 1, 2].into();
+            let mut given = HashSet::new();
+            let clicks: Vec<Click> = raw
+                .iter()
+                .map(|(url, at, _, id)| {
+                    let mut c = click(*url, micros_to_datetime(1_790_000_000_000_000 + at));
+                    // Ids are unique: a repeated one is left to the sequence.
+                    if let Some(id) = id.filter(|id| given.insert(*id)) {
+                        c.extra = Some(Box::new(ClickExtra { id: Some(id), details: Map::new() }));
+                    }
+                    c
+                })
+                .collect();
+            let links: Vec<i32> = raw.iter().map(|(url, ..)| *url as i32 * 10).collect();
+            let kind = classified(false, "Chrome", "Windows", "desktop", "direct");
+            let contexts: Vec<(i32, Arc<Classified>)> =
+                raw.iter().map(|(_, _, k, _)| (*k, kind.clone())).collect();
+            let prepared = Prepared::new(&clicks, &links, &contexts, &live);
+            let needed = prepared.ids_needed();
+            let fresh: Vec<i64> = (0..needed as i64).map(|i| 1_000_000 + 3 * i).collect();
+            let runs = prepared.runs(&fresh);
+
+            let mut expected: Vec<(i64, NaiveDateTime, i32, i32)> = Vec::new();
+            let mut next = fresh.iter();
+            for (i, c) in clicks.iter().enumerate() {
+                let id = c.id().or_else(|| next.next().copied()).expect("an id");
+                expected.push((id, micros_to_datetime(c.at), links[i], contexts[i].0));
+            }
+            expected.sort_unstable();
+            let mut stored: Vec<(i64, NaiveDateTime, i32, i32)> = Vec::new();
+            for run in &runs {
+                proptest::prop_assert!(!run.ids.is_empty() && run.ids.len() <= RUN_CLICKS);
+                proptest::prop_assert_eq!(run.ats.len(), run.ids.len());
+                proptest::prop_assert_eq!(run.contexts.len(), run.ids.len());
+                proptest::prop_assert!(run.ids.windows(2).all(|w| w[0] < w[1]));
+                proptest::prop_assert!(run.last_id() - run.first_id() < RUN_SPAN);
+                proptest::prop_assert!(run.ats.iter().all(|a| a.date() == run.at().date()));
+                for k in 0..run.ids.len() {
+                    stored.push((run.ids[k], run.ats[k], run.link, run.contexts[k]));
+                }
+            }
+            proptest::prop_assert!(runs.windows(2).all(|w| w[0].first_id() <= w[1].first_id()));
+            stored.sort_unstable();
+            proptest::prop_assert_eq!(stored, expected);
+        }
+    }
+
+    #[test]
+    fn fresh_ids_follow_the_batch_order_and_runs_split_at_64() {
+        let live: HashSet<i64> = [7].into();
+        let start = NaiveDate::from_ymd_opt(2026, 12, 2)
+            .and_then(|d| d.and_hms_opt(8, 0, 0))
+            .expect("a time");
+        let clicks: Vec<Click> = (0..130)
+            .map(|i| click(7, start + Span::seconds(i)))
+            .collect();
+        let kind = classified(false, "Chrome", "Windows", "desktop", "direct");
+        let contexts = vec![(1, kind); clicks.len()];
+        let prepared = Prepared::new(&clicks, &[4; 130], &contexts, &live);
+        let fresh: Vec<i64> = (500..630).collect();
+        let runs = prepared.runs(&fresh);
+        let sizes: Vec<usize> = runs.iter().map(|r| r.ids.len()).collect();
+        assert_eq!(sizes, [64, 64, 2]);
+        assert_eq!(runs[0].ids[0], 500);
+        assert_eq!(runs[0].ats[0], start, "the first click takes the first id");
+        assert_eq!(runs[2].ids, [628, 629]);
+        assert_eq!(runs[2].ats[1], start + Span::seconds(129));
     }
 
     #[test]

@@ -207,13 +207,15 @@ impl Store {
             })
             .collect();
         self.record_clicks(&clicks, None, Counting::New).await?;
+        let lowest = ids.iter().copied().min().unwrap_or_default();
+        let highest = ids.iter().copied().max().unwrap_or_default();
         let stored: std::collections::HashMap<i64, Event> = {
             let conn = self.conn().await?;
             conn.client
                 .query(
-                    "SELECT id, url_id, user_id, event_type, timestamp, details FROM event_log
-                     WHERE event_type = 'click' AND id = ANY($1)",
-                    &[&ids],
+                    "SELECT id, url_id, user_id, event_type, timestamp, details FROM click_log
+                     WHERE first_id <= $3 AND last_id >= $2 AND id = ANY($1)",
+                    &[&ids, &lowest, &highest],
                 )
                 .await?
                 .iter()
@@ -281,9 +283,15 @@ impl Store {
         let mut conn = self.conn().await?;
         let stmt = conn
             .prepared(
-                "SELECT id, url_id, user_id, event_type, timestamp, details FROM event_log
-                 WHERE id = $1
-                   AND NOT (event_type = 'click' AND timestamp < COALESCE($2::timestamp, '-infinity'))",
+                // Clicks are found through the runs that may hold the id (`click_log`): the view
+                // `event_log` unnests every run for an id it cannot see inside one.
+                "SELECT id, url_id, user_id, event_type, timestamp, details FROM (
+                    SELECT id, url_id, user_id, event_type, timestamp, details FROM events
+                    WHERE id = $1
+                    UNION ALL
+                    SELECT id, url_id, user_id, event_type, timestamp, details FROM click_log
+                    WHERE first_id <= $1 AND last_id >= $1 AND id = $1) e
+                 WHERE NOT (event_type = 'click' AND timestamp < COALESCE($2::timestamp, '-infinity'))",
             )
             .await?;
         let row = conn

@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_links.sql",
         sql: include_str!("../../../sql/0004_links.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_click_runs.sql",
+        sql: include_str!("../../../sql/0005_click_runs.sql"),
+    },
 ];
 
 /// Arbitrary but fixed: the advisory lock every gitrev process takes while migrating.

@@ -286,8 +286,14 @@ async fn import_clicks(
     }
     let ids: Vec<i64> = rows.iter().filter_map(|r| r.id).collect();
     let url_ids: Vec<i64> = rows.iter().map(|r| r.url_id).collect();
+    let lowest = ids.iter().copied().min().unwrap_or_default();
+    let highest = ids.iter().copied().max().unwrap_or_default();
     let stored: std::collections::HashSet<i64> = client
-        .query("SELECT id FROM clicks WHERE id = ANY($1)", &[&ids])
+        .query(
+            "SELECT u.id FROM clicks c CROSS JOIN LATERAL unnest(c.ids) AS u(id)
+             WHERE c.first_id <= $3 AND c.last_id >= $2 AND u.id = ANY($1)",
+            &[&ids, &lowest, &highest],
+        )
         .await?
         .iter()
         .map(|r| r.get(0))
