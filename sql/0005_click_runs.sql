@@ -11,16 +11,16 @@
 -- past a point needs runs starting at most that far before it. Runs of different batches of one
 -- link may interleave (batches written at once), so readers never assume runs are disjoint.
 --
--- This migration rewrites the clicks already stored, in one transaction: about as long as reading
--- them once and writing a quarter of their bytes. Redirects keep answering meanwhile; click
--- writers wait (their queues hold the clicks) until it commits. See docs/operations.md,
--- "Migration 0005 on a large click log".
+-- This migration only renames and creates: it takes a moment whatever the size of the log. The
+-- clicks already stored stay in the old table (`clicks_v2`), shown by the views like the others,
+-- and the service moves them into runs in the background, chunk by chunk (docs/operations.md, "The
+-- click log: partitions, retention, old clicks").
 
 DROP VIEW event_log;
 ALTER TABLE clicks RENAME TO clicks_v2;
 ALTER INDEX clicks_link_id_idx RENAME TO clicks_v2_link_id_idx;
 ALTER INDEX clicks_id_brin RENAME TO clicks_v2_id_brin;
--- The day partitions keep their names for the new table; the old ones step aside.
+-- The day partitions' names go to the new table; the old ones step aside (`v2_clicks_p…`).
 DO $$
 DECLARE p record;
 BEGIN
@@ -51,29 +51,8 @@ CREATE INDEX clicks_link_first_idx ON clicks (link_id, first_id) INCLUDE (last_i
 CREATE INDEX clicks_span_brin ON clicks USING brin (first_id, last_id)
     WITH (pages_per_range = 16, autosummarize = on);
 
-DO $$
-DECLARE p record;
-BEGIN
-    FOR p IN SELECT c.relname::text AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-             WHERE i.inhparent = 'clicks_v2'::regclass LOOP
-        EXECUTE format('CREATE TABLE %I PARTITION OF clicks FOR VALUES FROM (%L) TO (%L)',
-                       substr(p.name, 4),
-                       to_date(substr(p.name, 12), 'YYYYMMDD'),
-                       to_date(substr(p.name, 12), 'YYYYMMDD') + 1);
-    END LOOP;
-END $$;
-
--- Runs of up to 64 consecutive ids (`id >> 6`) of one link and day.
-INSERT INTO clicks (first_id, last_id, at, link_id, ids, ats, contexts)
-SELECT min(id), max(id), min(at), link_id,
-       array_agg(id ORDER BY id), array_agg(at ORDER BY id), array_agg(context_id ORDER BY id)
-FROM clicks_v2
-GROUP BY link_id, date_trunc('day', at), id >> 6;
-
-DROP TABLE clicks_v2;
-
 -- Every click as its own row, with the run it is stored in (`first_id`, `last_id`: a reader
--- looking for given ids narrows the runs with them).
+-- looking for given ids narrows the runs with them; a click not moved yet is its own run).
 CREATE VIEW click_log AS
     SELECT c.first_id, c.last_id, u.id, l.url_id, l.user_id, 'click'::text AS event_type,
            u.at AS timestamp,
@@ -85,7 +64,16 @@ CREATE VIEW click_log AS
     CROSS JOIN LATERAL unnest(c.ids, c.ats, c.contexts) AS u(id, at, context_id)
     -- Left joins (every click has both rows) let the planner skip a join no filter needs.
     LEFT JOIN click_links l ON l.id = c.link_id
-    LEFT JOIN click_contexts x ON x.id = u.context_id;
+    LEFT JOIN click_contexts x ON x.id = u.context_id
+    UNION ALL
+    SELECT c.id, c.id, c.id, l.url_id, l.user_id, 'click'::text, c.at,
+           jsonb_strip_nulls(jsonb_build_object('short_code', l.short_code,
+               'original_url', l.original_url, 'referrer', x.referrer,
+               'user_agent', x.user_agent))
+           || COALESCE(x.extra, '{}'::jsonb) || jsonb_build_object('bot', x.bot)
+    FROM clicks_v2 c
+    LEFT JOIN click_links l ON l.id = c.link_id
+    LEFT JOIN click_contexts x ON x.id = c.context_id;
 
 -- Every event as the API shows it: the generic log and the clicks, one id space. A click's
 -- `details` is rebuilt from its link and context; a posted click's own keys (`extra`) win over

@@ -264,8 +264,8 @@ const MOVE_CHUNK: i64 = 5_000;
 
 /// Looks after the click log, now and then every [`CLICK_MAINTENANCE_EVERY`]: makes the coming
 /// days' partitions (never on a request's path: the writer makes a missing one only as a last
-/// resort), moves the click rows an older version left in `events` (chunk by chunk, while
-/// serving), and drops the partitions past retention. Safe on every replica at once (advisory
+/// resort), moves the click rows older versions left in `events` and in `clicks_v2` (chunk by
+/// chunk, while serving), and drops the partitions past retention. Safe on every replica at once (advisory
 /// locks; a moved row is written by whoever deleted it). Failures are logged and retried next time.
 async fn maintain_clicks(store: Store, retention_days: u32, mut stop: watch::Receiver<bool>) {
     loop {
@@ -304,6 +304,20 @@ async fn maintenance_pass(store: &Store, retention_days: u32) {
     }
     if moved > 0 {
         info!(moved, "old click rows moved from events to the click log");
+    }
+    let mut moved = 0u64;
+    loop {
+        match store.move_unrun_clicks(MOVE_CHUNK).await {
+            Ok(0) => break,
+            Ok(n) => moved += n,
+            Err(err) => {
+                warn!(error = %err, "cannot move clicks into runs yet");
+                break;
+            }
+        }
+    }
+    if moved > 0 {
+        info!(moved, "clicks stored one row each moved into runs");
     }
     match store.prune_clicks(retention_days).await {
         Ok(pruned) if !pruned.partitions.is_empty() => info!(

@@ -1223,9 +1223,11 @@ fn export_bound_sql(links: usize) -> String {
 }
 
 /// The clicks of a step: ids in `($1, $6]` and times in `[$2, $3)`, oldest first, up to `$4`; the
-/// runs holding them start after `$1 - RUN_SPAN` and end after `$1` (`$5`: the day of `$2`).
+/// runs holding them start after `$1 - RUN_SPAN` and end after `$1` (`$5`: the day of `$2`). Clicks
+/// not moved yet from the old one-row-per-click table (`clicks_v2`) come by its `(link_id, id)`
+/// index.
 fn export_rows_sql(links: usize) -> String {
-    let branches: Vec<String> = (0..links)
+    let runs: Vec<String> = (0..links)
         .map(|i| {
             format!(
                 "(SELECT ids, ats, contexts FROM clicks WHERE link_id = ${}
@@ -1235,14 +1237,25 @@ fn export_rows_sql(links: usize) -> String {
             )
         })
         .collect();
+    let unmoved: Vec<String> = (0..links)
+        .map(|i| {
+            format!(
+                "(SELECT id, at, context_id FROM clicks_v2 WHERE link_id = ${}
+                  AND id > $1 AND id <= $6 AND at >= $2 AND at < $3 ORDER BY id LIMIT $4)",
+                i + 7
+            )
+        })
+        .collect();
     format!(
-        "SELECT u.id, u.at, x.referrer, x.user_agent, x.browser, x.os, x.device, x.bot
-         FROM ({}) r
-         CROSS JOIN LATERAL unnest(r.ids, r.ats, r.contexts) AS u(id, at, context_id)
-         JOIN click_contexts x ON x.id = u.context_id
-         WHERE u.id > $1 AND u.id <= $6 AND u.at >= $2 AND u.at < $3
-         ORDER BY u.id LIMIT $4",
-        branches.join(" UNION ALL ")
+        "SELECT c.id, c.at, x.referrer, x.user_agent, x.browser, x.os, x.device, x.bot
+         FROM (SELECT u.id, u.at, u.context_id FROM ({}) r
+               CROSS JOIN LATERAL unnest(r.ids, r.ats, r.contexts) AS u(id, at, context_id)
+               UNION ALL {}) c
+         JOIN click_contexts x ON x.id = c.context_id
+         WHERE c.id > $1 AND c.id <= $6 AND c.at >= $2 AND c.at < $3
+         ORDER BY c.id LIMIT $4",
+        runs.join(" UNION ALL "),
+        unmoved.join(" UNION ALL ")
     )
 }
 
@@ -1392,6 +1405,51 @@ impl Store {
             write_in(&tx, &statements, &kept.0, &kept.1, &kept.2, Counting::Moved).await?;
         tx.commit().await?;
         Ok(written.stored)
+    }
+
+    /// Moves up to `chunk` clicks stored one row each (before migration 5, `clicks_v2`) into runs,
+    /// in one statement: deleted there, written here, in the order of the old `(link_id, id)`
+    /// index, so that a link's neighbouring ids share runs of up to 64. The rollups counted them
+    /// already. Answers how many moved; 0 when none is left. Safe with several movers at once: a
+    /// row is written by whoever deleted it.
+    pub async fn move_unrun_clicks(&self, chunk: i64) -> Result<u64, StoreError> {
+        let client = self.maintenance_client().await?;
+        self.bounded_maintenance(async {
+            let days: Vec<NaiveDate> = client
+                .query(
+                    "SELECT DISTINCT at::date FROM (
+                        SELECT at FROM clicks_v2 ORDER BY link_id, id LIMIT $1) s",
+                    &[&chunk],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            if days.is_empty() {
+                return Ok(0);
+            }
+            ensure_partitions(&client, &days).await?;
+            let moved = client
+                .query_one(
+                    "WITH moved AS (
+                        DELETE FROM clicks_v2 c
+                        USING (SELECT link_id, id FROM clicks_v2 ORDER BY link_id, id LIMIT $1) s
+                        WHERE c.link_id = s.link_id AND c.id = s.id
+                        RETURNING c.id, c.at, c.link_id, c.context_id),
+                    runs AS (
+                        INSERT INTO clicks (first_id, last_id, at, link_id, ids, ats, contexts)
+                        SELECT min(id), max(id), min(at), link_id, array_agg(id ORDER BY id),
+                               array_agg(at ORDER BY id), array_agg(context_id ORDER BY id)
+                        FROM moved GROUP BY link_id, date_trunc('day', at), id >> 6
+                        RETURNING cardinality(ids) AS n)
+                     SELECT COALESCE(sum(n), 0)::bigint FROM runs",
+                    &[&chunk],
+                )
+                .await?
+                .get::<_, i64>(0);
+            Ok::<_, StoreError>(moved.max(0) as u64)
+        })
+        .await
     }
 
     /// Clicks per bucket (`hourly` or daily) from the bucket holding `from` to the one holding

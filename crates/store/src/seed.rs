@@ -290,8 +290,7 @@ async fn import_clicks(
     let highest = ids.iter().copied().max().unwrap_or_default();
     let stored: std::collections::HashSet<i64> = client
         .query(
-            "SELECT u.id FROM clicks c CROSS JOIN LATERAL unnest(c.ids) AS u(id)
-             WHERE c.first_id <= $3 AND c.last_id >= $2 AND u.id = ANY($1)",
+            "SELECT id FROM click_log WHERE first_id <= $3 AND last_id >= $2 AND id = ANY($1)",
             &[&ids, &lowest, &highest],
         )
         .await?
