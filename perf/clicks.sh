@@ -322,7 +322,7 @@ if needs volume; then
   size_sql="SELECT pg_database_size(current_database())"
   psql "$DBURL" -qc "VACUUM" -c "CHECKPOINT"
   before=$(psql "$DBURL" -Atc "$size_sql")
-  before_clicks=$(psql "$DBURL" -Atc "SELECT COALESCE(sum(cardinality(ids)), 0) FROM clicks")
+  before_clicks=$(psql "$DBURL" -Atc "SELECT COALESCE(sum(cardinality(ids)), 0) FROM click_runs")
   wait_quiet volume
   load_cmd="CLICKS=$CLICKS DAYS=$DAYS BATCH=1000 WRITERS=2 $VOLUME_BIN \$DATABASE_URL $URL_ID"
   p0=$(pg_ticks)
@@ -331,7 +331,7 @@ if needs volume; then
   cat "$OUT/volume.txt"
   psql "$DBURL" -qc "VACUUM" -c "CHECKPOINT"
   after=$(psql "$DBURL" -Atc "$size_sql")
-  after_clicks=$(psql "$DBURL" -Atc "SELECT COALESCE(sum(cardinality(ids)), 0) FROM clicks")
+  after_clicks=$(psql "$DBURL" -Atc "SELECT COALESCE(sum(cardinality(ids)), 0) FROM click_runs")
   stored=$((after_clicks - before_clicks))
   eval "$(tr ' ' '\n' < "$OUT/volume.txt" | grep -E '^(seconds|clicks_per_s)=')"
   note "- load: **$stored clicks in ${seconds} s = ${clicks_per_s} clicks/s** through \`Store::record_clicks\` (batches of 1000, 2 writers, each batch one transaction with its marker, as the service's flushers) — \`$load_cmd\`; PostgreSQL CPU during the load $(python3 -c "print(f'{(${p1% *} - ${p0% *}) / $TCK:.1f} s = {1e6 * (${p1% *} - ${p0% *}) / $TCK / $stored:.1f} µs per click')")"
@@ -340,13 +340,14 @@ if needs volume; then
   note "Per relation, after the load (\`pg_relation_size\` summed over the day partitions; \`pg_total_relation_size\` for the others, their indexes and TOAST included):"
   note ""
   psql "$DBURL" -At -F $'\t' > "$OUT/relations.tsv" <<SQL
-SELECT 'clicks (runs; heap, ' || count(*) || ' day partitions)', sum(pg_relation_size(relid)) FROM pg_partition_tree('clicks') WHERE isleaf
-UNION ALL SELECT 'clicks: free space + visibility maps', sum(pg_relation_size(relid, 'fsm') + pg_relation_size(relid, 'vm')) FROM pg_partition_tree('clicks') WHERE isleaf
-UNION ALL SELECT 'clicks: TOAST (runs are kept under its threshold)', sum(COALESCE(pg_total_relation_size(NULLIF(reltoastrelid, 0)), 0)) FROM pg_partition_tree('clicks') t JOIN pg_class c ON c.oid = t.relid WHERE isleaf
-UNION ALL SELECT 'clicks_link_first_idx (link_id, first_id) INCLUDE (last_id) b-tree', sum(pg_relation_size(relid)) FROM pg_partition_tree('clicks_link_first_idx')
-UNION ALL SELECT 'clicks_span_brin (first_id, last_id) BRIN', sum(pg_relation_size(relid)) FROM pg_partition_tree('clicks_span_brin')
+SELECT 'click_runs (heap, ' || count(*) || ' day partitions)', sum(pg_relation_size(relid)) FROM pg_partition_tree('click_runs') WHERE isleaf
+UNION ALL SELECT 'click_runs: free space + visibility maps', sum(pg_relation_size(relid, 'fsm') + pg_relation_size(relid, 'vm')) FROM pg_partition_tree('click_runs') WHERE isleaf
+UNION ALL SELECT 'click_runs: TOAST (runs are kept under its threshold)', sum(COALESCE(pg_total_relation_size(NULLIF(reltoastrelid, 0)), 0)) FROM pg_partition_tree('click_runs') t JOIN pg_class c ON c.oid = t.relid WHERE isleaf
+UNION ALL SELECT 'click_runs_link_first_idx (link_id, first_id) INCLUDE (last_id) b-tree', sum(pg_relation_size(relid)) FROM pg_partition_tree('click_runs_link_first_idx')
+UNION ALL SELECT 'click_runs_span_brin (first_id, last_id) BRIN', sum(pg_relation_size(relid)) FROM pg_partition_tree('click_runs_span_brin')
+UNION ALL SELECT 'clicks (one row per click, empty since migration 5)', pg_total_relation_size('clicks')
 UNION ALL SELECT c, pg_total_relation_size(c::regclass) FROM unnest(ARRAY['click_links', 'click_contexts', 'url_stats', 'click_hours', 'click_breakdowns', 'click_batches']) AS c;
-SELECT 'rows: clicks (runs)', count(*) FROM clicks UNION ALL SELECT 'rows: click_links', count(*) FROM click_links UNION ALL SELECT 'rows: click_contexts', count(*) FROM click_contexts
+SELECT 'rows: click_runs', count(*) FROM click_runs UNION ALL SELECT 'rows: click_links', count(*) FROM click_links UNION ALL SELECT 'rows: click_contexts', count(*) FROM click_contexts
 UNION ALL SELECT 'rows: click_hours', count(*) FROM click_hours UNION ALL SELECT 'rows: click_breakdowns', count(*) FROM click_breakdowns
 UNION ALL SELECT 'rows: click_batches', count(*) FROM click_batches;
 SQL
@@ -418,7 +419,7 @@ EOF
   day=$(date -u -d "2 days ago" +%Y-%m-%d)
   csv_cmd="curl -s -o /dev/null -w '%{http_code} %{size_download} %{time_starttransfer} %{time_total}\\n' '$BASE/urls/$URL_ID/clicks.csv?from=${day}T00:00:00&to=${day}T23:59:59'"
   read -r code size ttfb total_s < <(eval "$csv_cmd")
-  rows=$(psql "$DBURL" -Atc "SELECT COALESCE(sum(cardinality(ids)), 0) FROM clicks WHERE at >= '$day' AND at < date '$day' + 1")
+  rows=$(psql "$DBURL" -Atc "SELECT COALESCE(sum(cardinality(ids)), 0) FROM click_runs WHERE at >= '$day' AND at < date '$day' + 1")
   note ""
   note "- CSV export of one day ($rows clicks): HTTP $code, $size bytes, first byte after ${ttfb} s, all in ${total_s} s ($(python3 -c "print(f'{$rows / $total_s:,.0f}')") rows/s) — \`$csv_cmd\`"
   stop_gitrev

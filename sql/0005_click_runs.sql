@@ -11,27 +11,15 @@
 -- past a point needs runs starting at most that far before it. Runs of different batches of one
 -- link may interleave (batches written at once), so readers never assume runs are disjoint.
 --
--- This migration only renames and creates: it takes a moment whatever the size of the log. The
--- clicks already stored stay in the old table (`clicks_v2`), shown by the views like the others,
--- and the service moves them into runs in the background, chunk by chunk (docs/operations.md, "The
--- click log: partitions, retention, old clicks").
+-- This migration only creates: it takes a moment whatever the size of the log. The clicks stored
+-- one row each stay in `clicks`, where replicas of the previous version keep writing them during a
+-- rolling upgrade; the views show them like the others, and the service moves them into runs in
+-- the background, chunk by chunk (docs/operations.md, "The click log: partitions, retention, old
+-- clicks").
 
-DROP VIEW event_log;
-ALTER TABLE clicks RENAME TO clicks_v2;
-ALTER INDEX clicks_link_id_idx RENAME TO clicks_v2_link_id_idx;
-ALTER INDEX clicks_id_brin RENAME TO clicks_v2_id_brin;
--- The day partitions' names go to the new table; the old ones step aside (`v2_clicks_p…`).
-DO $$
-DECLARE p record;
-BEGIN
-    FOR p IN SELECT c.relname::text AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-             WHERE i.inhparent = 'clicks_v2'::regclass LOOP
-        EXECUTE format('ALTER TABLE %I RENAME TO %I', p.name, 'v2_' || p.name);
-    END LOOP;
-END $$;
-
--- One row per run, partitioned by UTC day of its first click (every click of a run has that day).
-CREATE TABLE clicks (
+-- One row per run, partitioned by UTC day of its first click (every click of a run has that day):
+-- `click_runs_pYYYYMMDD`, made ahead by the service like the partitions of `clicks` were.
+CREATE TABLE click_runs (
     first_id BIGINT NOT NULL,
     last_id  BIGINT NOT NULL,
     at       TIMESTAMP NOT NULL,
@@ -40,30 +28,31 @@ CREATE TABLE clicks (
     ids      BIGINT[] NOT NULL,
     ats      TIMESTAMP[] NOT NULL,
     contexts INTEGER[] NOT NULL,
-    CONSTRAINT clicks_run CHECK (cardinality(ids) BETWEEN 1 AND 64 AND cardinality(ats) = cardinality(ids)
-           AND cardinality(contexts) = cardinality(ids) AND last_id - first_id < 65536)
+    CONSTRAINT click_runs_run CHECK (cardinality(ids) BETWEEN 1 AND 64
+        AND cardinality(ats) = cardinality(ids) AND cardinality(contexts) = cardinality(ids)
+        AND last_id - first_id < 65536)
 ) PARTITION BY RANGE (at);
 -- A url's (or user's) runs in id order, for `GET /events?url_id=` and the CSV export; `last_id`
 -- comes along so that runs ending before a point are passed over in the index.
-CREATE INDEX clicks_link_first_idx ON clicks (link_id, first_id) INCLUDE (last_id);
+CREATE INDEX click_runs_link_first_idx ON click_runs (link_id, first_id) INCLUDE (last_id);
 -- A click by id (`GET /events/{id}`): runs are appended about in id order, so the pages whose
 -- runs start at or before an id and end at or after it are few.
-CREATE INDEX clicks_span_brin ON clicks USING brin (first_id, last_id)
+CREATE INDEX click_runs_span_brin ON click_runs USING brin (first_id, last_id)
     WITH (pages_per_range = 16, autosummarize = on);
 
 -- Every click as its own row, with the run it is stored in (`first_id`, `last_id`: a reader
--- looking for given ids narrows the runs with them; a click not moved yet is its own run).
+-- looking for given ids narrows the runs with them; a click stored one row each is its own run).
 CREATE VIEW click_log AS
-    SELECT c.first_id, c.last_id, u.id, l.url_id, l.user_id, 'click'::text AS event_type,
+    SELECT r.first_id, r.last_id, u.id, l.url_id, l.user_id, 'click'::text AS event_type,
            u.at AS timestamp,
            jsonb_strip_nulls(jsonb_build_object('short_code', l.short_code,
                'original_url', l.original_url, 'referrer', x.referrer,
                'user_agent', x.user_agent))
            || COALESCE(x.extra, '{}'::jsonb) || jsonb_build_object('bot', x.bot) AS details
-    FROM clicks c
-    CROSS JOIN LATERAL unnest(c.ids, c.ats, c.contexts) AS u(id, at, context_id)
+    FROM click_runs r
+    CROSS JOIN LATERAL unnest(r.ids, r.ats, r.contexts) AS u(id, at, context_id)
     -- Left joins (every click has both rows) let the planner skip a join no filter needs.
-    LEFT JOIN click_links l ON l.id = c.link_id
+    LEFT JOIN click_links l ON l.id = r.link_id
     LEFT JOIN click_contexts x ON x.id = u.context_id
     UNION ALL
     SELECT c.id, c.id, c.id, l.url_id, l.user_id, 'click'::text, c.at,
@@ -71,14 +60,14 @@ CREATE VIEW click_log AS
                'original_url', l.original_url, 'referrer', x.referrer,
                'user_agent', x.user_agent))
            || COALESCE(x.extra, '{}'::jsonb) || jsonb_build_object('bot', x.bot)
-    FROM clicks_v2 c
+    FROM clicks c
     LEFT JOIN click_links l ON l.id = c.link_id
     LEFT JOIN click_contexts x ON x.id = c.context_id;
 
 -- Every event as the API shows it: the generic log and the clicks, one id space. A click's
 -- `details` is rebuilt from its link and context; a posted click's own keys (`extra`) win over
 -- the link's, except `bot`, which is always the classification.
-CREATE VIEW event_log AS
+CREATE OR REPLACE VIEW event_log AS
     SELECT id, url_id, user_id, event_type, timestamp, details FROM events
     UNION ALL
     SELECT id, url_id, user_id, event_type, timestamp, details FROM click_log;

@@ -641,10 +641,13 @@ async fn clicks_either_side_of_midnight_land_in_their_own_days() {
     assert_eq!(times, ["2026-11-30T23:59:59", "2026-12-01T00:00:00"]);
     // Each row is stored in its own day's partition.
     let db = connect(&srv.database_url).await;
-    for (event, partition) in listed.iter().zip(["clicks_p20261130", "clicks_p20261201"]) {
+    for (event, partition) in listed
+        .iter()
+        .zip(["click_runs_p20261130", "click_runs_p20261201"])
+    {
         let row = db
             .query_one(
-                "SELECT tableoid::regclass::text FROM clicks WHERE $1 = ANY(ids)",
+                "SELECT tableoid::regclass::text FROM click_runs WHERE $1 = ANY(ids)",
                 &[&id_of(event)],
             )
             .await
@@ -699,16 +702,16 @@ async fn retention_drops_old_partitions_and_keeps_the_counters() {
     };
     import_into(&db, &set);
     let admin = connect(&db).await;
-    let old_partition = format!("clicks_p{}", old.format("%Y%m%d"));
-    let edge_partition = format!("clicks_p{}", edge.format("%Y%m%d"));
-    let today_partition = format!("clicks_p{}", recent.format("%Y%m%d"));
+    let old_partition = format!("click_runs_p{}", old.format("%Y%m%d"));
+    let edge_partition = format!("click_runs_p{}", edge.format("%Y%m%d"));
+    let today_partition = format!("click_runs_p{}", recent.format("%Y%m%d"));
     let attached = |name: String| {
         let admin = &admin;
         async move {
             admin
                 .query_one(
                     "SELECT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-                                    WHERE i.inhparent = 'clicks'::regclass AND c.relname = $1),
+                                    WHERE i.inhparent = 'click_runs'::regclass AND c.relname = $1),
                             EXISTS (SELECT 1 FROM pg_class WHERE relname = $1)",
                     &[&name],
                 )
@@ -914,7 +917,7 @@ async fn a_click_whose_url_was_deleted_while_queued_is_dropped_and_counted() {
             holder
                 .query_one(
                     "SELECT COALESCE(sum(cardinality(c.ids)), 0)::bigint
-                     FROM clicks c JOIN click_links l ON l.id = c.link_id
+                     FROM click_runs c JOIN click_links l ON l.id = c.link_id
                      WHERE l.url_id = $1",
                     &[&id],
                 )
@@ -1479,8 +1482,8 @@ async fn read_every_way(
 }
 
 /// A database at migration 4 whose clicks are one row each (`sql/0002_clicks.sql`): after
-/// migration 5 they read as before (by list, by id, by export) while they wait in `clicks_v2` and
-/// once the maintenance pass has moved them into runs.
+/// migration 5 they read as before (by list, by id, by export) while they wait in `clicks` and once
+/// the maintenance pass has moved them into runs.
 #[tokio::test]
 async fn migration_5_regroups_stored_clicks_into_runs_and_loses_nothing() {
     let db = fresh_database("anaruns").await;
@@ -1564,7 +1567,7 @@ async fn migration_5_regroups_stored_clicks_into_runs_and_loses_nothing() {
     let left = poll(
         Duration::from_secs(60),
         || async {
-            old.query_one("SELECT count(*) FROM clicks_v2", &[])
+            old.query_one("SELECT count(*) FROM clicks", &[])
                 .await
                 .map(|r| r.get::<_, i64>(0))
                 .unwrap_or(-1)
@@ -1581,7 +1584,7 @@ async fn migration_5_regroups_stored_clicks_into_runs_and_loses_nothing() {
         .query_one(
             "SELECT count(*), max(cardinality(ids))::bigint, sum(cardinality(ids))::bigint,
                     bool_and(ids[1] = first_id AND ids[cardinality(ids)] = last_id)
-             FROM clicks",
+             FROM click_runs",
             &[],
         )
         .await

@@ -285,7 +285,7 @@ async fn a_full_click_queue_drops_clicks_only_by_count() {
     // While the click log is locked the writer blocks on its first click and the one-slot queue
     // fills: the overflow is certain, not a matter of how fast the writer happens to be.
     let lock = connect(&database_url).await;
-    lock.batch_execute("BEGIN; LOCK TABLE clicks IN SHARE MODE")
+    lock.batch_execute("BEGIN; LOCK TABLE click_runs IN SHARE MODE")
         .await
         .expect("locking the click log");
     let replies = join_all((0..200).map(|_| srv.get(&c, &path))).await;

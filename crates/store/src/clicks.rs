@@ -308,7 +308,7 @@ struct Row {
     context: i32,
 }
 
-/// Clicks of one link version, one UTC day and one batch, stored as one row of `clicks`
+/// Clicks of one link version, one UTC day and one batch, stored as one row of `click_runs`
 /// (`sql/0005_click_runs.sql`): the index entry, tuple header and link of a run are paid once for
 /// up to [`RUN_CLICKS`] clicks. Its ids ascend and span less than [`RUN_SPAN`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -1024,7 +1024,7 @@ async fn copy_runs(
     }
     let sink = tx
         .copy_in(
-            "COPY clicks (first_id, last_id, at, link_id, ids, ats, contexts) FROM STDIN BINARY",
+            "COPY click_runs (first_id, last_id, at, link_id, ids, ats, contexts) FROM STDIN BINARY",
         )
         .await?;
     let writer = BinaryCopyInWriter::new(
@@ -1103,11 +1103,11 @@ async fn write_rollup(
 const PARTITION_LOCK: i64 = 0x6769_7472_6563; // "gitrec"
 
 pub fn partition_name(day: NaiveDate) -> String {
-    format!("clicks_p{}", day.format("%Y%m%d"))
+    format!("click_runs_p{}", day.format("%Y%m%d"))
 }
 
 fn partition_day(name: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(name.strip_prefix("clicks_p")?, "%Y%m%d").ok()
+    NaiveDate::parse_from_str(name.strip_prefix("click_runs_p")?, "%Y%m%d").ok()
 }
 
 /// The days that have a partition, and those whose detach was interrupted.
@@ -1118,7 +1118,7 @@ async fn partitions(
         .query(
             "SELECT c.relname::text, i.inhdetachpending FROM pg_inherits i
              JOIN pg_class c ON c.oid = i.inhrelid
-             WHERE i.inhparent = 'clicks'::regclass",
+             WHERE i.inhparent = 'click_runs'::regclass",
             &[],
         )
         .await?;
@@ -1156,10 +1156,10 @@ pub async fn ensure_partitions(
             .batch_execute(&format!(
                 "SELECT pg_advisory_xact_lock({PARTITION_LOCK});
                  CREATE TABLE IF NOT EXISTS {name}
-                     (LIKE clicks INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+                     (LIKE click_runs INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
                  DO $$ BEGIN
                    IF NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = '{name}'::regclass) THEN
-                     ALTER TABLE clicks ATTACH PARTITION {name}
+                     ALTER TABLE click_runs ATTACH PARTITION {name}
                        FOR VALUES FROM ('{day}') TO ('{next}');
                    END IF;
                  END $$;"
@@ -1210,7 +1210,7 @@ fn export_bound_sql(links: usize) -> String {
     let branches: Vec<String> = (0..links)
         .map(|i| {
             format!(
-                "(SELECT first_id FROM clicks WHERE link_id = ${} AND first_id > $1
+                "(SELECT first_id FROM click_runs WHERE link_id = ${} AND first_id > $1
                   AND at >= $2 AND at < $3 ORDER BY first_id LIMIT $4)",
                 i + 5
             )
@@ -1224,13 +1224,13 @@ fn export_bound_sql(links: usize) -> String {
 
 /// The clicks of a step: ids in `($1, $6]` and times in `[$2, $3)`, oldest first, up to `$4`; the
 /// runs holding them start after `$1 - RUN_SPAN` and end after `$1` (`$5`: the day of `$2`). Clicks
-/// not moved yet from the old one-row-per-click table (`clicks_v2`) come by its `(link_id, id)`
-/// index.
+/// stored one row each (`clicks`: before migration 5, or by a replica of the previous version) come
+/// by its `(link_id, id)` index.
 fn export_rows_sql(links: usize) -> String {
     let runs: Vec<String> = (0..links)
         .map(|i| {
             format!(
-                "(SELECT ids, ats, contexts FROM clicks WHERE link_id = ${}
+                "(SELECT ids, ats, contexts FROM click_runs WHERE link_id = ${}
                   AND first_id > $1::bigint - {RUN_SPAN} AND first_id <= $6 AND last_id > $1
                   AND at >= $5 AND at < $3)",
                 i + 7
@@ -1240,7 +1240,7 @@ fn export_rows_sql(links: usize) -> String {
     let unmoved: Vec<String> = (0..links)
         .map(|i| {
             format!(
-                "(SELECT id, at, context_id FROM clicks_v2 WHERE link_id = ${}
+                "(SELECT id, at, context_id FROM clicks WHERE link_id = ${}
                   AND id > $1 AND id <= $6 AND at >= $2 AND at < $3 ORDER BY id LIMIT $4)",
                 i + 7
             )
@@ -1325,7 +1325,7 @@ impl Store {
                 let detach = if pending { "FINALIZE" } else { "CONCURRENTLY" };
                 client
                     .batch_execute(&format!(
-                        "ALTER TABLE clicks DETACH PARTITION {name} {detach}"
+                        "ALTER TABLE click_runs DETACH PARTITION {name} {detach}"
                     ))
                     .await?;
                 client.batch_execute(&format!("DROP TABLE {name}")).await?;
@@ -1407,7 +1407,8 @@ impl Store {
         Ok(written.stored)
     }
 
-    /// Moves up to `chunk` clicks stored one row each (before migration 5, `clicks_v2`) into runs,
+    /// Moves up to `chunk` clicks stored one row each (`clicks`: before migration 5, or by a replica
+    /// of the previous version during a rolling upgrade) into runs,
     /// in one statement: deleted there, written here, in the order of the old `(link_id, id)`
     /// index, so that a link's neighbouring ids share runs of up to 64. The rollups counted them
     /// already. Answers how many moved; 0 when none is left. Safe with several movers at once: a
@@ -1418,7 +1419,7 @@ impl Store {
             let days: Vec<NaiveDate> = client
                 .query(
                     "SELECT DISTINCT at::date FROM (
-                        SELECT at FROM clicks_v2 ORDER BY link_id, id LIMIT $1) s",
+                        SELECT at FROM clicks ORDER BY link_id, id LIMIT $1) s",
                     &[&chunk],
                 )
                 .await?
@@ -1432,12 +1433,12 @@ impl Store {
             let moved = client
                 .query_one(
                     "WITH moved AS (
-                        DELETE FROM clicks_v2 c
-                        USING (SELECT link_id, id FROM clicks_v2 ORDER BY link_id, id LIMIT $1) s
+                        DELETE FROM clicks c
+                        USING (SELECT link_id, id FROM clicks ORDER BY link_id, id LIMIT $1) s
                         WHERE c.link_id = s.link_id AND c.id = s.id
                         RETURNING c.id, c.at, c.link_id, c.context_id),
                     runs AS (
-                        INSERT INTO clicks (first_id, last_id, at, link_id, ids, ats, contexts)
+                        INSERT INTO click_runs (first_id, last_id, at, link_id, ids, ats, contexts)
                         SELECT min(id), max(id), min(at), link_id, array_agg(id ORDER BY id),
                                array_agg(at ORDER BY id), array_agg(context_id ORDER BY id)
                         FROM moved GROUP BY link_id, date_trunc('day', at), id >> 6
@@ -1607,8 +1608,9 @@ mod tests {
     #[test]
     fn partition_names_round_trip() {
         let day = NaiveDate::from_ymd_opt(2026, 12, 2).expect("a date");
-        assert_eq!(partition_name(day), "clicks_p20261202");
-        assert_eq!(partition_day("clicks_p20261202"), Some(day));
+        assert_eq!(partition_name(day), "click_runs_p20261202");
+        assert_eq!(partition_day("click_runs_p20261202"), Some(day));
+        assert_eq!(partition_day("clicks_p20261202"), None);
         assert_eq!(partition_day("clicks_default"), None);
     }
 

@@ -20,8 +20,8 @@ pub async fn fix(client: &Client, tables: &[&str]) -> Result<Vec<(String, i64)>,
         // The table name comes from the fixed list above, never from input. Clicks take their
         // ids from the events sequence too.
         let largest = if *table == "events" {
-            "GREATEST((SELECT MAX(id) FROM events), (SELECT MAX(last_id) FROM clicks),
-                       (SELECT MAX(id) FROM clicks_v2))"
+            "GREATEST((SELECT MAX(id) FROM events), (SELECT MAX(last_id) FROM click_runs),
+                       (SELECT MAX(id) FROM clicks))"
                 .to_owned()
         } else {
             format!("(SELECT MAX(id) FROM {table})")
