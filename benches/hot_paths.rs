@@ -172,7 +172,7 @@ fn csv_parsing(c: &mut Criterion) {
 }
 
 /// The click writer's own work for a batch of 1000 redirect clicks over 100 urls: rows and
-/// rollups (the database's part is measured by `perf/clicks.sh`).
+/// rollups, then runs (the database's part is measured by `perf/clicks.sh`).
 fn click_writer(c: &mut Criterion) {
     let code: std::sync::Arc<str> = "CKVfY9".into();
     let target = ClickTarget::Stored("https://relay.cloud/quiet/harvest/1".into());
@@ -201,6 +201,12 @@ fn click_writer(c: &mut Criterion) {
     g.throughput(Throughput::Elements(clicks.len() as u64));
     g.bench_function("prepare_1000", |b| {
         b.iter(|| clicks::Prepared::new(black_box(&clicks), &links, &contexts, &live))
+    });
+    // The batch grouped into runs (one row per link version and day), its ids given.
+    let prepared = clicks::Prepared::new(&clicks, &links, &contexts, &live);
+    let fresh: Vec<i64> = (1..=prepared.ids_needed() as i64).collect();
+    g.bench_function("runs_1000", |b| {
+        b.iter(|| black_box(&prepared).runs(black_box(&fresh)))
     });
     g.bench_function("classify_new_context", |b| {
         b.iter(|| {

@@ -344,7 +344,7 @@ SELECT 'click_runs (heap, ' || count(*) || ' day partitions)', sum(pg_relation_s
 UNION ALL SELECT 'click_runs: free space + visibility maps', sum(pg_relation_size(relid, 'fsm') + pg_relation_size(relid, 'vm')) FROM pg_partition_tree('click_runs') WHERE isleaf
 UNION ALL SELECT 'click_runs: TOAST (runs are kept under its threshold)', sum(COALESCE(pg_total_relation_size(NULLIF(reltoastrelid, 0)), 0)) FROM pg_partition_tree('click_runs') t JOIN pg_class c ON c.oid = t.relid WHERE isleaf
 UNION ALL SELECT 'click_runs_link_first_idx (link_id, first_id) INCLUDE (last_id) b-tree', sum(pg_relation_size(relid)) FROM pg_partition_tree('click_runs_link_first_idx')
-UNION ALL SELECT 'click_runs_span_brin (first_id, last_id) BRIN', sum(pg_relation_size(relid)) FROM pg_partition_tree('click_runs_span_brin')
+UNION ALL SELECT 'click_runs_first_idx (first_id) INCLUDE (last_id) b-tree', sum(pg_relation_size(relid)) FROM pg_partition_tree('click_runs_first_idx')
 UNION ALL SELECT 'clicks (one row per click, empty since migration 5)', pg_total_relation_size('clicks')
 UNION ALL SELECT c, pg_total_relation_size(c::regclass) FROM unnest(ARRAY['click_links', 'click_contexts', 'url_stats', 'click_hours', 'click_breakdowns', 'click_batches']) AS c;
 SELECT 'rows: click_runs', count(*) FROM click_runs UNION ALL SELECT 'rows: click_links', count(*) FROM click_links UNION ALL SELECT 'rows: click_contexts', count(*) FROM click_contexts

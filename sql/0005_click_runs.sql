@@ -35,10 +35,9 @@ CREATE TABLE click_runs (
 -- A url's (or user's) runs in id order, for `GET /events?url_id=` and the CSV export; `last_id`
 -- comes along so that runs ending before a point are passed over in the index.
 CREATE INDEX click_runs_link_first_idx ON click_runs (link_id, first_id) INCLUDE (last_id);
--- A click by id (`GET /events/{id}`): runs are appended about in id order, so the pages whose
--- runs start at or before an id and end at or after it are few.
-CREATE INDEX click_runs_span_brin ON click_runs USING brin (first_id, last_id)
-    WITH (pages_per_range = 16, autosummarize = on);
+-- A click by id (`GET /events/{id}`): the runs starting at most 65,536 ids before it, whose
+-- `last_id` the index holds, so only the runs that may hold the id are read. One entry per run.
+CREATE INDEX click_runs_first_idx ON click_runs (first_id) INCLUDE (last_id);
 
 -- Every click as its own row, with the run it is stored in (`first_id`, `last_id`: a reader
 -- looking for given ids narrows the runs with them; a click stored one row each is its own run).

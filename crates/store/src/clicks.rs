@@ -333,6 +333,13 @@ pub const RUN_SPAN: i64 = 65_536;
 /// A day in microseconds.
 const DAY_MICROS: i64 = 24 * HOUR_MICROS;
 
+/// The condition that narrows `click_log` to the runs that may hold ids in `[lo, hi]` (SQL
+/// expressions, e.g. parameters): those starting at most [`RUN_SPAN`] before `lo` and no later
+/// than `hi`, and ending at or after `lo`: a range of the `(first_id) INCLUDE (last_id)` index.
+pub fn runs_holding(lo: &str, hi: &str) -> String {
+    format!("first_id <= {hi} AND first_id > {lo}::bigint - {RUN_SPAN} AND last_id >= {lo}")
+}
+
 impl Run {
     fn first_id(&self) -> i64 {
         self.ids.first().copied().unwrap_or_default()

@@ -6,7 +6,7 @@ use gitrev_core::model::{Event, NewEvent};
 use serde_json::Value;
 use tokio_postgres::Row;
 
-use super::clicks::{Click, Counting};
+use super::clicks::{self, Click, Counting};
 use super::{Filter, Page, Store, StoreError};
 
 const COLUMNS: &str = "id, url_id, user_id, event_type, timestamp, details";
@@ -213,8 +213,11 @@ impl Store {
             let conn = self.conn().await?;
             conn.client
                 .query(
-                    "SELECT id, url_id, user_id, event_type, timestamp, details FROM click_log
-                     WHERE first_id <= $3 AND last_id >= $2 AND id = ANY($1)",
+                    &format!(
+                        "SELECT id, url_id, user_id, event_type, timestamp, details FROM click_log
+                         WHERE {} AND id = ANY($1)",
+                        clicks::runs_holding("$2", "$3")
+                    ),
                     &[&ids, &lowest, &highest],
                 )
                 .await?
@@ -281,19 +284,19 @@ impl Store {
 
     pub async fn get_event(&self, id: i64) -> Result<Event, StoreError> {
         let mut conn = self.conn().await?;
-        let stmt = conn
-            .prepared(
-                // Clicks are found through the runs that may hold the id (`click_log`): the view
-                // `event_log` unnests every run for an id it cannot see inside one.
-                "SELECT id, url_id, user_id, event_type, timestamp, details FROM (
-                    SELECT id, url_id, user_id, event_type, timestamp, details FROM events
-                    WHERE id = $1
-                    UNION ALL
-                    SELECT id, url_id, user_id, event_type, timestamp, details FROM click_log
-                    WHERE first_id <= $1 AND last_id >= $1 AND id = $1) e
-                 WHERE NOT (event_type = 'click' AND timestamp < COALESCE($2::timestamp, '-infinity'))",
-            )
-            .await?;
+        // Clicks are found through the runs that may hold the id (`click_log`): the view
+        // `event_log` unnests every run for an id it cannot see inside one.
+        let sql = format!(
+            "SELECT id, url_id, user_id, event_type, timestamp, details FROM (
+                SELECT id, url_id, user_id, event_type, timestamp, details FROM events
+                WHERE id = $1
+                UNION ALL
+                SELECT id, url_id, user_id, event_type, timestamp, details FROM click_log
+                WHERE {} AND id = $1) e
+             WHERE NOT (event_type = 'click' AND timestamp < COALESCE($2::timestamp, '-infinity'))",
+            clicks::runs_holding("$1", "$1")
+        );
+        let stmt = conn.prepared(&sql).await?;
         let row = conn
             .client
             .query_opt(&stmt, &[&id, &self.click_retention_cutoff()])

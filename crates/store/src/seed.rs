@@ -290,7 +290,10 @@ async fn import_clicks(
     let highest = ids.iter().copied().max().unwrap_or_default();
     let stored: std::collections::HashSet<i64> = client
         .query(
-            "SELECT id FROM click_log WHERE first_id <= $3 AND last_id >= $2 AND id = ANY($1)",
+            &format!(
+                "SELECT id FROM click_log WHERE {} AND id = ANY($1)",
+                crate::clicks::runs_holding("$2", "$3")
+            ),
             &[&ids, &lowest, &highest],
         )
         .await?
