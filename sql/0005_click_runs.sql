@@ -39,34 +39,52 @@ CREATE INDEX click_runs_link_first_idx ON click_runs (link_id, first_id) INCLUDE
 -- `last_id` the index holds, so only the runs that may hold the id are read. One entry per run.
 CREATE INDEX click_runs_first_idx ON click_runs (first_id) INCLUDE (last_id);
 
+-- A click's `details` as the API shows it, rebuilt from its link version and context: a posted
+-- click's own keys (`extra`) win over the link's, except `bot`, which is always the
+-- classification. (A SQL function: inlined where it is used.)
+CREATE FUNCTION click_details(l click_links, x click_contexts) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_strip_nulls(jsonb_build_object('short_code', l.short_code,
+               'original_url', l.original_url, 'referrer', x.referrer,
+               'user_agent', x.user_agent))
+           || COALESCE(x.extra, '{}'::jsonb) || jsonb_build_object('bot', x.bot)
+$$;
+
 -- Every click as its own row, with the run it is stored in (`first_id`, `last_id`: a reader
 -- looking for given ids narrows the runs with them; a click stored one row each is its own run).
 CREATE VIEW click_log AS
     SELECT r.first_id, r.last_id, u.id, l.url_id, l.user_id, 'click'::text AS event_type,
-           u.at AS timestamp,
-           jsonb_strip_nulls(jsonb_build_object('short_code', l.short_code,
-               'original_url', l.original_url, 'referrer', x.referrer,
-               'user_agent', x.user_agent))
-           || COALESCE(x.extra, '{}'::jsonb) || jsonb_build_object('bot', x.bot) AS details
+           u.at AS timestamp, click_details(l, x) AS details
     FROM click_runs r
     CROSS JOIN LATERAL unnest(r.ids, r.ats, r.contexts) AS u(id, at, context_id)
     -- Left joins (every click has both rows) let the planner skip a join no filter needs.
     LEFT JOIN click_links l ON l.id = r.link_id
     LEFT JOIN click_contexts x ON x.id = u.context_id
     UNION ALL
-    SELECT c.id, c.id, c.id, l.url_id, l.user_id, 'click'::text, c.at,
-           jsonb_strip_nulls(jsonb_build_object('short_code', l.short_code,
-               'original_url', l.original_url, 'referrer', x.referrer,
-               'user_agent', x.user_agent))
-           || COALESCE(x.extra, '{}'::jsonb) || jsonb_build_object('bot', x.bot)
+    SELECT c.id, c.id, c.id, l.url_id, l.user_id, 'click'::text, c.at, click_details(l, x)
     FROM clicks c
     LEFT JOIN click_links l ON l.id = c.link_id
     LEFT JOIN click_contexts x ON x.id = c.context_id;
 
--- Every event as the API shows it: the generic log and the clicks, one id space. A click's
--- `details` is rebuilt from its link and context; a posted click's own keys (`extra`) win over
--- the link's, except `bot`, which is always the classification.
+-- Every event as the API shows it: the generic log and the clicks, one id space.
 CREATE OR REPLACE VIEW event_log AS
     SELECT id, url_id, user_id, event_type, timestamp, details FROM events
     UNION ALL
     SELECT id, url_id, user_id, event_type, timestamp, details FROM click_log;
+
+-- The same rows without a click's `details` (NULL), with what rebuilds it (`link_id`,
+-- `context_id`; NULL for a row of `events`): a page of a long list is chosen from these, and
+-- only its own clicks' details are built (`click_details`), not those of every click sorted.
+CREATE VIEW event_rows AS
+    SELECT id, url_id, user_id, event_type, timestamp, details,
+           NULL::integer AS link_id, NULL::integer AS context_id
+    FROM events
+    UNION ALL
+    SELECT u.id, l.url_id, l.user_id, 'click'::text, u.at, NULL::jsonb, r.link_id, u.context_id
+    FROM click_runs r
+    CROSS JOIN LATERAL unnest(r.ids, r.ats, r.contexts) AS u(id, at, context_id)
+    LEFT JOIN click_links l ON l.id = r.link_id
+    UNION ALL
+    SELECT c.id, l.url_id, l.user_id, 'click'::text, c.at, NULL::jsonb, c.link_id, c.context_id
+    FROM clicks c
+    LEFT JOIN click_links l ON l.id = c.link_id;

@@ -291,31 +291,11 @@ async fn maintenance_pass(store: &Store, retention_days: u32) {
     // Builds the classifier (it compiles its patterns) off the runtime's threads, before the
     // first click needs it.
     let _ = tokio::task::spawn_blocking(gitrev_store::clicks::warm_up).await;
-    let mut moved = 0u64;
-    loop {
-        match store.move_old_clicks(MOVE_CHUNK).await {
-            Ok(0) => break,
-            Ok(n) => moved += n,
-            Err(err) => {
-                warn!(error = %err, "cannot move old clicks yet");
-                break;
-            }
-        }
-    }
+    let moved = move_all(|| store.move_old_clicks(MOVE_CHUNK)).await;
     if moved > 0 {
         info!(moved, "old click rows moved from events to the click log");
     }
-    let mut moved = 0u64;
-    loop {
-        match store.move_unrun_clicks(MOVE_CHUNK).await {
-            Ok(0) => break,
-            Ok(n) => moved += n,
-            Err(err) => {
-                warn!(error = %err, "cannot move clicks into runs yet");
-                break;
-            }
-        }
-    }
+    let moved = move_all(|| store.move_unrun_clicks(MOVE_CHUNK)).await;
     if moved > 0 {
         info!(moved, "clicks stored one row each moved into runs");
     }
@@ -328,6 +308,26 @@ async fn maintenance_pass(store: &Store, retention_days: u32) {
         ),
         Ok(_) => {}
         Err(err) => warn!(error = %err, "cannot prune clicks yet"),
+    }
+}
+
+/// Runs one chunk of a move after another until none is left (or one fails: logged, retried next
+/// pass); answers how many rows moved.
+async fn move_all<F, Fut>(mut chunk: F) -> u64
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, gitrev_store::StoreError>>,
+{
+    let mut moved = 0u64;
+    loop {
+        match chunk().await {
+            Ok(0) => return moved,
+            Ok(n) => moved += n,
+            Err(err) => {
+                warn!(error = %err, "cannot move old clicks yet");
+                return moved;
+            }
+        }
     }
 }
 

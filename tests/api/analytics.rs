@@ -1194,15 +1194,9 @@ type OldEvent = (
     Option<bool>,
 );
 
-#[tokio::test]
-async fn the_migration_moves_an_old_databases_clicks_and_loses_nothing() {
-    let db = fresh_database("anamigr").await;
-    let old = connect(&db).await;
-    old.batch_execute(include_str!("../../sql/0001_init.sql"))
-        .await
-        .expect("applying 0001_init.sql");
-    // The ledger as `crates/store/src/migrate.rs` keeps it.
-    old.batch_execute(
+/// The migrations' ledger as `crates/store/src/migrate.rs` keeps it.
+async fn create_ledger(db: &tokio_postgres::Client) {
+    db.batch_execute(
         "CREATE TABLE schema_migrations (
             version    INTEGER PRIMARY KEY,
             name       TEXT NOT NULL,
@@ -1211,6 +1205,16 @@ async fn the_migration_moves_an_old_databases_clicks_and_loses_nothing() {
     )
     .await
     .expect("creating the ledger");
+}
+
+#[tokio::test]
+async fn the_migration_moves_an_old_databases_clicks_and_loses_nothing() {
+    let db = fresh_database("anamigr").await;
+    let old = connect(&db).await;
+    old.batch_execute(include_str!("../../sql/0001_init.sql"))
+        .await
+        .expect("applying 0001_init.sql");
+    create_ledger(&old).await;
     old.execute(
         "INSERT INTO schema_migrations (version, name, checksum)
          VALUES (1, '0001_init.sql', encode(sha256(convert_to($1, 'UTF8')), 'hex'))",
@@ -1488,15 +1492,7 @@ async fn read_every_way(
 async fn migration_5_regroups_stored_clicks_into_runs_and_loses_nothing() {
     let db = fresh_database("anaruns").await;
     let old = connect(&db).await;
-    old.batch_execute(
-        "CREATE TABLE schema_migrations (
-            version    INTEGER PRIMARY KEY,
-            name       TEXT NOT NULL,
-            checksum   TEXT NOT NULL,
-            applied_at TIMESTAMP NOT NULL DEFAULT (now() AT TIME ZONE 'UTC'))",
-    )
-    .await
-    .expect("creating the ledger");
+    create_ledger(&old).await;
     let files = [
         ("0001_init.sql", include_str!("../../sql/0001_init.sql")),
         ("0002_clicks.sql", include_str!("../../sql/0002_clicks.sql")),

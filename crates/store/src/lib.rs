@@ -829,14 +829,31 @@ impl Store {
         filter: Filter,
         page: Page,
     ) -> Result<(Vec<tokio_postgres::Row>, i64), StoreError> {
+        self.list_then(table, columns, None, filter, page).await
+    }
+
+    /// Like [`Store::list`]; with `then`, the page's rows are chosen first (the CTE `page`) and
+    /// `then` (a query over `page`, ordered by id) makes what is answered of them: what costs per
+    /// row is paid for the page's rows only, not for every row sorted.
+    pub(crate) async fn list_then(
+        &self,
+        table: &'static str,
+        columns: &'static str,
+        then: Option<&'static str>,
+        filter: Filter,
+        page: Page,
+    ) -> Result<(Vec<tokio_postgres::Row>, i64), StoreError> {
         let mut conn = self.conn().await?;
         let wheres = filter.where_clause();
         let n = filter.values.len();
-        let rows_sql = format!(
+        let mut rows_sql = format!(
             "SELECT {columns} FROM {table}{wheres} ORDER BY id LIMIT ${} OFFSET ${}",
             n + 1,
             n + 2
         );
+        if let Some(then) = then {
+            rows_sql = format!("WITH page AS MATERIALIZED ({rows_sql}) {then}");
+        }
         let count_sql = format!("SELECT count(*) FROM {table}{wheres}");
         let rows_stmt = conn.prepared(&rows_sql).await?;
         let count_stmt = conn.prepared(&count_sql).await?;
