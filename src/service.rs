@@ -264,9 +264,10 @@ const MOVE_CHUNK: i64 = 5_000;
 
 /// Looks after the click log, now and then every [`CLICK_MAINTENANCE_EVERY`]: makes the coming
 /// days' partitions (never on a request's path: the writer makes a missing one only as a last
-/// resort), moves the click rows older versions left in `events` and in `clicks` (chunk by
-/// chunk, while serving), and drops the partitions past retention. Safe on every replica at once (advisory
-/// locks; a moved row is written by whoever deleted it). Failures are logged and retried next time.
+/// resort), moves the click rows older versions left in `events` and in `clicks` (chunk by chunk,
+/// while serving), and drops the partitions past retention. Safe on every replica at once
+/// (advisory locks; a moved row is written by whoever deleted it). Failures are logged and retried
+/// next time.
 async fn maintain_clicks(store: Store, retention_days: u32, mut stop: watch::Receiver<bool>) {
     loop {
         // A stop ends a pass wherever it is: what it was doing is transactional, or (a detach)

@@ -970,6 +970,91 @@ const QUOTED: Agent = Agent {
     ..FIREFOX_LINUX
 };
 
+/// Runs of one link whose ids interleave (as batches written at once by two replicas leave them),
+/// more of them than one step of the export reads: the export, the list and the lookups by id
+/// still give every click once, in id order.
+#[tokio::test]
+async fn interleaved_runs_are_exported_and_listed_in_id_order() {
+    let db = migrated_database("anainter").await;
+    let srv = start_server_on(&db, &[]);
+    let c = client();
+    let url = create_url_on(&srv, &c, json!({"original_url": unique_original_url()})).await;
+    let url_id = id_of(&url);
+    let admin = connect(&db).await;
+    let link: i32 = admin
+        .query_one(
+            "INSERT INTO click_links (digest, url_id, short_code, original_url)
+             VALUES ('\\xfeed', $1, 'inter', 'https://example.com/inter') RETURNING id",
+            &[&url_id],
+        )
+        .await
+        .expect("a link version")
+        .get(0);
+    let context: i32 = admin
+        .query_one(
+            "INSERT INTO click_contexts (digest, bot, browser, os, device, referrer_host)
+             VALUES ('\\xfeed', false, 'Other', 'Other', 'other', 'direct') RETURNING id",
+            &[],
+        )
+        .await
+        .expect("a context")
+        .get(0);
+    // 450 ids, dealt over 150 runs so that every run overlaps every other.
+    let today = Utc::now().date_naive();
+    let midnight = today.and_hms_opt(0, 0, 0).expect("midnight");
+    let first = 50_000_000i64;
+    let mut runs: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for k in 0..450i64 {
+        runs.entry(k % 150).or_default().push(first + k);
+    }
+    for ids in runs.values() {
+        let ats: Vec<NaiveDateTime> = ids
+            .iter()
+            .map(|id| midnight + Span::milliseconds(id - first + 1))
+            .collect();
+        admin
+            .execute(
+                "INSERT INTO click_runs (first_id, last_id, at, link_id, ids, ats, contexts)
+                 VALUES ($1, $2, $3, $4, $5, $6, array_fill($7::int, ARRAY[cardinality($5::bigint[])]))",
+                &[&ids[0], &ids[ids.len() - 1], &ats[0], &link, ids, &ats, &context],
+            )
+            .await
+            .expect("a run");
+    }
+    let expected: Vec<i64> = (first..first + 450).collect();
+    let csv = export_csv(
+        &srv,
+        &c,
+        url_id,
+        &format!("from={today}T00:00:00&to={today}T23:59:59"),
+    )
+    .await;
+    let exported: Vec<i64> = csv
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .next()
+                .unwrap_or_default()
+                .parse()
+                .expect("an id")
+        })
+        .collect();
+    assert_eq!(exported, expected, "every click once, in id order");
+    let listed = event_list(
+        &srv,
+        &c,
+        &format!("/events?url_id={url_id}&event_type=click&per_page=1000&page=1"),
+    )
+    .await;
+    assert_eq!(ids(&listed), expected);
+    for event in [&listed[0], &listed[200], &listed[449]] {
+        let one = get_json(&srv, &c, &format!("/events/{}", id_of(event))).await;
+        assert_eq!(&one, event);
+        assert_eq!(one["details"]["short_code"], "inter");
+    }
+}
+
 #[tokio::test]
 async fn the_export_is_byte_exact_for_a_small_url() {
     let srv = analytics_server().await;

@@ -1207,7 +1207,7 @@ pub struct ExportedClick {
 /// all there is below it.
 const EXPORT_RUNS: i64 = 64;
 
-/// One step of the export of a url's link versions (`$6`…): the first id of the [`EXPORT_RUNS`]th
+/// One step of the export of a url's link versions (`$5`…): the first id of the [`EXPORT_RUNS`]th
 /// run starting after `$1` (the bound: no run not read holds an id at or below it; NULL when there
 /// are fewer such runs, and then everything is read). One index scan per link version, merged
 /// (the planner's Merge Append), so a step costs its own runs, not the url's. `$2` is the UTC day
