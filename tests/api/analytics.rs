@@ -970,6 +970,20 @@ const QUOTED: Agent = Agent {
     ..FIREFOX_LINUX
 };
 
+/// The ids of an exported CSV's rows, in order.
+fn csv_ids(csv: &str) -> Vec<i64> {
+    csv.lines()
+        .skip(1)
+        .map(|l| {
+            l.split(',')
+                .next()
+                .unwrap_or_default()
+                .parse()
+                .expect("an id")
+        })
+        .collect()
+}
+
 /// Runs of one link whose ids interleave (as batches written at once by two replicas leave them),
 /// more of them than one step of the export reads: the export, the list and the lookups by id
 /// still give every click once, in id order.
@@ -1029,17 +1043,7 @@ async fn interleaved_runs_are_exported_and_listed_in_id_order() {
         &format!("from={today}T00:00:00&to={today}T23:59:59"),
     )
     .await;
-    let exported: Vec<i64> = csv
-        .lines()
-        .skip(1)
-        .map(|l| {
-            l.split(',')
-                .next()
-                .unwrap_or_default()
-                .parse()
-                .expect("an id")
-        })
-        .collect();
+    let exported = csv_ids(&csv);
     assert_eq!(exported, expected, "every click once, in id order");
     let listed = event_list(
         &srv,
@@ -1551,17 +1555,7 @@ async fn read_every_way(
         .await
         .expect(404, "an id no click has");
     let csv = export_csv(srv, c, 1, "from=2026-10-01&to=2026-10-05").await;
-    let exported: Vec<i64> = csv
-        .lines()
-        .skip(1)
-        .map(|l| {
-            l.split(',')
-                .next()
-                .unwrap_or_default()
-                .parse()
-                .expect("an id")
-        })
-        .collect();
+    let exported = csv_ids(&csv);
     assert_eq!(
         exported,
         before.iter().map(|b| b.0).collect::<Vec<i64>>(),
