@@ -32,11 +32,12 @@ CREATE TABLE click_runs (
         AND cardinality(ats) = cardinality(ids) AND cardinality(contexts) = cardinality(ids)
         AND last_id - first_id < 65536)
 ) PARTITION BY RANGE (at);
--- A url's (or user's) runs in id order, for `GET /events?url_id=` and the CSV export; `last_id`
--- comes along so that runs ending before a point are passed over in the index.
+-- A url's (or user's) runs in id order, for `GET /events?url_id=` and the CSV export (`last_id`
+-- comes along for the queries that need nothing else of a run: index-only scans).
 CREATE INDEX click_runs_link_first_idx ON click_runs (link_id, first_id) INCLUDE (last_id);
--- A click by id (`GET /events/{id}`): the runs starting at most 65,536 ids before it, whose
--- `last_id` the index holds, so only the runs that may hold the id are read. One entry per run.
+-- A click by id (`GET /events/{id}`): the runs starting at most 65,536 ids before it are a range
+-- of this index (one entry per run), read to find the one holding it: ~1,700 runs when batches
+-- spread over 1,000 urls (~38 clicks a run), up to 65,536 when every run holds one click.
 CREATE INDEX click_runs_first_idx ON click_runs (first_id) INCLUDE (last_id);
 
 -- A click's `details` as the API shows it, rebuilt from its link version and context: a posted
