@@ -110,44 +110,8 @@ wait_quiet() { # what: waits (sharing QUIET_WAIT across the run), then notes how
   note "- quiet ($what): waited $((WAITED - before)) s for the 1-minute load average to fall below $QUIET_LOAD; it was $(load1) when measuring began ($(date -u +%H:%M:%S) UTC)"
 }
 
-# CPU accounting in clock ticks, as perf/compare.sh: the machine's busy CPU, its total CPU, and
-# this script's own (reaped children such as wrk, plus gitrev, its PostgreSQL and the ceiling).
-cpu_snapshot() {
-  python3 - "$$" ${GPID:-} ${CPID:-} <<'EOF'
-import os, sys
-shell, roots = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
-with open("/proc/stat") as f:
-    v = [int(x) for x in f.readline().split()[1:]]
-busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
-total = busy + v[3] + v[4]
-def stat(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(rest[1]), sum(int(x) for x in rest[11:15]), int(rest[13]) + int(rest[14])
-procs = {}
-for d in os.listdir("/proc"):
-    if d.isdigit() and (s := stat(int(d))):
-        procs[int(d)] = s
-children = {}
-for pid, (ppid, _, _) in procs.items():
-    children.setdefault(ppid, []).append(pid)
-ours = procs[shell][2]
-stack = [p for p in roots if p in procs]
-while stack:
-    pid = stack.pop()
-    ours += procs[pid][1]
-    stack.extend(children.get(pid, []))
-print(busy, ours, total)
-EOF
-}
-others_pct() { # snapshot-before snapshot-after -> % of one core used by other processes
-  python3 -c "
-b0, o0, t0 = map(int, '$1'.split()); b1, o1, t1 = map(int, '$2'.split())
-print(max(0, round(100 * $(nproc) * ((b1 - b0) - (o1 - o0)) / max(1, t1 - t0))))"
-}
+# CPU accounting: cpu_snapshot, others_pct (perf/lib.sh).
+. perf/lib.sh
 
 # CPU ticks (utime+stime) of gitrev itself, and of its PostgreSQL: the postmaster (with the
 # cutime+cstime of the backends it reaped) and every live child of it.

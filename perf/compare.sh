@@ -66,41 +66,8 @@ trap cleanup EXIT
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
-# CPU accounting, in clock ticks: all busy CPU of the machine (/proc/stat), all its CPU time busy or
-# not (to turn the rest into a share of one core), and the CPU of this script's own processes (its
-# reaped children, such as wrk, plus the running gitrev and all its descendants, its PostgreSQL
-# among them, or the ceiling). The busy CPU over a run less our own is what others used.
-cpu_snapshot() {
-  python3 - "$$" ${GPID:-} ${CPID:-} <<'EOF'
-import os, sys
-shell, roots = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
-with open("/proc/stat") as f:
-    v = [int(x) for x in f.readline().split()[1:]]
-busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]  # user nice system irq softirq steal
-total = busy + v[3] + v[4]  # and idle, iowait: the elapsed time times the number of CPUs
-def stat(pid):  # (ppid, utime + stime + cutime + cstime, cutime + cstime)
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(rest[1]), sum(int(x) for x in rest[11:15]), int(rest[13]) + int(rest[14])
-procs = {}
-for d in os.listdir("/proc"):
-    if d.isdigit() and (s := stat(int(d))):
-        procs[int(d)] = s
-children = {}
-for pid, (ppid, _, _) in procs.items():
-    children.setdefault(ppid, []).append(pid)
-ours = procs[shell][2]  # the shell's reaped children: wrk, curl, ...
-stack = [p for p in roots if p in procs]  # gitrev (and its PostgreSQL) or the ceiling, running
-while stack:
-    pid = stack.pop()
-    ours += procs[pid][1]
-    stack.extend(children.get(pid, []))
-print(busy, ours, total)
-EOF
-}
+# CPU accounting: cpu_snapshot (perf/lib.sh).
+. perf/lib.sh
 
 rps() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
 p99() { awk '$1 == "99%" { print $2 }' "$1"; }

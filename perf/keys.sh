@@ -56,13 +56,8 @@ start() { # mode: off | on
   exit 1
 }
 
-stop() {
-  kill -TERM "$GPID"
-  wait "$GPID" || true
-  GPID=""
-  rm -rf "$DATA"
-  DATA=""
-}
+# stop (perf/lib.sh).
+. perf/lib.sh
 
 measure() { # name mode round script
   local file=$OUT/$1_$2_r$3.txt

@@ -117,52 +117,8 @@ start() { # a fresh gitrev: embedded PostgreSQL, development (open API), the see
   exit 1
 }
 
-stop() {
-  kill -TERM "$GPID"
-  wait "$GPID" || true
-  GPID=""
-  rm -rf "$DATA"
-  DATA=""
-}
-
-# CPU accounting in clock ticks, as perf/clicks.sh: the machine's busy CPU, this script's own
-# (reaped children such as wrk, plus gitrev and its PostgreSQL), and the total.
-cpu_snapshot() {
-  python3 - "$$" ${GPID:-} <<'EOF'
-import os, sys
-shell, roots = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
-with open("/proc/stat") as f:
-    v = [int(x) for x in f.readline().split()[1:]]
-busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
-total = busy + v[3] + v[4]
-def stat(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            rest = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(rest[1]), sum(int(x) for x in rest[11:15]), int(rest[13]) + int(rest[14])
-procs = {}
-for d in os.listdir("/proc"):
-    if d.isdigit() and (s := stat(int(d))):
-        procs[int(d)] = s
-children = {}
-for pid, (ppid, _, _) in procs.items():
-    children.setdefault(ppid, []).append(pid)
-ours = procs[shell][2]
-stack = [p for p in roots if p in procs]
-while stack:
-    pid = stack.pop()
-    ours += procs[pid][1]
-    stack.extend(children.get(pid, []))
-print(busy, ours, total)
-EOF
-}
-others_pct() { # snapshot-before snapshot-after -> % of one core used by other processes
-  python3 -c "
-b0, o0, t0 = map(int, '$1'.split()); b1, o1, t1 = map(int, '$2'.split())
-print(max(0, round(100 * $(nproc) * ((b1 - b0) - (o1 - o0)) / max(1, t1 - t0))))"
-}
+# CPU accounting (cpu_snapshot, others_pct) and stop (perf/lib.sh).
+. perf/lib.sh
 
 # One wrk run → a line of TSV: section name round req/s p50 p90 p99 (ms) errors others%.
 # Errors: non-2xx/3xx answers and socket errors (connect, read, write, timeout).
