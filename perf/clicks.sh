@@ -37,6 +37,7 @@ set -euo pipefail
 [ -n "${CEILING_BIN:-}" ] && CEILING_BIN=$(realpath -- "$CEILING_BIN")
 [ -n "${VOLUME_BIN:-}" ] && VOLUME_BIN=$(realpath -- "$VOLUME_BIN")
 cd "$(dirname "$0")/.."
+. perf/lib.sh
 
 DUR=${DURATION:-15}
 CONNS=${CONNS:-64}
@@ -57,13 +58,7 @@ SUMMARY=$OUT/summary.md
 BASE=http://127.0.0.1:$PORT
 TCK=$(getconf CLK_TCK)
 
-missing=()
-command -v wrk > /dev/null || missing+=(wrk)
-command -v curl > /dev/null || missing+=(curl)
-command -v psql > /dev/null || missing+=(postgresql-client)
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq && apt-get install -y -qq "${missing[@]}" > /dev/null
-fi
+need_commands wrk curl psql=postgresql-client
 
 needs() { [[ " $SECTIONS " == *" $1 "* ]]; }
 if needs redirect || needs volume; then
@@ -109,9 +104,6 @@ wait_quiet() { # what: waits (sharing QUIET_WAIT across the run), then notes how
   done
   note "- quiet ($what): waited $((WAITED - before)) s for the 1-minute load average to fall below $QUIET_LOAD; it was $(load1) when measuring began ($(date -u +%H:%M:%S) UTC)"
 }
-
-# CPU accounting: cpu_snapshot, others_pct (perf/lib.sh).
-. perf/lib.sh
 
 # CPU ticks (utime+stime) of gitrev itself, and of its PostgreSQL: the postmaster (with the
 # cutime+cstime of the backends it reaped) and every live child of it.

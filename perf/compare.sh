@@ -26,6 +26,7 @@ for b in "${BINS[@]}"; do [ -x "$b" ] || { echo "not an executable file: $b" >&2
 [ -n "${CEILING_BIN:-}" ] && CEILING_BIN=$(realpath -- "$CEILING_BIN")
 CMDLINE="$0 $*"
 cd "$(dirname "$0")/.."
+. perf/lib.sh
 
 DUR=${DURATION:-15}
 CONNS=${CONNS:-100}
@@ -65,9 +66,6 @@ cleanup() {
 trap cleanup EXIT
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
-
-# CPU accounting: cpu_snapshot (perf/lib.sh).
-. perf/lib.sh
 
 rps() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
 p99() { awk '$1 == "99%" { print $2 }' "$1"; }

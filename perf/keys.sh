@@ -18,6 +18,7 @@
 set -euo pipefail
 [ -n "${GITREV_BIN:-}" ] && GITREV_BIN=$(realpath -- "$GITREV_BIN")
 cd "$(dirname "$0")/.."
+. perf/lib.sh
 DUR=${DURATION:-15}
 CONNS=${CONNS:-100}
 THREADS=${THREADS:-2}
@@ -28,19 +29,12 @@ TOKEN=perf-keys-token-$RANDOM$RANDOM
 RUN=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=perf/out/keys-$RUN
 mkdir -p "$OUT"
-command -v wrk > /dev/null || { apt-get update -qq && apt-get install -y -qq wrk > /dev/null; }
+need_commands wrk
 if [ -z "${GITREV_BIN:-}" ]; then
   cargo build --release --bin gitrev
   GITREV_BIN=$(realpath target/release/gitrev)
 fi
 
-GPID=""
-DATA=""
-cleanup() {
-  [ -n "$GPID" ] && kill -TERM "$GPID" 2>/dev/null && wait "$GPID" 2>/dev/null
-  [ -n "$DATA" ] && rm -rf "$DATA"
-  true
-}
 trap cleanup EXIT
 
 start() { # mode: off | on
@@ -55,9 +49,6 @@ start() { # mode: off | on
   echo "gitrev not ready; see $OUT/gitrev.log" >&2
   exit 1
 }
-
-# stop (perf/lib.sh).
-. perf/lib.sh
 
 measure() { # name mode round script
   local file=$OUT/$1_$2_r$3.txt

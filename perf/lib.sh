@@ -1,4 +1,26 @@
-# Shared by the perf/ scripts that measure against the rest of the machine; sourced, not run.
+# Shared by the perf/ scripts that measure against the rest of the machine; sourced (from the
+# repository's root), not run.
+
+# Installs from Debian the commands that are missing: `need_commands wrk curl psql=postgresql-client`
+# (command=package when they differ).
+need_commands() {
+  local missing=() spec
+  for spec in "$@"; do
+    command -v "${spec%%=*}" > /dev/null || missing+=("${spec#*=}")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" > /dev/null
+  fi
+}
+
+# On exit (`trap cleanup EXIT`): stops a gitrev still running as GPID and removes DATA.
+GPID=""
+DATA=""
+cleanup() {
+  [ -n "$GPID" ] && kill -TERM "$GPID" 2>/dev/null && wait "$GPID" 2>/dev/null
+  [ -n "$DATA" ] && rm -rf "$DATA"
+  true
+}
 #
 # CPU accounting in clock ticks: the machine's busy CPU, this script's own (its reaped children
 # such as wrk, plus the processes GPID and CPID name when set — gitrev with its PostgreSQL, the

@@ -44,6 +44,7 @@
 set -euo pipefail
 [ -n "${GITREV_BIN:-}" ] && GITREV_BIN=$(realpath -- "$GITREV_BIN")
 cd "$(dirname "$0")/.."
+. perf/lib.sh
 SECTIONS=${*:-redirect bulk search}
 DUR=${DURATION:-10}
 CONNS=${CONNS:-64}
@@ -75,26 +76,13 @@ TERMS_BROAD=${TERMS_BROAD:-ocol,volca,ket}
 TERMS_COMMON=${TERMS_COMMON:-river}
 TERMS_TOP=${TERMS_TOP:-garden}
 
-missing=()
-command -v wrk > /dev/null || missing+=(wrk)
-command -v curl > /dev/null || missing+=(curl)
-command -v psql > /dev/null || missing+=(postgresql-client)
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq && apt-get install -y -qq "${missing[@]}" > /dev/null
-fi
+need_commands wrk curl psql=postgresql-client
 if [ -z "${GITREV_BIN:-}" ]; then
   cargo build --release --bin gitrev
   GITREV_BIN=$(realpath target/release/gitrev)
 fi
 [ -x "$GITREV_BIN" ] || { echo "not an executable file: $GITREV_BIN" >&2; exit 2; }
 
-GPID=""
-DATA=""
-cleanup() {
-  [ -n "$GPID" ] && kill -TERM "$GPID" 2>/dev/null && wait "$GPID" 2>/dev/null
-  [ -n "$DATA" ] && rm -rf "$DATA"
-  true
-}
 trap cleanup EXIT
 
 note() { echo "$*" | tee -a "$SUMMARY"; }
@@ -116,9 +104,6 @@ start() { # a fresh gitrev: embedded PostgreSQL, development (open API), the see
   echo "gitrev not ready; see $OUT/gitrev.log" >&2
   exit 1
 }
-
-# CPU accounting (cpu_snapshot, others_pct) and stop (perf/lib.sh).
-. perf/lib.sh
 
 # One wrk run → a line of TSV: section name round req/s p50 p90 p99 (ms) errors others%.
 # Errors: non-2xx/3xx answers and socket errors (connect, read, write, timeout).
