@@ -166,8 +166,12 @@ impl Database {
                 embedded: None,
             }),
             None => {
-                let embedded =
-                    EmbeddedPostgres::start(&settings.data_dir, settings.pg_bin.as_deref()).await?;
+                let embedded = EmbeddedPostgres::start(
+                    &settings.data_dir,
+                    settings.pg_bin.as_deref(),
+                    settings.pg_shared_buffers_mb,
+                )
+                .await?;
                 Ok(Database {
                     url: embedded.database_url(),
                     embedded: Some(embedded),

@@ -118,6 +118,12 @@ pub struct Settings {
     #[arg(long, env = "GITREV_PG_BIN", global = true)]
     pub pg_bin: Option<PathBuf>,
 
+    /// `shared_buffers` of the embedded database, in MB (16 to 65536). Unset: a quarter of the
+    /// memory gitrev may use (its cgroup's limit, else the machine's), between 128 and 1024.
+    #[arg(long, env = "GITREV_PG_SHARED_BUFFERS_MB", global = true,
+          value_parser = named(value_parser!(u32).range(16..=65536)))]
+    pub pg_shared_buffers_mb: Option<u32>,
+
     /// PostgreSQL connections in the pool (1 to 1000).
     #[arg(long, env = "GITREV_POOL_SIZE", default_value_t = DEFAULT_POOL_SIZE, global = true,
           value_parser = named(value_parser!(u32).range(1..=1000)))]
@@ -810,7 +816,7 @@ mod tests {
         );
         // One row per setting, each a variable, a default and a meaning.
         let rows: Vec<&str> = table.lines().skip(2).collect();
-        assert_eq!(rows.len(), 41, "{table}");
+        assert_eq!(rows.len(), 42, "{table}");
         assert!(
             rows.iter().all(|row| row.matches(" | ").count() == 2),
             "{table}"

@@ -113,7 +113,7 @@ async fn new_link(srv: &TestServer, c: &reqwest::Client) -> Reply {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_database_outage_under_load_loses_nothing_acknowledged() {
     let dir = TestDir::new("outage");
-    let mut pg = EmbeddedPostgres::start(dir.path(), None)
+    let mut pg = EmbeddedPostgres::start(dir.path(), None, None)
         .await
         .expect("a cluster of the test's own");
     let port = pg.port();
@@ -191,7 +191,7 @@ async fn a_database_outage_under_load_loses_nothing_acknowledged() {
     .await;
 
     // PostgreSQL comes back, at the same address; the server recovers by itself.
-    let mut pg = EmbeddedPostgres::start(dir.path(), None)
+    let mut pg = EmbeddedPostgres::start(dir.path(), None, None)
         .await
         .expect("the cluster starts again");
     assert_eq!(
@@ -327,7 +327,7 @@ async fn a_server_killed_under_load_loses_no_acknowledged_user() {
 #[tokio::test]
 async fn a_stop_while_the_database_is_down_gives_up_on_queued_clicks_in_time() {
     let dir = TestDir::new("drain");
-    let mut pg = EmbeddedPostgres::start(dir.path(), None)
+    let mut pg = EmbeddedPostgres::start(dir.path(), None, None)
         .await
         .expect("a cluster of the test's own");
     let url = pg.database_url();

@@ -38,7 +38,7 @@ async fn redirect(srv: &TestServer, link: &Value) -> Reply {
 #[tokio::test]
 async fn a_restart_with_the_database_stopped_serves_the_snapshot() {
     let cluster = TestDir::new("snapdb");
-    let mut pg = EmbeddedPostgres::start(cluster.path(), None)
+    let mut pg = EmbeddedPostgres::start(cluster.path(), None, None)
         .await
         .expect("a cluster of the test's own");
     let url = pg.database_url();
@@ -76,7 +76,7 @@ async fn a_restart_with_the_database_stopped_serves_the_snapshot() {
     );
 
     // The database returns: the server catches up by itself (migrations, readiness, writes).
-    let mut pg = EmbeddedPostgres::start(cluster.path(), None)
+    let mut pg = EmbeddedPostgres::start(cluster.path(), None, None)
         .await
         .expect("the cluster starts again");
     second.wait_for_ready(200, Duration::from_secs(30)).await;

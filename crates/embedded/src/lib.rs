@@ -202,11 +202,43 @@ fn running_server(cluster: &Path) -> Option<(i32, u16)> {
     (pid_alive(pid) && comm.trim() == "postgres").then_some((pid, port))
 }
 
+/// PostgreSQL's own default `shared_buffers` (128 MB) and the most the embedded cluster takes
+/// unless told otherwise.
+const SHARED_BUFFERS_MIN_MB: u32 = 128;
+const SHARED_BUFFERS_MAX_MB: u32 = 1024;
+
+/// A quarter of the memory this process may use (the cgroup's limit when there is one, else the
+/// machine's), between 128 MB and 1 GB: PostgreSQL's own advice for a server of its own, capped
+/// because the embedded one shares the machine with gitrev. The memory is only touched as pages
+/// are read, so an idle or small database costs no more than with the 128 MB default.
+pub fn default_shared_buffers_mb() -> u32 {
+    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let cgroup = fs::read_to_string("/sys/fs/cgroup/memory.max").unwrap_or_default();
+    shared_buffers_for(&meminfo, &cgroup)
+}
+
+fn shared_buffers_for(meminfo: &str, cgroup_max: &str) -> u32 {
+    let machine = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|kb| kb.trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024);
+    let limit = cgroup_max.trim().parse::<u64>().ok();
+    let bytes = match (machine, limit) {
+        (Some(m), Some(l)) => m.min(l),
+        (m, l) => m.or(l).unwrap_or(0),
+    };
+    let quarter_mb = bytes / 4 / (1024 * 1024);
+    quarter_mb.clamp(SHARED_BUFFERS_MIN_MB.into(), SHARED_BUFFERS_MAX_MB.into()) as u32
+}
+
 /// Starts `postgres` on `cluster` and `port`, its output appended to `log_path`.
 fn spawn_postgres(
     bin: &Path,
     cluster: &Path,
     port: u16,
+    shared_buffers_mb: u32,
     run_as: Option<RunAs>,
     log_path: &Path,
 ) -> Result<Child, EmbeddedError> {
@@ -223,20 +255,29 @@ fn spawn_postgres(
         .args(["-c", "listen_addresses=127.0.0.1"])
         .args(["-c", "unix_socket_directories="])
         .args(["-c", "max_connections=300"])
+        .args(["-c", &format!("shared_buffers={shared_buffers_mb}MB")])
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
         .spawn()
         .map_err(io("starting postgres"))?;
-    info!(port, pid = child.id(), cluster = %cluster.display(), "started embedded PostgreSQL");
+    info!(port, pid = child.id(), cluster = %cluster.display(), shared_buffers_mb,
+        "started embedded PostgreSQL");
     Ok(child)
 }
 
 impl EmbeddedPostgres {
     /// Creates the cluster if needed, starts it (or adopts one already running on it) and makes
     /// sure the `gitrev` database exists.
-    pub async fn start(data_dir: &Path, pg_bin: Option<&Path>) -> Result<Self, EmbeddedError> {
+    /// `shared_buffers_mb`: PostgreSQL's buffer cache; `None` sizes it to the machine
+    /// ([`default_shared_buffers_mb`]). A server adopted from an earlier start keeps its own.
+    pub async fn start(
+        data_dir: &Path,
+        pg_bin: Option<&Path>,
+        shared_buffers_mb: Option<u32>,
+    ) -> Result<Self, EmbeddedError> {
         let bin = find_binaries(pg_bin)?;
+        let shared_buffers_mb = shared_buffers_mb.unwrap_or_else(default_shared_buffers_mb);
         let run_as = run_as()?;
         fs::create_dir_all(data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
         let data_dir = data_dir
@@ -291,8 +332,14 @@ impl EmbeddedPostgres {
                 .map_or_else(free_port, Ok)?;
             fs::write(&port_file, port.to_string())
                 .map_err(io(format!("writing {}", port_file.display())))?;
-            let child =
-                spawn_postgres(&bin, &cluster, port, run_as, &data_dir.join("postgres.log"))?;
+            let child = spawn_postgres(
+                &bin,
+                &cluster,
+                port,
+                shared_buffers_mb,
+                run_as,
+                &data_dir.join("postgres.log"),
+            )?;
             EmbeddedPostgres {
                 pid: child.id() as i32,
                 child: Some(child),
@@ -324,7 +371,14 @@ impl EmbeddedPostgres {
                 "the embedded PostgreSQL's port was taken; retrying on another"
             );
             fs::write(data_dir.join("pg.port"), port.to_string()).map_err(io("writing pg.port"))?;
-            server.child = Some(spawn_postgres(&bin, &cluster, port, run_as, &log)?);
+            server.child = Some(spawn_postgres(
+                &bin,
+                &cluster,
+                port,
+                shared_buffers_mb,
+                run_as,
+                &log,
+            )?);
             server.pid = server.child.as_ref().map_or(0, |c| c.id() as i32);
             server.port = port;
             server.stopped = false;
@@ -570,6 +624,21 @@ async fn init_cluster(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_buffers_take_a_quarter_of_the_memory_within_bounds() {
+        let gib = |n: u64| format!("MemTotal:       {} kB\nMemFree: 1 kB\n", n * 1024 * 1024);
+        // A quarter of the machine, capped at 1 GB...
+        assert_eq!(shared_buffers_for(&gib(2), "max\n"), 512);
+        assert_eq!(shared_buffers_for(&gib(24), "max\n"), 1024);
+        // ...or of the cgroup's limit when that is lower...
+        let limit = (1024u64 * 1024 * 1024).to_string();
+        assert_eq!(shared_buffers_for(&gib(24), &limit), 256);
+        // ...and never below PostgreSQL's default, even when nothing can be read.
+        assert_eq!(shared_buffers_for(&gib(0), ""), 128);
+        assert_eq!(shared_buffers_for("", ""), 128);
+        assert_eq!(shared_buffers_for("MemTotal: lots\n", "max"), 128);
+    }
 
     #[test]
     fn debug_leaves_out_the_password() {
