@@ -300,6 +300,14 @@ async fn maintenance_pass(store: &Store, retention_days: u32) {
     if moved > 0 {
         info!(moved, "clicks stored one row each moved into runs");
     }
+    match store
+        .prune_old_link_changes(gitrev_store::tier::CHANGES_KEPT)
+        .await
+    {
+        Ok(0) => {}
+        Ok(pruned) => info!(pruned, "link changes past their keeping time dropped"),
+        Err(err) => warn!(error = %err, "cannot prune the link change log yet"),
+    }
     match store.prune_clicks(retention_days).await {
         Ok(pruned) if !pruned.partitions.is_empty() => info!(
             partitions = ?pruned.partitions,

@@ -30,5 +30,6 @@ mod schema;
 mod seed;
 mod shutdown;
 mod snapshot;
+mod tier;
 mod urls;
 mod users;

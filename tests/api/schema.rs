@@ -101,3 +101,42 @@ async fn check_schema_names_a_changed_view() {
         "the changed view is named:\n{text}"
     );
 }
+
+#[tokio::test]
+async fn check_schema_names_a_dropped_trigger_and_a_changed_function() {
+    // The link tier trusts the change log these write: losing one must not go unnoticed.
+    let url = migrated_database("chtrig").await;
+    let db = connect(&url).await;
+    db.batch_execute("DROP TRIGGER urls_log_updates ON urls")
+        .await
+        .expect("dropping the update trigger");
+    let output = gitrev(&["check-schema"], &url);
+    let text = output_text(&output);
+    assert!(
+        !output.status.success(),
+        "check-schema must fail after DROP TRIGGER:\n{text}"
+    );
+    assert!(
+        text.contains("trigger urls_log_updates on urls"),
+        "the dropped trigger is named:\n{text}"
+    );
+
+    let url = migrated_database("chfunc").await;
+    let db = connect(&url).await;
+    db.batch_execute(
+        "CREATE OR REPLACE FUNCTION log_link_changes() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RETURN NULL; END $$",
+    )
+    .await
+    .expect("replacing the trigger function");
+    let output = gitrev(&["check-schema"], &url);
+    let text = output_text(&output);
+    assert!(
+        !output.status.success(),
+        "check-schema must fail after the function changed:\n{text}"
+    );
+    assert!(
+        text.contains("function log_link_changes"),
+        "the changed function is named:\n{text}"
+    );
+}

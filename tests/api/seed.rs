@@ -385,3 +385,50 @@ async fn reset_is_refused_in_production() {
     );
     assert_counts(&url, 401, 2000, 3421).await;
 }
+
+#[tokio::test]
+async fn reset_forgets_the_clicks_recorded_since_the_seed() {
+    let url = seeded_database("gitrev").await;
+    let count = |sql: &'static str| {
+        let url = url.clone();
+        async move {
+            connect(&url)
+                .await
+                .query_one(sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .get::<_, i64>(0)
+        }
+    };
+    let seeded = count("SELECT count(*) FROM click_log").await;
+
+    let srv = start_server_on(&url, &[]);
+    let c = client();
+    let made = srv
+        .post(
+            &c,
+            "/urls",
+            &json!({"user_id": 1, "original_url": "https://example.com/before-reset"}),
+        )
+        .await
+        .expect(201, "POST /urls");
+    let code = made.json["short_code"].as_str().expect("a code").to_owned();
+    for _ in 0..3 {
+        srv.get(&c, &format!("/{code}"))
+            .await
+            .expect(302, "a redirect");
+    }
+    crate::harness::settle_clicks(&srv).await;
+    assert_eq!(count("SELECT count(*) FROM click_log").await, seeded + 3);
+    srv.stop();
+
+    assert_cli_ok(
+        &gitrev(&["reset", "--dir", &dir_arg("gitrev")], &url),
+        "gitrev reset --dir",
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM click_log").await,
+        seeded,
+        "reset leaves the seed's clicks and nothing else"
+    );
+}

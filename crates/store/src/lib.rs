@@ -23,6 +23,7 @@ pub mod migrate;
 pub mod schema;
 pub mod seed;
 pub mod sequences;
+pub mod tier;
 pub mod urls;
 pub mod users;
 

@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0005_click_runs.sql",
         sql: include_str!("../../../sql/0005_click_runs.sql"),
     },
+    Migration {
+        version: 6,
+        name: "0006_link_changes.sql",
+        sql: include_str!("../../../sql/0006_link_changes.sql"),
+    },
 ];
 
 /// Arbitrary but fixed: the advisory lock every gitrev process takes while migrating.

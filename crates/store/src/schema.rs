@@ -84,6 +84,41 @@ async fn catalog(
         let (view, def): (String, String) = (row.get(0), row.get(1));
         out.insert(format!("view {view}"), def.replace(&prefix, ""));
     }
+    // Triggers and the functions the migrations define (not extensions' own): the link tier
+    // trusts the change log they write, so a dropped or edited one is a drift.
+    let triggers = client
+        .query(
+            "SELECT t.relname::text, g.tgname::text, pg_get_triggerdef(g.oid)
+             FROM pg_trigger g
+             JOIN pg_class t ON t.oid = g.tgrelid
+             JOIN pg_namespace n ON n.oid = t.relnamespace
+             WHERE n.nspname = $1 AND NOT g.tgisinternal AND NOT t.relispartition",
+            &[&schema],
+        )
+        .await?;
+    for row in triggers {
+        let (table, name, def): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+        out.insert(
+            format!("trigger {name} on {table}"),
+            def.replace(&prefix, ""),
+        );
+    }
+    let functions = client
+        .query(
+            "SELECT p.proname::text, pg_get_functiondef(p.oid)
+             FROM pg_proc p
+             JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname = $1 AND p.prokind = 'f'
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                               WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                                 AND d.deptype = 'e')",
+            &[&schema],
+        )
+        .await?;
+    for row in functions {
+        let (name, def): (String, String) = (row.get(0), row.get(1));
+        out.insert(format!("function {name}"), def.replace(&prefix, ""));
+    }
     for row in constraints {
         let (table, name, def): (String, String, String) = (row.get(0), row.get(1), row.get(2));
         out.insert(

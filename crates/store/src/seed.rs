@@ -456,15 +456,20 @@ pub async fn is_empty(client: &Client) -> Result<bool, StoreError> {
     Ok(row.get(0))
 }
 
-/// Empties every table (API keys included) and restarts the id sequences, and tells every
-/// running replica to drop its whole link cache and its keys (in the same transaction, so the
-/// announcements come with the change).
+/// Empties every table (API keys and the click log included) and restarts the id sequences, and
+/// tells every running replica to drop its whole link cache and its keys (in the same
+/// transaction, so the announcements come with the change).
+///
+/// The click dictionaries are emptied without restarting their ids: a replica still running
+/// holds dictionary ids in memory, and a click it writes under a forgotten id then joins no link
+/// (it is lost) instead of landing on another link that reused the id.
 pub async fn truncate(client: &Client) -> Result<(), StoreError> {
     client
         .batch_execute(&format!(
             "BEGIN;
-             TRUNCATE url_stats, click_hours, click_breakdowns, click_batches, clicks, events,
-                      api_keys, urls, users RESTART IDENTITY;
+             TRUNCATE url_stats, click_hours, click_breakdowns, click_batches, clicks, click_runs,
+                      events, api_keys, urls, users RESTART IDENTITY;
+             TRUNCATE click_links, click_contexts;
              SELECT pg_notify('{}', '{}');
              SELECT pg_notify('{}', 'TRUNCATE');
              COMMIT;",

@@ -1,0 +1,258 @@
+//! What the link tier reads from the database (issue #12): every link at one snapshot, and the
+//! change log (`sql/0006_link_changes.sql`) that says which codes changed since. Each case has a
+//! migrated database of its own and a real `Store` on it.
+
+use std::collections::BTreeSet;
+
+use gitrev_store::{Store, StoreSettings};
+use gitrev_tier::Tier;
+
+use crate::harness::{connect, database_name, migrated_database};
+
+fn store(url: &str) -> Store {
+    Store::new(
+        url,
+        &StoreSettings {
+            pool_size: 4,
+            statement_timeout_ms: 10_000,
+            pool_timeout_ms: 10_000,
+            connect_timeout_ms: 5_000,
+            db_deadline_margin_ms: 5_000,
+            maintenance_timeout_ms: 60_000,
+            click_retention_days: 0,
+        },
+    )
+    .expect("a store")
+}
+
+fn codes(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|c| c.to_string()).collect()
+}
+
+/// Five links of two users: plain, inactive, with options, limited, without a user.
+async fn five_links(db: &tokio_postgres::Client) {
+    db.batch_execute(
+        "INSERT INTO users (id, username, email) VALUES (1, 'ann', 'ann@example.com'),
+                                                        (2, 'bob', 'bob@example.com');
+         INSERT INTO urls (user_id, short_code, original_url, is_active) VALUES
+             (1, 'plain1', 'https://example.com/plain', true),
+             (1, 'off1', 'https://example.com/off', false),
+             (2, 'bob1', 'https://example.com/bob', true);
+         INSERT INTO urls (user_id, short_code, original_url, expires_at, expired_url,
+                           redirect_status, forward_query)
+             VALUES (1, 'opts1', 'https://example.com/opts?a=1', '2031-01-02 03:04:05.678901',
+                     'https://example.com/gone', 308, true);
+         INSERT INTO urls (short_code, original_url, max_clicks)
+             VALUES ('lim1', 'https://example.com/limited', 5);",
+    )
+    .await
+    .expect("five links");
+}
+
+#[tokio::test]
+async fn a_tier_built_from_the_database_answers_like_it() {
+    let url = migrated_database("tierbuild").await;
+    let db = connect(&url).await;
+    five_links(&db).await;
+    let store = store(&url);
+
+    let (origin, links) = store.tier_links().await.expect("read the links");
+    let (system_id, name) = store.database_identity().await.expect("identity");
+    assert_eq!(origin.system_id, system_id);
+    assert_eq!(origin.database, name);
+    assert_eq!(name, database_name(&url));
+    assert_eq!(links.len(), 5);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("links.tier");
+    gitrev_tier::write(&path, &origin, links).expect("written");
+    let tier = Tier::open(&path).expect("opens").expect("exists");
+    assert!(tier.is_from(system_id, &name));
+    assert!(!tier.is_from(system_id, "another_database"));
+
+    // Every field a redirect decides on, against the row.
+    let rows = db
+        .query(
+            "SELECT short_code, id, user_id, original_url, is_active, expires_at, expired_url,
+                    redirect_status, forward_query, max_clicks IS NOT NULL FROM urls",
+            &[],
+        )
+        .await
+        .expect("the rows");
+    for row in rows {
+        let code: String = row.get(0);
+        let found = tier
+            .get(&code)
+            .unwrap_or_else(|| panic!("{code} is in the tier"));
+        assert_eq!(found.url_id, row.get::<_, i64>(1), "{code}");
+        assert_eq!(found.user_id, row.get::<_, Option<i64>>(2), "{code}");
+        assert_eq!(found.target, row.get::<_, String>(3), "{code}");
+        assert_eq!(found.active, row.get::<_, bool>(4), "{code}");
+        let expires: Option<chrono::NaiveDateTime> = row.get(5);
+        assert_eq!(
+            found.expires_at_us,
+            expires.map(|at| at.and_utc().timestamp_micros()),
+            "{code}"
+        );
+        assert_eq!(
+            found.expired_url.map(str::to_owned),
+            row.get::<_, Option<String>>(6),
+            "{code}"
+        );
+        assert_eq!(
+            found.redirect_status,
+            row.get::<_, Option<i16>>(7),
+            "{code}"
+        );
+        assert_eq!(found.forward_query, row.get::<_, bool>(8), "{code}");
+        assert_eq!(found.limited, row.get::<_, bool>(9), "{code}");
+    }
+    assert!(tier.get("nosuch").is_none());
+    // Microseconds survive the trip (no rounding through floating point).
+    assert_eq!(
+        tier.get("opts1").and_then(|f| f.expires_at_us),
+        Some(1_925_089_445_678_901)
+    );
+}
+
+#[tokio::test]
+async fn every_kind_of_change_after_the_build_is_reported_once() {
+    let url = migrated_database("tierchanges").await;
+    let db = connect(&url).await;
+    five_links(&db).await;
+    let store = store(&url);
+    let (origin, _) = store.tier_links().await.expect("read the links");
+
+    let none = store
+        .links_changed_since(&origin.snapshot)
+        .await
+        .expect("changes");
+    assert!(none.codes.is_empty() && !none.everything, "{none:?}");
+
+    db.batch_execute(
+        "UPDATE urls SET original_url = 'https://example.com/moved' WHERE short_code = 'plain1';
+         UPDATE urls SET is_active = false WHERE short_code = 'opts1';
+         UPDATE urls SET short_code = 'renamed' WHERE short_code = 'lim1';
+         DELETE FROM urls WHERE short_code = 'off1';
+         INSERT INTO urls (short_code, original_url) VALUES ('new1', 'https://example.com/new');
+         -- a user's deletion cascades to its links
+         DELETE FROM users WHERE id = 2;",
+    )
+    .await
+    .expect("changes");
+    let changes = store
+        .links_changed_since(&origin.snapshot)
+        .await
+        .expect("changes");
+    assert_eq!(
+        changes.codes,
+        codes(&["plain1", "opts1", "lim1", "renamed", "off1", "new1", "bob1"])
+    );
+    assert!(!changes.everything);
+
+    // Asked again from the answer's snapshot: nothing new. A later change shows alone.
+    let again = store
+        .links_changed_since(&changes.snapshot)
+        .await
+        .expect("changes");
+    assert!(again.codes.is_empty(), "{again:?}");
+    db.batch_execute("UPDATE urls SET title = 't' WHERE short_code = 'new1'")
+        .await
+        .expect("a title");
+    let later = store
+        .links_changed_since(&again.snapshot)
+        .await
+        .expect("changes");
+    assert_eq!(later.codes, codes(&["new1"]));
+
+    // Pruning up to the last answer's snapshot keeps what it has not seen.
+    let pruned = store
+        .prune_link_changes(&again.snapshot)
+        .await
+        .expect("pruned");
+    assert!(pruned >= 7, "{pruned} rows pruned");
+    let after = store
+        .links_changed_since(&again.snapshot)
+        .await
+        .expect("changes");
+    assert_eq!(after.codes, codes(&["new1"]));
+
+    // The maintenance pass drops changes older than their keeping time, and only those.
+    db.batch_execute(
+        "INSERT INTO urls (short_code, original_url) VALUES ('old1', 'https://example.com/old');
+         UPDATE link_changes SET changed_at = changed_at - interval '8 days'
+         WHERE short_code = 'old1'",
+    )
+    .await
+    .expect("an old change");
+    let pruned = store
+        .prune_old_link_changes(gitrev_store::tier::CHANGES_KEPT)
+        .await
+        .expect("pruned");
+    assert_eq!(pruned, 1);
+    let left = store
+        .links_changed_since(&again.snapshot)
+        .await
+        .expect("changes");
+    assert_eq!(left.codes, codes(&["new1"]));
+}
+
+#[tokio::test]
+async fn a_change_committed_after_the_build_began_is_reported_even_with_an_older_id() {
+    // A transaction that wrote before the build's snapshot but committed after it: its rows are
+    // not in the tier, and its transaction id is below that of changes the tier did see.
+    let url = migrated_database("tierrace").await;
+    let db = connect(&url).await;
+    five_links(&db).await;
+    let store = store(&url);
+
+    let mut slow = connect(&url).await;
+    let slow_tx = slow.transaction().await.expect("begin");
+    slow_tx
+        .batch_execute(
+            "INSERT INTO urls (short_code, original_url) VALUES ('slow1', 'https://example.com/slow');
+             UPDATE urls SET original_url = 'https://example.com/retargeted' WHERE short_code = 'bob1'",
+        )
+        .await
+        .expect("the slow writer's rows");
+    // A faster writer commits after the slow one began.
+    db.batch_execute("UPDATE urls SET is_active = false WHERE short_code = 'off1'")
+        .await
+        .expect("a quick change");
+
+    let (origin, links) = store.tier_links().await.expect("read the links");
+    assert!(links.iter().all(|l| l.code != "slow1"));
+    let bob = links.iter().find(|l| l.code == "bob1").expect("bob1");
+    assert_eq!(bob.target, "https://example.com/bob");
+    slow_tx.commit().await.expect("commit");
+
+    let changes = store
+        .links_changed_since(&origin.snapshot)
+        .await
+        .expect("changes");
+    assert_eq!(changes.codes, codes(&["slow1", "bob1"]));
+}
+
+#[tokio::test]
+async fn a_truncate_marks_every_link_and_a_bad_snapshot_is_an_error() {
+    let url = migrated_database("tiertrunc").await;
+    let db = connect(&url).await;
+    five_links(&db).await;
+    let store = store(&url);
+    let (origin, _) = store.tier_links().await.expect("read the links");
+    db.batch_execute("TRUNCATE urls CASCADE")
+        .await
+        .expect("truncate");
+    let changes = store
+        .links_changed_since(&origin.snapshot)
+        .await
+        .expect("changes");
+    assert!(changes.everything, "{changes:?}");
+
+    for bad in ["", "not a snapshot", "10:5:"] {
+        assert!(
+            store.links_changed_since(bad).await.is_err(),
+            "{bad:?} is refused"
+        );
+    }
+}
