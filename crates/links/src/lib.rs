@@ -3,6 +3,8 @@
 //! - [`cache`]: the link cache in front of the redirect, and its invalidation across replicas
 //!   (LISTEN on the store's announcement channel).
 //! - [`snapshot`]: the cache's links on disk (rkyv), so a restarted replica starts warm.
+//! - [`tier`]: when a replica may answer from its link tier (every link, memory-mapped): trust,
+//!   the codes changed since its snapshot, rebuilds (issue #12; not on the redirect path yet).
 //! - [`lifecycle`]: what a link's expiry, click limit, fallback and query forwarding decide on
 //!   the redirect path, from what the cache holds.
 //! - [`keys`]: the API keys each replica holds in memory (reloaded on the store's key
@@ -18,3 +20,4 @@ pub mod cache;
 pub mod keys;
 pub mod lifecycle;
 pub mod snapshot;
+pub mod tier;
