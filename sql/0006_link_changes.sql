@@ -10,7 +10,8 @@
 -- The rows are written by triggers on `urls`, one statement per statement (transition tables);
 -- a TRUNCATE writes one row with the empty code, which stands for every link.
 -- So no write path, whether the service's or a hand-made `UPDATE` in psql, can change a link
--- without leaving a row here. The service prunes rows older than any tier in use.
+-- without leaving a row here, or without announcing it (below). The service's maintenance pass
+-- drops rows older than 7 days.
 CREATE TABLE link_changes (
     xid        XID8 NOT NULL DEFAULT pg_current_xact_id(),
     short_code TEXT NOT NULL,
@@ -18,19 +19,29 @@ CREATE TABLE link_changes (
 );
 CREATE INDEX link_changes_xid_idx ON link_changes (xid);
 
+-- Every code touched is also announced (NOTIFY gitrev_links), in the same transaction, so it is
+-- delivered when the change commits: a replica learns of a link created or changed by any path
+-- (the API, an import, psql) at once. The service's own announcements of the same codes in the
+-- same transaction fold into these (PostgreSQL drops duplicate notifications).
 CREATE FUNCTION log_link_changes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
-        -- Every link at once: the empty code (no link has it) stands for all of them.
+        -- Every link at once: the empty code (no link has it) stands for all of them, and '*'
+        -- tells every replica to drop everything it holds.
         INSERT INTO link_changes (short_code) VALUES ('');
+        PERFORM pg_notify('gitrev_links', '*');
     ELSIF TG_OP = 'INSERT' THEN
         INSERT INTO link_changes (short_code) SELECT short_code FROM changed_new;
+        PERFORM pg_notify('gitrev_links', short_code) FROM changed_new;
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO link_changes (short_code) SELECT short_code FROM changed_old;
+        PERFORM pg_notify('gitrev_links', short_code) FROM changed_old;
     ELSE
         -- Both codes when an update changed the code itself.
         INSERT INTO link_changes (short_code)
         SELECT short_code FROM changed_old UNION SELECT short_code FROM changed_new;
+        PERFORM pg_notify('gitrev_links', short_code)
+        FROM (SELECT short_code FROM changed_old UNION SELECT short_code FROM changed_new) c;
     END IF;
     RETURN NULL;
 END

@@ -256,3 +256,96 @@ async fn a_truncate_marks_every_link_and_a_bad_snapshot_is_an_error() {
         );
     }
 }
+
+/// A connection LISTENing on the links channel, and the payloads it has heard.
+async fn listener(
+    url: &str,
+) -> (
+    tokio_postgres::Client,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (client, mut connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("a listening connection");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = futures_util::StreamExt::next(&mut messages).await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                if n.channel() == gitrev_store::announce::CHANNEL
+                    && tx.send(n.payload().to_owned()).is_err()
+                {
+                    break;
+                }
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {}", gitrev_store::announce::CHANNEL))
+        .await
+        .expect("LISTEN");
+    (client, rx)
+}
+
+/// Everything heard once `marker` (a NOTIFY sent after the statements) arrives.
+async fn heard_until(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    marker: &str,
+) -> BTreeSet<String> {
+    let mut heard = BTreeSet::new();
+    loop {
+        let payload = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+            .await
+            .expect("notifications keep coming")
+            .expect("the listener runs");
+        if payload == marker {
+            return heard;
+        }
+        heard.insert(payload);
+    }
+}
+
+#[tokio::test]
+async fn every_write_path_announces_the_codes_it_touches() {
+    // Not only the service's statements: an INSERT, UPDATE, DELETE or TRUNCATE made by hand
+    // announces its codes, so a replica never answers from before it for long.
+    let url = migrated_database("tiernotify").await;
+    let db = connect(&url).await;
+    let (_listening, mut rx) = listener(&url).await;
+    let notify = |marker: &str| {
+        format!(
+            "SELECT pg_notify('{}', '{marker}')",
+            gitrev_store::announce::CHANNEL
+        )
+    };
+
+    five_links(&db).await;
+    db.batch_execute(&notify("m1")).await.expect("marker");
+    assert_eq!(
+        heard_until(&mut rx, "m1").await,
+        codes(&["plain1", "off1", "bob1", "opts1", "lim1"])
+    );
+
+    db.batch_execute(
+        "UPDATE urls SET short_code = 'renamed' WHERE short_code = 'lim1';
+         DELETE FROM urls WHERE short_code = 'off1';
+         UPDATE urls SET title = 'x' WHERE short_code = 'plain1'",
+    )
+    .await
+    .expect("changes");
+    db.batch_execute(&notify("m2")).await.expect("marker");
+    assert_eq!(
+        heard_until(&mut rx, "m2").await,
+        codes(&["lim1", "renamed", "off1", "plain1"])
+    );
+
+    // Nothing is announced for a transaction that rolls back.
+    db.batch_execute("BEGIN; UPDATE urls SET title = 'y' WHERE short_code = 'bob1'; ROLLBACK;")
+        .await
+        .expect("rolled back");
+    db.batch_execute("TRUNCATE urls CASCADE")
+        .await
+        .expect("truncate");
+    db.batch_execute(&notify("m3")).await.expect("marker");
+    assert_eq!(heard_until(&mut rx, "m3").await, codes(&["*"]));
+}
