@@ -57,6 +57,13 @@ pub enum Command {
         #[arg(long)]
         days: Option<u32>,
     },
+    /// Write the link tier (every link in one memory-mapped file; issue #12) from the database
+    /// and print what it holds. Replicas do not serve from it yet.
+    BuildTier {
+        /// Where to write it (default: `<data dir>/links.tier`). Written beside and renamed over.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Compare the live schema with the migrations; exit non-zero naming every drift.
     CheckSchema,
     /// API keys: make one (printed once, never again), list them, revoke one.
@@ -234,6 +241,33 @@ async fn run_on(
             for (table, next) in fixed {
                 println!("{table}: next id {next}");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BuildTier { out } => {
+            run_migrations(&store).await?;
+            let path = match out {
+                Some(path) => path,
+                None => {
+                    std::fs::create_dir_all(&settings.data_dir)?;
+                    settings.data_dir.join(gitrev_tier::FILE_NAME)
+                }
+            };
+            let started = std::time::Instant::now();
+            let (origin, links) = store.tier_links().await?;
+            let read = started.elapsed();
+            let target = path.clone();
+            let built =
+                tokio::task::spawn_blocking(move || gitrev_tier::write(&target, &origin, links))
+                    .await??;
+            println!(
+                "{}: {} links, {} bytes ({:.1} per link beside the urls' text); read in {:.2} s, built and written in {:.2} s",
+                path.display(),
+                built.links,
+                built.file_bytes,
+                built.bytes_per_link(),
+                read.as_secs_f64(),
+                (started.elapsed() - read).as_secs_f64()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::PruneClicks { days } => {

@@ -349,3 +349,32 @@ async fn every_write_path_announces_the_codes_it_touches() {
     db.batch_execute(&notify("m3")).await.expect("marker");
     assert_eq!(heard_until(&mut rx, "m3").await, codes(&["*"]));
 }
+
+#[tokio::test]
+async fn gitrev_build_tier_writes_every_link_and_reports_a_bad_path() {
+    let url = migrated_database("tiercli").await;
+    let db = connect(&url).await;
+    five_links(&db).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("links.tier");
+    let path_arg = path.to_str().expect("a UTF-8 path");
+    let output = crate::harness::gitrev(&["build-tier", "--out", path_arg], &url);
+    let text = crate::harness::output_text(&output);
+    assert!(output.status.success(), "build-tier failed:\n{text}");
+    assert!(text.contains("5 links"), "it says what it wrote:\n{text}");
+    let tier = Tier::open(&path).expect("opens").expect("exists");
+    assert_eq!(tier.len(), 5);
+    assert!(tier.get("opts1").is_some_and(|f| f.forward_query));
+
+    let missing = dir.path().join("no/such/dir/links.tier");
+    let output = crate::harness::gitrev(
+        &["build-tier", "--out", missing.to_str().expect("UTF-8")],
+        &url,
+    );
+    let text = crate::harness::output_text(&output);
+    assert!(!output.status.success(), "a bad path fails:\n{text}");
+    assert!(
+        text.contains("no/such/dir") && !text.contains("panicked"),
+        "the error names the path:\n{text}"
+    );
+}

@@ -30,6 +30,9 @@ use memmap2::Mmap;
 use rkyv::rancor;
 use xxhash_rust::xxh3::xxh3_64;
 
+/// The tier's file name in a data directory.
+pub const FILE_NAME: &str = "links.tier";
+
 const MAGIC: &[u8; 8] = b"GITREVTR";
 const VERSION: u64 = 1;
 /// Header bytes before the archive: a multiple of the archive's alignment.
