@@ -21,8 +21,9 @@ CREATE INDEX link_changes_xid_idx ON link_changes (xid);
 
 -- Every code touched is also announced (NOTIFY gitrev_links), in the same transaction, so it is
 -- delivered when the change commits: a replica learns of a link created or changed by any path
--- (the API, an import, psql) at once. The service's own announcements of the same codes in the
--- same transaction fold into these (PostgreSQL drops duplicate notifications).
+-- (the API, an import, psql) at once. A change or deletion announces the code itself (evicted
+-- everywhere), a creation '+' and the code. The service's own announcements of the same codes
+-- in the same transaction fold into these (PostgreSQL drops duplicate notifications).
 CREATE FUNCTION log_link_changes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
@@ -31,8 +32,10 @@ BEGIN
         INSERT INTO link_changes (short_code) VALUES ('');
         PERFORM pg_notify('gitrev_links', '*');
     ELSIF TG_OP = 'INSERT' THEN
+        -- '+code': created. A replica forgets that the code led nowhere but keeps what it
+        -- cached since (a code's links are unique: whatever it holds is this new link).
         INSERT INTO link_changes (short_code) SELECT short_code FROM changed_new;
-        PERFORM pg_notify('gitrev_links', short_code) FROM changed_new;
+        PERFORM pg_notify('gitrev_links', '+' || short_code) FROM changed_new;
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO link_changes (short_code) SELECT short_code FROM changed_old;
         PERFORM pg_notify('gitrev_links', short_code) FROM changed_old;

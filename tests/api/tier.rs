@@ -321,9 +321,10 @@ async fn every_write_path_announces_the_codes_it_touches() {
 
     five_links(&db).await;
     db.batch_execute(&notify("m1")).await.expect("marker");
+    // Created: '+' and the code.
     assert_eq!(
         heard_until(&mut rx, "m1").await,
-        codes(&["plain1", "off1", "bob1", "opts1", "lim1"])
+        codes(&["+plain1", "+off1", "+bob1", "+opts1", "+lim1"])
     );
 
     db.batch_execute(
@@ -377,4 +378,59 @@ async fn gitrev_build_tier_writes_every_link_and_reports_a_bad_path() {
         text.contains("no/such/dir") && !text.contains("panicked"),
         "the error names the path:\n{text}"
     );
+}
+
+#[tokio::test]
+async fn a_link_created_or_changed_by_hand_reaches_a_running_replica_at_once() {
+    // A negative answer cached for ten minutes, and a positive one for as long: only the
+    // triggers' announcements can make the replica see the hand-made changes within seconds.
+    let url = migrated_database("tierhand").await;
+    let srv = crate::harness::start_server_on(
+        &url,
+        &[
+            ("GITREV_NEGATIVE_TTL_MS", "600000"),
+            ("GITREV_CACHE_TTL_SECS", "600"),
+        ],
+    );
+    let c = crate::harness::client();
+    srv.head(&c, "/byhand1").await.expect(404, "not there yet");
+
+    let db = connect(&url).await;
+    db.batch_execute(
+        "INSERT INTO urls (short_code, original_url) VALUES ('byhand1', 'https://example.com/a')",
+    )
+    .await
+    .expect("created by hand");
+    let location = |target: &'static str| {
+        let srv = &srv;
+        let c = &c;
+        move || async move {
+            let reply = srv.head(c, "/byhand1").await;
+            (
+                reply.status,
+                reply.header("location").map(str::to_owned),
+                target,
+            )
+        }
+    };
+    crate::harness::poll(
+        std::time::Duration::from_secs(5),
+        location("https://example.com/a"),
+        |(status, at, want)| *status == 302 && at.as_deref() == Some(*want),
+    )
+    .await
+    .unwrap_or_else(|seen| panic!("the created link is served within 5 s: {seen:?}"));
+
+    db.batch_execute(
+        "UPDATE urls SET original_url = 'https://example.com/b' WHERE short_code = 'byhand1'",
+    )
+    .await
+    .expect("retargeted by hand");
+    crate::harness::poll(
+        std::time::Duration::from_secs(5),
+        location("https://example.com/b"),
+        |(status, at, want)| *status == 302 && at.as_deref() == Some(*want),
+    )
+    .await
+    .unwrap_or_else(|seen| panic!("the new target is served within 5 s: {seen:?}"));
 }

@@ -40,7 +40,7 @@ use crate::lifecycle::{ClickCounts, Forward, Limits};
 
 /// The channel replicas announce link changes on (the store sends). A payload of `*` clears every
 /// cache.
-pub use gitrev_store::announce::{CHANNEL, CLEAR_ALL};
+pub use gitrev_store::announce::{CHANNEL, CLEAR_ALL, CREATED};
 
 /// A cached answer: the link, or `None` for a code that is unknown or inactive.
 pub type Entry = Option<Arc<CachedLink>>;
@@ -216,6 +216,8 @@ pub struct LinkCache {
     links: Cache<Arc<str>, Arc<CachedLink>>,
     absent: Cache<Arc<str>, ()>,
     epoch: Arc<AtomicU64>,
+    /// Moves on every creation announced: a "no such code" read before it is not cached.
+    absent_epoch: Arc<AtomicU64>,
     /// The click counts of limited links (shared with the click writer and the LISTEN task).
     pub limits: Limits,
 }
@@ -241,6 +243,7 @@ impl LinkCache {
                 .time_to_live(config.negative_ttl)
                 .build(),
             epoch: Arc::new(AtomicU64::new(0)),
+            absent_epoch: Arc::new(AtomicU64::new(0)),
             limits: Limits::default(),
         }
     }
@@ -262,6 +265,7 @@ impl LinkCache {
         }
         let key: Arc<str> = Arc::from(code);
         let started_at = self.epoch.load(Ordering::Acquire);
+        let absent_since = self.absent_epoch.load(Ordering::Acquire);
         let loaded = self
             .links
             .try_get_with(key.clone(), async {
@@ -286,7 +290,11 @@ impl LinkCache {
             Ok(link) => Some(link),
             Err(miss) => match &*miss {
                 Miss::Absent => {
-                    self.absent.insert(key, ()).await;
+                    // A creation announced meanwhile may be this code's: don't remember a
+                    // "nowhere" read before it.
+                    if self.absent_epoch.load(Ordering::Acquire) == absent_since {
+                        self.absent.insert(key, ()).await;
+                    }
                     None
                 }
                 Miss::Store(err) => {
@@ -315,6 +323,15 @@ impl LinkCache {
             self.links.invalidate(code).await;
             self.absent.invalidate(code).await;
         }
+    }
+
+    /// A link was created with this code: forget that the code led nowhere. What is cached for
+    /// it is kept: it can only be this link, since an earlier link with the code was evicted
+    /// when it was deleted, and that announcement came first. A load in flight that finds
+    /// nothing does not cache its answer.
+    pub async fn created(&self, code: &str) {
+        self.absent_epoch.fetch_add(1, Ordering::AcqRel);
+        self.absent.invalidate(code).await;
     }
 
     pub fn clear(&self) {
@@ -516,7 +533,10 @@ pub async fn listen(
                     Some((channel, total)) if channel == LIMITS_CHANNEL => {
                         cache.limits.observe_announced(&total);
                     }
-                    Some((_, code)) => cache.invalidate(&code).await,
+                    Some((_, code)) => match code.strip_prefix(CREATED) {
+                        Some(created) => cache.created(created).await,
+                        None => cache.invalidate(&code).await,
+                    },
                     None => break false,
                 },
                 _ = heartbeat.tick() => {

@@ -9,3 +9,6 @@
 pub const CHANNEL: &str = "gitrev_links";
 /// The payload that clears every cache (too many codes to name, or all of them).
 pub const CLEAR_ALL: &str = "*";
+/// Before a code: the link was created (`sql/0006_link_changes.sql` sends `+code` for every
+/// inserted url). Codes never start with it (`[A-Za-z0-9_-]`).
+pub const CREATED: char = '+';
