@@ -472,8 +472,8 @@ async fn subscribe(
     Err(failed)
 }
 
-/// Keeps a LISTEN connection open and evicts what other replicas announce, reconnecting with
-/// backoff; clears the cache after every (re)connect because announcements may have been missed.
+/// Keeps a LISTEN connection open and evicts what is announced (a changed or deleted code; for a
+/// created one, `+code`, only a cached "no such code"), reconnecting with backoff; clears the cache after every (re)connect because announcements may have been missed.
 /// The keyring hears of key changes on the same connection, and of the connection's ups and downs
 /// (it keeps no key while announcements could be missed).
 /// A heartbeat that is not answered within `bounds.answer` counts as a lost connection.
