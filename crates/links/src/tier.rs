@@ -121,7 +121,8 @@ impl TierState {
         self.read().read_to.clone()
     }
 
-    /// A code was announced (created, changed or deleted): it bypasses the tier from now on.
+    /// A code was announced (created, changed or deleted; the code without the `+` of a
+    /// creation): it bypasses the tier from now on.
     pub fn announced(&self, code: &str) {
         let mut inner = self.write();
         inner.changed.insert(code.into());
