@@ -22,10 +22,8 @@ CREATE INDEX link_changes_xid_idx ON link_changes (xid);
 -- Every code touched is also announced (NOTIFY gitrev_links), in the same transaction, so it is
 -- delivered when the change commits: a replica learns of a link created or changed by any path
 -- (the API, an import, psql) at once. A change or deletion announces the code itself (evicted
--- everywhere), a creation '+' and the code. The service's own announcements of a change or a
--- deletion in the same transaction fold into these (PostgreSQL drops duplicate notifications);
--- it still announces a new custom code as the plain code too, which replicas of the previous
--- version rely on.
+-- everywhere), a creation '+' and the code. These are the only announcements of link changes:
+-- the service's statements no longer send their own.
 CREATE FUNCTION log_link_changes() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN

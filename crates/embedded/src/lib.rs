@@ -211,7 +211,7 @@ const SHARED_BUFFERS_MAX_MB: u32 = 1024;
 /// machine's), between 128 MB and 1 GB: PostgreSQL's own advice for a server of its own, capped
 /// because the embedded one shares the machine with gitrev. The memory is only touched as pages
 /// are read, so an idle or small database costs no more than with the 128 MB default.
-pub fn default_shared_buffers_mb() -> u32 {
+fn default_shared_buffers_mb() -> u32 {
     let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let cgroup = fs::read_to_string("/sys/fs/cgroup/memory.max").unwrap_or_default();
     shared_buffers_for(&meminfo, &cgroup)

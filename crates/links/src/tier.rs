@@ -52,6 +52,19 @@ struct Inner {
     cleared_during_rebuild: bool,
 }
 
+impl Inner {
+    /// No tier until the next rebuild; a rebuild running now read before this and is void.
+    fn drop_tier(&mut self) {
+        self.tier = None;
+        self.changed.clear();
+        self.trusted = false;
+        self.read_to = None;
+        if self.journal.is_some() {
+            self.cleared_during_rebuild = true;
+        }
+    }
+}
+
 /// The replica's tier and what it knows of the changes since.
 #[derive(Default)]
 pub struct TierState {
@@ -105,17 +118,6 @@ impl TierState {
         }
     }
 
-    /// Whether lookups can be answered from the tier now.
-    pub fn is_trusted(&self) -> bool {
-        let inner = self.read();
-        inner.tier.is_some() && inner.trusted
-    }
-
-    /// How many codes bypass the tier (changed since its snapshot).
-    pub fn changed_len(&self) -> usize {
-        self.read().changed.len()
-    }
-
     /// The snapshot to read the change log from at the next catch-up.
     pub fn read_to(&self) -> Option<String> {
         self.read().read_to.clone()
@@ -134,14 +136,7 @@ impl TierState {
     /// Every link changed at once (the tables were emptied): the tier is dropped, and the next
     /// rebuild replaces it.
     pub fn everything_changed(&self) {
-        let mut inner = self.write();
-        inner.tier = None;
-        inner.changed.clear();
-        inner.trusted = false;
-        inner.read_to = None;
-        if inner.journal.is_some() {
-            inner.cleared_during_rebuild = true;
-        }
+        self.write().drop_tier();
     }
 
     /// The LISTEN connection dropped: announcements may be lost until the next catch-up.
@@ -171,8 +166,7 @@ impl TierState {
             return false;
         }
         if changes.everything {
-            drop(inner);
-            self.everything_changed();
+            inner.drop_tier();
             return true;
         }
         inner
@@ -212,8 +206,7 @@ impl TierState {
             return;
         }
         if changes.everything {
-            drop(inner);
-            self.everything_changed();
+            inner.drop_tier();
             return;
         }
         let mut changed: HashSet<Box<str>> =

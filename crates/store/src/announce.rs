@@ -1,9 +1,10 @@
 //! Announcing link changes to every replica: `NOTIFY gitrev_links, '<code>'`, sent in the same
 //! transaction as the change so that it is delivered exactly when the change commits.
 //!
-//! Every change that affects a redirect (a url updated, deactivated or deleted, a user deleted, a
-//! new custom code, a reset) announces the codes concerned; the link cache above the store LISTENs
-//! on [`CHANNEL`] and evicts them. The store owns the channel because it is the one that sends.
+//! The triggers on `urls` (`sql/0006_link_changes.sql`) send them, for every write to the table
+//! whatever made it: `+code` for a url created, the code for one updated or deleted (a user's
+//! deletion included), `*` when the table is emptied. The store's statements do not announce
+//! anything themselves. The link cache above the store LISTENs on [`CHANNEL`].
 
 /// The channel replicas announce link changes on.
 pub const CHANNEL: &str = "gitrev_links";

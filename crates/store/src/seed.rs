@@ -12,7 +12,7 @@ use gitrev_core::import::{self, EventRow, ImportError, Parsed, RowError, UrlRow,
 use tokio_postgres::Client;
 
 use super::clicks::{self, Click, Counting};
-use super::{announce, sequences, StoreError};
+use super::{sequences, StoreError};
 
 /// Rows go to the database in chunks of this many pipelined statements.
 const CHUNK: usize = 1_000;
@@ -457,8 +457,8 @@ pub async fn is_empty(client: &Client) -> Result<bool, StoreError> {
 }
 
 /// Empties every table (API keys and the click log included) and restarts the id sequences, and
-/// tells every running replica to drop its whole link cache and its keys (in the same
-/// transaction, so the announcements come with the change).
+/// tells every running replica to drop its keys, in the same transaction, so the announcement
+/// comes with the change (the trigger on `urls` announces `*`, which drops every link cache).
 ///
 /// The click dictionaries are emptied without restarting their ids: a replica still running
 /// holds dictionary ids in memory, and a click it writes under a forgotten id then joins no link
@@ -470,11 +470,8 @@ pub async fn truncate(client: &Client) -> Result<(), StoreError> {
              TRUNCATE url_stats, click_hours, click_breakdowns, click_batches, clicks, click_runs,
                       events, api_keys, urls, users RESTART IDENTITY;
              TRUNCATE click_links, click_contexts;
-             SELECT pg_notify('{}', '{}');
              SELECT pg_notify('{}', 'TRUNCATE');
              COMMIT;",
-            announce::CHANNEL,
-            announce::CLEAR_ALL,
             crate::keys::CHANNEL
         ))
         .await?;

@@ -9,7 +9,7 @@ use gitrev_core::shortcode;
 use serde_json::{json, Value};
 use tokio_postgres::Row;
 
-use super::{announce, sequences, Filter, Page, Store, StoreError};
+use super::{sequences, Filter, Page, Store, StoreError};
 
 /// Every column of a url, in the order [`url_from_row`] reads them.
 const COLUMNS: &str = "id, user_id, short_code, original_url, title, is_active, created_at, \
@@ -138,18 +138,18 @@ const INSERT: &str = "WITH u AS (
 
 /// One statement for a group of urls (`POST /urls` requests, or one `POST /urls/bulk`), inserted
 /// in arrival order: rows whose user is missing are left out, a code that is already taken is
-/// skipped (`DO NOTHING`), each inserted url gets its `created` event, and each inserted custom
-/// code is announced (it may have been probed, and negatively cached, before it existed). Every
-/// request's row comes back, in arrival order, with whether its user exists and, when it was
-/// inserted, its url. Tags travel as one JSON array per url (SQL arrays cannot be ragged).
+/// skipped (`DO NOTHING`), and each inserted url gets its `created` event (the triggers on `urls`
+/// announce it as `+code`, so a replica that cached "no such code" forgets it). Every request's
+/// row comes back, in arrival order, with whether its user exists and, when it was inserted, its
+/// url. Tags travel as one JSON array per url (SQL arrays cannot be ragged).
 const INSERT_GROUP: &str = "WITH input AS (
         SELECT g.*, (g.user_id IS NULL OR EXISTS (SELECT 1 FROM users WHERE id = g.user_id)) AS user_ok
         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bool[],
                     $6::timestamp[], $7::bigint[], $8::text[], $9::smallint[], $10::bool[],
-                    $11::jsonb[], $12::bool[])
+                    $11::jsonb[])
              WITH ORDINALITY AS g(user_id, short_code, original_url, title, is_active, expires_at,
                                   max_clicks, expired_url, redirect_status, forward_query, tags,
-                                  custom, arrival)),
+                                  arrival)),
     u AS (
         INSERT INTO urls (user_id, short_code, original_url, title, is_active, expires_at,
                           max_clicks, expired_url, redirect_status, forward_query, tags)
@@ -164,14 +164,11 @@ const INSERT_GROUP: &str = "WITH input AS (
         INSERT INTO events (url_id, user_id, event_type, details)
         SELECT id, user_id, 'created',
                jsonb_build_object('short_code', short_code, 'original_url', original_url)
-        FROM u ORDER BY id),
-    announced AS (
-        SELECT count(pg_notify('gitrev_links', u.short_code)) AS n
-        FROM u WHERE u.short_code IN (SELECT short_code FROM input WHERE custom))
+        FROM u ORDER BY id)
     SELECT input.user_ok, u.id, u.user_id, u.short_code, u.original_url, u.title, u.is_active,
            u.created_at, u.updated_at, u.expires_at, u.max_clicks, u.expired_url,
            u.redirect_status, u.forward_query, u.tags
-    FROM input LEFT JOIN u ON u.short_code = input.short_code CROSS JOIN announced
+    FROM input LEFT JOIN u ON u.short_code = input.short_code
     ORDER BY input.arrival";
 
 /// Attempts at a fresh generated code before giving up (each collision has odds of 1 in 62^6
@@ -213,22 +210,8 @@ impl Store {
                 .await
                 .map_err(StoreError::classify);
             match result {
-                Ok(row) => {
-                    if new.short_code.is_some() {
-                        // A custom code may have been probed (and negatively cached) before it
-                        // existed: tell every replica to forget that.
-                        // The row is committed: a failed announcement must not fail the
-                        // request (the negative entry expires within its short TTL anyway).
-                        if let Err(err) = conn
-                            .client
-                            .execute("SELECT pg_notify($1, $2)", &[&announce::CHANNEL, &code])
-                            .await
-                        {
-                            tracing::warn!(error = %err, "could not announce a new custom code");
-                        }
-                    }
-                    return Ok(url_from_row(&row));
-                }
+                // Announced as `+code` by the triggers on `urls`, at commit.
+                Ok(row) => return Ok(url_from_row(&row)),
                 Err(StoreError::Conflict("short_code"))
                     if new.short_code.is_none() && attempts < GENERATE_ATTEMPTS => {}
                 Err(StoreError::Conflict("id")) if !repaired => {
@@ -271,10 +254,9 @@ impl Store {
         let statuses: Vec<Option<i16>> = options.clone().map(|o| o.redirect_status).collect();
         let forward: Vec<bool> = options.clone().map(|o| o.forward_query).collect();
         let tags: Vec<Value> = options.map(|o| json!(o.tags)).collect();
-        let custom: Vec<bool> = group.iter().map(|u| u.short_code.is_some()).collect();
         let mut conn = self.conn().await?;
         let stmt = conn.prepared(INSERT_GROUP).await?;
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 12] = [
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 11] = [
             &user_ids,
             &codes,
             &targets,
@@ -286,7 +268,6 @@ impl Store {
             &statuses,
             &forward,
             &tags,
-            &custom,
         ];
         let rows = super::query_fixing_sequences(&conn.client, &stmt, &params, &["urls", "events"])
             .await?;
@@ -460,11 +441,6 @@ impl Store {
             &[&url.id, &url.user_id, &fields, &values],
         )
         .await?;
-        tx.execute(
-            "SELECT pg_notify($1, $2)",
-            &[&announce::CHANNEL, &url.short_code],
-        )
-        .await?;
         tx.commit().await?;
         Ok(url)
     }
@@ -482,8 +458,7 @@ impl Store {
                                         jsonb_build_object('short_code', short_code,
                                                            'original_url', original_url)
                                  FROM gone)
-                 SELECT g.short_code FROM gone g
-                 CROSS JOIN LATERAL (SELECT pg_notify('gitrev_links', g.short_code)) announced",
+                 SELECT short_code FROM gone",
             )
             .await?;
         let row = conn.client.query_opt(&stmt, &[&id]).await?;

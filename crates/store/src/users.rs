@@ -4,7 +4,6 @@ use gitrev_core::model::{NewUser, User, UserChanges};
 use tokio_postgres::Row;
 
 use super::{sequences, Filter, Page, Store, StoreError};
-use crate::announce;
 
 const COLUMNS: &str = "id, username, email, created_at";
 
@@ -16,10 +15,6 @@ pub fn user_from_row(row: &Row) -> User {
         created_at: row.get(3),
     }
 }
-
-/// Above this many urls, a user deletion tells replicas to clear their caches instead of
-/// announcing each code.
-const NOTIFY_EACH_MAX: usize = 1_000;
 
 const INSERT: &str = "INSERT INTO users (username, email) VALUES ($1, $2)
     ON CONFLICT ((lower(email))) DO NOTHING
@@ -130,8 +125,8 @@ impl Store {
             .ok_or(StoreError::NotFound("user"))
     }
 
-    /// Deletes a user and their urls (recording a `deleted` event for each url), announces the
-    /// codes to every replica's link cache, and returns them.
+    /// Deletes a user and their urls (recording a `deleted` event for each url) and returns the
+    /// codes. Every replica hears of them from the triggers on `urls` (`sql/0006_link_changes.sql`).
     pub async fn delete_user(&self, id: i64) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn().await?;
         let tx = conn.client.transaction().await?;
@@ -156,19 +151,6 @@ impl Store {
             return Err(StoreError::NotFound("user"));
         }
         let codes: Vec<String> = codes.iter().map(|r| r.get(0)).collect();
-        if codes.len() > NOTIFY_EACH_MAX {
-            tx.execute(
-                "SELECT pg_notify($1, $2)",
-                &[&announce::CHANNEL, &announce::CLEAR_ALL],
-            )
-            .await?;
-        } else if !codes.is_empty() {
-            tx.execute(
-                "SELECT pg_notify($1, code) FROM unnest($2::text[]) AS code",
-                &[&announce::CHANNEL, &codes],
-            )
-            .await?;
-        }
         tx.commit().await?;
         Ok(codes)
     }

@@ -210,7 +210,7 @@ pub fn build(origin: &Origin, links: Vec<Link>) -> Result<(Vec<u8>, Built), Tier
 /// The header and the archive, apart (so a writer need not copy the archive behind the header).
 fn archive(
     origin: &Origin,
-    mut links: Vec<Link>,
+    links: Vec<Link>,
 ) -> Result<([u8; HEADER], rkyv::util::AlignedVec, Built), TierError> {
     if links.len() > u32::MAX as usize - 1 {
         return Err(TierError::TooMany(links.len()));
@@ -246,8 +246,8 @@ fn archive(
     let mut url_text_bytes = 0u64;
     let mut records = Vec::with_capacity(links.len());
     for &(_, _, i) in &keyed {
-        let link = std::mem::replace(&mut links[i], empty_link());
-        records.push(record(&link, &mut text)?);
+        let link = &links[i];
+        records.push(record(link, &mut text)?);
         url_text_bytes +=
             (link.target.len() + link.expired_url.as_ref().map_or(0, String::len)) as u64;
     }
@@ -275,21 +275,6 @@ fn archive(
         url_text_bytes,
     };
     Ok((header, payload, built))
-}
-
-fn empty_link() -> Link {
-    Link {
-        code: String::new(),
-        url_id: 0,
-        user_id: None,
-        target: String::new(),
-        active: false,
-        expires_at_us: None,
-        expired_url: None,
-        redirect_status: None,
-        forward_query: false,
-        limited: false,
-    }
 }
 
 fn record(link: &Link, text: &mut Vec<u8>) -> Result<Record, TierError> {
@@ -377,10 +362,6 @@ impl Tier {
         // SAFETY: `open` validated these bytes as an `ArchivedData` (rkyv's bytecheck) and the
         // mapping is immutable for the life of `self`.
         unsafe { rkyv::access_unchecked::<ArchivedData>(&self.map[HEADER..]) }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     pub fn len(&self) -> usize {
