@@ -550,6 +550,7 @@ async fn serve(settings: &Settings, store: Store, url: &str) -> anyhow::Result<E
     let served = service::run(
         settings.clone(),
         store,
+        url.to_owned(),
         listener,
         shutdown_signal(stop_on_stdin_eof),
         |local| {

@@ -261,6 +261,23 @@ pub struct Settings {
     )]
     pub snapshot_secs: u64,
 
+    /// Serve redirects from the link tier (`GITREV_DATA_DIR/links.tier`, every link in one
+    /// memory-mapped file, rebuilt in the background) between the cache and the database.
+    #[arg(long, env = "GITREV_TIER", value_parser = BoolishValueParser::new(),
+          default_value = "on", global = true)]
+    pub tier: bool,
+
+    /// Rebuild the link tier at least this often, in seconds.
+    #[arg(long, env = "GITREV_TIER_REBUILD_SECS", default_value_t = 3_600, global = true,
+          value_parser = at_least::<u64>(1))]
+    pub tier_rebuild_secs: u64,
+
+    /// Rebuild the link tier as soon as this many codes changed since it was built (they are
+    /// answered from the cache and the database meanwhile).
+    #[arg(long, env = "GITREV_TIER_MAX_CHANGED", default_value_t = 100_000, global = true,
+          value_parser = at_least::<usize>(1))]
+    pub tier_max_changed: usize,
+
     /// How long a stopping server lets in-flight requests finish, in milliseconds.
     #[arg(long, env = "GITREV_SHUTDOWN_GRACE_MS", default_value_t = DEFAULT_SHUTDOWN_GRACE_MS, global = true)]
     pub shutdown_grace_ms: u64,
@@ -276,8 +293,8 @@ pub struct Settings {
           value_parser = at_least::<usize>(1))]
     pub user_batch_max: usize,
 
-    /// Links kept in the redirect cache.
-    #[arg(long, env = "GITREV_CACHE_CAPACITY", default_value_t = 1_000_000, global = true,
+    /// Links kept in the redirect cache (the hot set: the link tier holds every link).
+    #[arg(long, env = "GITREV_CACHE_CAPACITY", default_value_t = 100_000, global = true,
           value_parser = at_least::<u64>(1))]
     pub cache_capacity: u64,
 
@@ -816,7 +833,7 @@ mod tests {
         );
         // One row per setting, each a variable, a default and a meaning.
         let rows: Vec<&str> = table.lines().skip(2).collect();
-        assert_eq!(rows.len(), 42, "{table}");
+        assert_eq!(rows.len(), 45, "{table}");
         assert!(
             rows.iter().all(|row| row.matches(" | ").count() == 2),
             "{table}"

@@ -7,6 +7,7 @@
 //!   its own settings struct.
 //! - [`cli`]: the commands (`serve`, `migrate`, `seed`, …) and where each finds its database.
 //! - [`service`]: building the shared state and its background tasks, serving, stopping in order.
+//! - [`tier`]: the link tier's file, opened at start and rebuilt in a child process.
 //!
 //! The crates, bottom up (each may use only those below it; see `docs/architecture.md`):
 //! `gitrev-core` (model, validation, short codes, CSV parsing), `gitrev-telemetry` (metrics,
@@ -17,6 +18,7 @@
 pub mod cli;
 pub mod config;
 pub mod service;
+pub mod tier;
 
 #[cfg(test)]
 mod proptests;

@@ -42,6 +42,7 @@ const LISTEN_WAIT: Duration = Duration::from_secs(5);
 pub async fn run(
     settings: Settings,
     store: Store,
+    database_url: String,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
     on_ready: impl FnOnce(SocketAddr),
@@ -52,9 +53,19 @@ pub async fn run(
         .set(i64::from(settings.pool_size));
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let links = LinkCache::new(
+    let tier = if settings.tier {
+        crate::tier::open(&settings.data_dir).await
+    } else {
+        gitrev_links::tier::TierState::default()
+    };
+    let links = LinkCache::with_tier(
         settings.cache_config(),
         metrics.batch.cache_evictions.clone(),
+        cache::TierSetup {
+            state: tier,
+            fence_limit: store.deadline(),
+            answers: metrics.tier_answers.clone(),
+        },
     );
     // Every background task of the service, owned here: joined at stop, aborted if it overruns
     // its bound (and on any early return, by the set's drop).
@@ -115,6 +126,20 @@ pub async fn run(
         ));
     }
 
+    if settings.tier {
+        background.spawn(crate::tier::keep(
+            links.tier.clone(),
+            metrics.clone(),
+            store.clone(),
+            database_url,
+            settings.data_dir.clone(),
+            crate::tier::Schedule {
+                every: Duration::from_secs(settings.tier_rebuild_secs),
+                max_changed: settings.tier_max_changed,
+            },
+            stop_rx.clone(),
+        ));
+    }
     background.spawn(maintain_clicks(
         store.clone(),
         settings.click_retention_days,

@@ -18,15 +18,14 @@ pub const MAX_BULK: usize = 1_000;
 
 pub async fn create(state: &AppState, body: Map<String, Value>) -> HandlerResult {
     let new = NewUrl::from_json(&body)?;
-    let custom = new.short_code.is_some();
     let writer = state.writers.as_ref().map(|w| &w.urls);
     let url = super::write(writer, new, |new| async move {
         state.store.create_url(&new).await
     })
     .await?;
-    if custom {
-        state.links.invalidate(&url.short_code).await;
-    }
+    // Known here at once (the tier and a cached "no such code" included), before the answer: the
+    // other replicas hear of it from the database's announcement.
+    state.links.created(&url.short_code).await;
     Ok(response::json(StatusCode::CREATED, &url))
 }
 
@@ -125,12 +124,10 @@ pub async fn bulk(
         return Err(ApiError::Unavailable("the database is unavailable".into()));
     }
     let mut created = Vec::with_capacity(results.len());
-    for ((index, new), result) in valid.iter().zip(results) {
+    for ((index, _), result) in valid.iter().zip(results) {
         match result {
             Ok(url) => {
-                if new.short_code.is_some() {
-                    state.links.invalidate(&url.short_code).await;
-                }
+                state.links.created(&url.short_code).await;
                 created.push(url);
             }
             Err(err) => {

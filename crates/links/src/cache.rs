@@ -25,6 +25,7 @@ use gitrev_core::model::LinkOptions;
 use gitrev_core::retry::{self, Retryable};
 use gitrev_store::clicks::LIMITS_CHANNEL;
 use gitrev_store::keys;
+use gitrev_store::tier::{self as store_tier, CHANGES_KEPT};
 use gitrev_store::urls::{ClickTarget, Link};
 use gitrev_store::{Store, StoreError};
 use http::header::HeaderValue;
@@ -37,6 +38,7 @@ use tracing::{info, warn};
 
 use crate::keys::Keyring;
 use crate::lifecycle::{ClickCounts, Forward, Limits};
+use crate::tier::{Answer, TierState};
 
 /// The channel replicas announce link changes on (the store sends). A payload of `*` clears every
 /// cache.
@@ -193,12 +195,108 @@ impl CachedLink {
     }
 }
 
+/// What the tier answered for a code the cache did not hold.
+enum FromTier {
+    /// Ask the database (no tier, not trusted, the code changed since the build, or a limited
+    /// link, whose clicks so far only the database knows).
+    Ask,
+    /// No such code when the tier was built, and none announced since.
+    Absent,
+    /// The link, inactive: no redirect.
+    Inactive,
+    Link(CachedLink),
+}
+
+/// The store's view of a link the tier holds (a limited link never gets here: its stored clicks
+/// are not in the tier).
+fn tier_link(found: &gitrev_tier::Found<'_>) -> Link {
+    Link {
+        url_id: found.url_id,
+        user_id: found.user_id,
+        original_url: found.target.to_owned(),
+        is_active: found.active,
+        options: LinkOptions {
+            expires_at: found
+                .expires_at_us
+                .map(gitrev_store::clicks::micros_to_datetime),
+            max_clicks: None,
+            expired_url: found.expired_url.map(str::to_owned),
+            redirect_status: found.redirect_status,
+            forward_query: found.forward_query,
+            tags: Vec::new(),
+        },
+        clicks: 0,
+    }
+}
+
+/// Requests whose code the tier does not know wait here for every announcement committed before
+/// they arrived: a link created on another replica a moment ago is announced, but its `+code`
+/// may still be on its way. The LISTEN task answers them with one empty query on its connection:
+/// PostgreSQL sends a connection every notification already committed before it answers a query
+/// there, so once the answer is in, every creation committed before the request is known. One
+/// such round trip answers every request waiting when it was sent, and they are at least
+/// [`FENCE_SPACING`] apart, so a flood of unknown codes costs the database a bounded number of
+/// empty statements per second, not one per request.
+struct Fence {
+    /// Tickets handed out to waiting requests.
+    asked: AtomicU64,
+    wake: tokio::sync::Notify,
+    passed: watch::Sender<Passed>,
+}
+
+/// How far the fence has gone.
+#[derive(Clone, Copy, Debug, Default)]
+struct Passed {
+    /// Every ticket up to this one is answered.
+    covered: u64,
+    /// Moves whenever the LISTEN connection is lost: tickets waiting then will not be answered.
+    lost: u64,
+}
+
+/// The least time between two of the fence's round trips.
+pub const FENCE_SPACING: Duration = Duration::from_millis(2);
+
+impl Fence {
+    fn new() -> Fence {
+        Fence {
+            asked: AtomicU64::new(0),
+            wake: tokio::sync::Notify::new(),
+            passed: watch::Sender::new(Passed::default()),
+        }
+    }
+
+    /// Waits (at most `limit`) until every announcement committed before now has been heard.
+    /// False when that could not be established: ask the database.
+    async fn pass(&self, limit: Duration) -> bool {
+        let mut passed = self.passed.subscribe();
+        let lost = passed.borrow().lost;
+        let ticket = self.asked.fetch_add(1, Ordering::AcqRel) + 1;
+        self.wake.notify_one();
+        let answered = tokio::time::timeout(
+            limit,
+            passed.wait_for(|p| p.covered >= ticket || p.lost != lost),
+        )
+        .await;
+        matches!(answered, Ok(Ok(p)) if p.covered >= ticket)
+    }
+}
+
 /// Why a load did not produce a link.
 #[derive(Debug)]
 enum Miss {
     /// Unknown or inactive: remembered in the negative cache.
     Absent,
     Store(StoreError),
+}
+
+/// The link tier behind a cache.
+pub struct TierSetup {
+    pub state: TierState,
+    /// How long a request whose code the tier does not know waits at the fence (see [`Fence`])
+    /// before asking the database instead.
+    pub fence_limit: Duration,
+    /// Counts what the tier answered, by `answer`: `link`, `absent`, `database`.
+    pub answers: IntCounterVec,
 }
 
 /// Cache settings.
@@ -211,8 +309,15 @@ pub struct CacheConfig {
 
 /// Links by code, and (separately, with a short TTL) codes known to lead nowhere. Two caches with
 /// one TTL each rather than one with per-entry expiry: per-entry timers cost memory per link.
+/// Behind them, the link tier (every link, memory-mapped; [`crate::tier`]), then the database.
 #[derive(Clone)]
 pub struct LinkCache {
+    pub tier: Arc<TierState>,
+    fence: Arc<Fence>,
+    /// How long a request waits at the fence before asking the database instead.
+    fence_limit: Duration,
+    /// Lookups past the cache answered by the tier: a link, no such link, or ask the database.
+    tier_answers: [prometheus::IntCounter; 3],
     links: Cache<Arc<str>, Arc<CachedLink>>,
     absent: Cache<Arc<str>, ()>,
     epoch: Arc<AtomicU64>,
@@ -226,9 +331,32 @@ impl LinkCache {
     /// `evictions` counts the links the cache drops on its own, by reason (`size`, `expired`);
     /// invalidations are not evictions and are not counted.
     pub fn new(config: CacheConfig, evictions: IntCounterVec) -> LinkCache {
+        let answers = IntCounterVec::new(
+            prometheus::Opts::new("tier_answers", "tier answers"),
+            &["answer"],
+        )
+        .expect("valid metric");
+        LinkCache::with_tier(
+            config,
+            evictions,
+            TierSetup {
+                state: TierState::default(),
+                fence_limit: Duration::from_secs(1),
+                answers,
+            },
+        )
+    }
+
+    /// A cache in front of a link tier (see [`TierSetup`]).
+    pub fn with_tier(config: CacheConfig, evictions: IntCounterVec, tier: TierSetup) -> LinkCache {
         let by_size = evictions.with_label_values(&["size"]);
         let by_ttl = evictions.with_label_values(&["expired"]);
         LinkCache {
+            tier: Arc::new(tier.state),
+            fence: Arc::new(Fence::new()),
+            fence_limit: tier.fence_limit,
+            tier_answers: ["link", "absent", "database"]
+                .map(|answer| tier.answers.with_label_values(&[answer])),
             links: Cache::builder()
                 .max_capacity(config.capacity)
                 .time_to_live(config.ttl)
@@ -266,6 +394,35 @@ impl LinkCache {
         let key: Arc<str> = Arc::from(code);
         let started_at = self.epoch.load(Ordering::Acquire);
         let absent_since = self.absent_epoch.load(Ordering::Acquire);
+        let mut from_tier = self.from_tier(&key);
+        if matches!(from_tier, FromTier::Absent) {
+            // Unknown to the tier: perhaps created elsewhere a moment ago, announced but not yet
+            // heard. Once every earlier announcement is in, the tier's answer stands.
+            from_tier = if self.fence.pass(self.fence_limit).await {
+                self.from_tier(&key)
+            } else {
+                FromTier::Ask
+            };
+        }
+        let [as_link, as_absent, as_database] = &self.tier_answers;
+        match from_tier {
+            FromTier::Ask => as_database.inc(),
+            FromTier::Absent | FromTier::Inactive => {
+                as_absent.inc();
+                return Ok(None);
+            }
+            FromTier::Link(link) => {
+                as_link.inc();
+                let link = Arc::new(link);
+                self.links.insert(key, link.clone()).await;
+                if self.epoch.load(Ordering::Acquire) != started_at {
+                    // An invalidation landed meanwhile; the tier was read before or after it,
+                    // so don't keep what it said, but this request may have it.
+                    self.links.invalidate(code).await;
+                }
+                return Ok(Some(link));
+            }
+        }
         let loaded = self
             .links
             .try_get_with(key.clone(), async {
@@ -313,8 +470,31 @@ impl LinkCache {
         Ok(entry)
     }
 
-    /// Evicts one code (a change seen here or announced by another replica).
+    /// What the tier says about `code`.
+    fn from_tier(&self, code: &Arc<str>) -> FromTier {
+        self.tier.lookup(code, |answer| match answer {
+            Answer::Ask => FromTier::Ask,
+            Answer::Absent => FromTier::Absent,
+            Answer::Found(found) if !found.active => FromTier::Inactive,
+            Answer::Found(found) if found.limited => FromTier::Ask,
+            Answer::Found(found) => {
+                match CachedLink::new(code.clone(), &tier_link(&found), &self.limits) {
+                    Some(link) => FromTier::Link(link),
+                    // A target that is no `location`: the database decides, as without a tier.
+                    None => FromTier::Ask,
+                }
+            }
+        })
+    }
+
+    /// Evicts one code (a change seen here or announced by another replica); the tier no longer
+    /// answers for it.
     pub async fn invalidate(&self, code: &str) {
+        if code == CLEAR_ALL {
+            self.tier.everything_changed();
+        } else {
+            self.tier.announced(code);
+        }
         self.epoch.fetch_add(1, Ordering::AcqRel);
         if code == CLEAR_ALL {
             self.links.invalidate_all();
@@ -330,6 +510,7 @@ impl LinkCache {
     /// when it was deleted, and that announcement came first. A load in flight that finds
     /// nothing does not cache its answer.
     pub async fn created(&self, code: &str) {
+        self.tier.announced(code);
         self.absent_epoch.fetch_add(1, Ordering::AcqRel);
         self.absent.invalidate(code).await;
     }
@@ -515,6 +696,8 @@ pub async fn listen(
             continue;
         };
         cache.clear();
+        cache.tier.listen_up();
+        catch_up(&subscription.client, &cache.tier, bounds.answer).await;
         if let Some(keyring) = &keyring {
             keyring.listening(true);
         }
@@ -522,31 +705,27 @@ pub async fn listen(
         info!("listening for link invalidations");
         let mut heartbeat = tokio::time::interval(LISTEN_HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_trip = tokio::time::Instant::now();
         let stopping = loop {
             tokio::select! {
                 notification = subscription.notifications.recv() => match notification {
-                    Some((channel, _)) if channel == keys::CHANNEL => {
-                        if let Some(keyring) = &keyring {
-                            keyring.changed();
-                        }
-                    }
-                    Some((channel, total)) if channel == LIMITS_CHANNEL => {
-                        cache.limits.observe_announced(&total);
-                    }
-                    Some((_, code)) => match code.strip_prefix(CREATED) {
-                        Some(created) => cache.created(created).await,
-                        None => cache.invalidate(&code).await,
-                    },
+                    Some(notification) => heard(&cache, keyring.as_ref(), notification).await,
                     None => break false,
                 },
                 _ = heartbeat.tick() => {
-                    let answered = tokio::time::timeout(
-                        bounds.answer,
-                        subscription.client.simple_query(""),
-                    )
-                    .await;
-                    if !matches!(answered, Ok(Ok(_))) {
+                    if !round_trip(&mut subscription, &cache, keyring.as_ref(), bounds.answer).await {
                         warn!("the link invalidation connection did not answer its heartbeat");
+                        break false;
+                    }
+                    if cache.tier.needs_catch_up() {
+                        catch_up(&subscription.client, &cache.tier, bounds.answer).await;
+                    }
+                }
+                _ = cache.fence.wake.notified() => {
+                    tokio::time::sleep_until(last_trip + FENCE_SPACING).await;
+                    last_trip = tokio::time::Instant::now();
+                    if !round_trip(&mut subscription, &cache, keyring.as_ref(), bounds.answer).await {
+                        warn!("the link invalidation connection did not answer");
                         break false;
                     }
                 }
@@ -554,6 +733,8 @@ pub async fn listen(
             }
         };
         subscription.close().await;
+        cache.tier.listen_lost();
+        cache.fence.passed.send_modify(|p| p.lost += 1);
         if let Some(keyring) = &keyring {
             keyring.listening(false);
         }
@@ -562,6 +743,103 @@ pub async fn listen(
         }
         let _ = connected.send(false);
         just_lost = true;
+    }
+}
+
+/// One notification heard on the LISTEN connection: a key change, a limited link's click total,
+/// or a link created (`+code`), changed or deleted (the code), or every link (`*`).
+async fn heard(cache: &LinkCache, keyring: Option<&Keyring>, (channel, payload): (String, String)) {
+    if channel == keys::CHANNEL {
+        if let Some(keyring) = keyring {
+            keyring.changed();
+        }
+    } else if channel == LIMITS_CHANNEL {
+        cache.limits.observe_announced(&payload);
+    } else {
+        match payload.strip_prefix(CREATED) {
+            Some(created) => cache.created(created).await,
+            None => cache.invalidate(&payload).await,
+        }
+    }
+}
+
+/// An empty query on the LISTEN connection, answered within `answer`: the heartbeat, and the
+/// fence's round trip. Every notification that arrived before its answer is dealt with before
+/// the fence is told how far it got. False: the connection is to be given up.
+async fn round_trip(
+    subscription: &mut Subscription,
+    cache: &LinkCache,
+    keyring: Option<&Keyring>,
+    answer: Duration,
+) -> bool {
+    let covering = cache.fence.asked.load(Ordering::Acquire);
+    let answered = tokio::time::timeout(answer, subscription.client.simple_query("")).await;
+    if !matches!(answered, Ok(Ok(_))) {
+        return false;
+    }
+    // The connection's driver forwards a notification before it reads what follows it, so
+    // everything sent before the answer is queued by now.
+    while let Ok(notification) = subscription.notifications.try_recv() {
+        heard(cache, keyring, notification).await;
+    }
+    cache
+        .fence
+        .passed
+        .send_modify(|p| p.covered = p.covered.max(covering));
+    true
+}
+
+/// The oldest tier a replica trusts: the change log keeps [`CHANGES_KEPT`], and a tier older than
+/// that could miss changes the log has forgotten. A day's margin for clocks and the pruning's pace.
+const TIER_MAX_AGE: Duration = Duration::from_secs(CHANGES_KEPT.as_secs() - 24 * 3600);
+
+/// Reads on the LISTEN connection (up, so nothing committed from now on goes unheard) what changed
+/// since the tier's snapshot, after checking the tier is this database's and not too old. A tier
+/// of another database, or too old, is dropped (the rebuild replaces it); a question the database
+/// did not answer is asked again at the next heartbeat.
+async fn catch_up(client: &tokio_postgres::Client, tier: &TierState, answer: Duration) {
+    let (Some(read_from), Some(origin)) = (tier.read_to(), tier.status().origin) else {
+        return;
+    };
+    let age_us = chrono::Utc::now().timestamp_micros() - origin.built_at_us;
+    if age_us > TIER_MAX_AGE.as_micros() as i64 {
+        warn!(
+            built_at_us = origin.built_at_us,
+            "the link tier is older than the change log reaches; not using it"
+        );
+        tier.everything_changed();
+        return;
+    }
+    let asked = tokio::time::timeout(answer, async {
+        let (system_id, database) = store_tier::identity(client).await?;
+        if system_id != origin.system_id || database != origin.database {
+            return Ok(None);
+        }
+        store_tier::changed_since(client, &read_from)
+            .await
+            .map(Some)
+    })
+    .await;
+    match asked {
+        Ok(Ok(Some(changes))) => {
+            if tier.caught_up(&read_from, &changes) {
+                info!(
+                    changed = changes.codes.len(),
+                    everything = changes.everything,
+                    "the link tier caught up with the change log"
+                );
+            }
+        }
+        Ok(Ok(None)) => {
+            warn!(
+                tier_system_id = origin.system_id,
+                tier_database = %origin.database,
+                "the link tier was built from another database; not using it"
+            );
+            tier.everything_changed();
+        }
+        Ok(Err(err)) => warn!(error = %err, "could not read the link change log; retrying"),
+        Err(_) => warn!("the link change log was not read in time; retrying"),
     }
 }
 

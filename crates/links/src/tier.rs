@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 use gitrev_store::tier::Changes;
-use gitrev_tier::{Found, Tier};
+use gitrev_tier::{Found, Origin, Tier};
 
 /// What the tier says about a code.
 #[derive(Debug, PartialEq, Eq)]
@@ -63,6 +63,17 @@ impl Inner {
             self.cleared_during_rebuild = true;
         }
     }
+}
+
+/// Where a replica's tier stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The tier's origin; `None`: no tier.
+    pub origin: Option<Origin>,
+    pub links: usize,
+    /// Codes changed since its snapshot, answered from the database.
+    pub changed: usize,
+    pub trusted: bool,
 }
 
 /// The replica's tier and what it knows of the changes since.
@@ -116,6 +127,23 @@ impl TierState {
             Some(found) => answer(Answer::Found(found)),
             None => answer(Answer::Absent),
         }
+    }
+
+    /// Where the tier stands (for the rebuild's schedule and the metrics).
+    pub fn status(&self) -> Status {
+        let inner = self.read();
+        Status {
+            origin: inner.tier.as_ref().map(|t| t.origin()),
+            links: inner.tier.as_ref().map_or(0, |t| t.len()),
+            changed: inner.changed.len(),
+            trusted: inner.trusted,
+        }
+    }
+
+    /// A catch-up is due: LISTEN is up, there is a tier, and it is not trusted yet.
+    pub fn needs_catch_up(&self) -> bool {
+        let inner = self.read();
+        inner.listening && !inner.trusted && inner.tier.is_some()
     }
 
     /// The snapshot to read the change log from at the next catch-up.

@@ -37,8 +37,9 @@ const LINKS: &str = "SELECT short_code, id, user_id, original_url, is_active,
         forward_query, max_clicks IS NOT NULL
     FROM urls";
 
-/// The cluster's system identifier and the database's name.
-async fn identity(client: &impl GenericClient) -> Result<(u64, String), StoreError> {
+/// The cluster's system identifier and the database's name, asked on `client` (the LISTEN
+/// connection asks on its own).
+pub async fn identity(client: &impl GenericClient) -> Result<(u64, String), StoreError> {
     let row = client
         .query_one(
             "SELECT system_identifier, current_database()::text FROM pg_control_system()",
@@ -106,29 +107,7 @@ impl Store {
     /// [`Store::tier_links`] or an earlier answer) did not see, in one query.
     pub async fn links_changed_since(&self, since: &str) -> Result<Changes, StoreError> {
         let conn = self.conn().await?;
-        let row = conn
-            .client
-            .query_one(
-                "SELECT pg_current_snapshot()::text,
-                        ARRAY(SELECT DISTINCT short_code FROM link_changes
-                              WHERE xid >= pg_snapshot_xmin($1::text::pg_snapshot)
-                                AND NOT pg_visible_in_snapshot(xid, $1::text::pg_snapshot))",
-                &[&since],
-            )
-            .await
-            .map_err(|e| match e.code() {
-                Some(code) if code.code().starts_with("22") => {
-                    StoreError::Internal(format!("not a database snapshot: {since:?}"))
-                }
-                _ => e.into(),
-            })?;
-        let mut codes: BTreeSet<String> = row.get::<_, Vec<String>>(1).into_iter().collect();
-        let everything = codes.remove(EVERY_LINK);
-        Ok(Changes {
-            codes,
-            everything,
-            snapshot: row.get(0),
-        })
+        changed_since(&conn.client, since).await
     }
 
     /// Forgets changes every snapshot newer than `oldest` has seen: those older than any tier
@@ -157,4 +136,33 @@ impl Store {
             )
             .await?)
     }
+}
+
+/// [`Store::links_changed_since`], asked on `client` (the LISTEN connection catches up on its own).
+pub async fn changed_since(
+    client: &impl GenericClient,
+    since: &str,
+) -> Result<Changes, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT pg_current_snapshot()::text,
+                    ARRAY(SELECT DISTINCT short_code FROM link_changes
+                          WHERE xid >= pg_snapshot_xmin($1::text::pg_snapshot)
+                            AND NOT pg_visible_in_snapshot(xid, $1::text::pg_snapshot))",
+            &[&since],
+        )
+        .await
+        .map_err(|e| match e.code() {
+            Some(code) if code.code().starts_with("22") => {
+                StoreError::Internal(format!("not a database snapshot: {since:?}"))
+            }
+            _ => e.into(),
+        })?;
+    let mut codes: BTreeSet<String> = row.get::<_, Vec<String>>(1).into_iter().collect();
+    let everything = codes.remove(EVERY_LINK);
+    Ok(Changes {
+        codes,
+        everything,
+        snapshot: row.get(0),
+    })
 }

@@ -153,6 +153,16 @@ pub struct Metrics {
     pub db_deadlines_passed: IntCounter,
     /// 1 while the LISTEN connection for link invalidations is up.
     pub listen_connected: IntGauge,
+    /// Redirect lookups the cache did not hold, by what the link tier answered.
+    pub tier_answers: IntCounterVec,
+    /// Links in the link tier in use (0: none).
+    pub tier_links: IntGauge,
+    /// Codes changed since the tier was built (answered without it).
+    pub tier_changed: IntGauge,
+    /// 1 while the tier is trusted.
+    pub tier_trusted: IntGauge,
+    /// Tier rebuilds, by result.
+    pub tier_rebuilds: IntCounterVec,
     /// Requests refused (429) by an API key's rate limit, by key id (never the key).
     pub key_rate_limited: IntCounterVec,
     /// Log lines below WARN dropped because the log writer fell behind (brought up to date from
@@ -262,7 +272,7 @@ impl Default for Metrics {
             cache_misses: counter(
                 &registry,
                 "gitrev_link_cache_misses_total",
-                "Redirect lookups that went to the database",
+                "Redirect lookups the cache did not hold (answered by the link tier or the database: gitrev_link_tier_answers_total)",
             ),
             cache_evictions: register(
                 &registry,
@@ -391,6 +401,43 @@ impl Default for Metrics {
                 &registry,
                 "gitrev_link_listen_connected",
                 "1 while the LISTEN connection for link invalidations is up, else 0",
+            ),
+            tier_answers: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gitrev_link_tier_answers_total",
+                        "Redirect lookups the cache did not hold, by the link tier's answer: link (served from it), absent (no such link, no query), database (asked the database)",
+                    ),
+                    &["answer"],
+                )
+                .expect("valid metric"),
+            ),
+            tier_links: gauge(
+                &registry,
+                "gitrev_link_tier_links",
+                "Links in the link tier in use (0: none yet)",
+            ),
+            tier_changed: gauge(
+                &registry,
+                "gitrev_link_tier_changed",
+                "Codes changed since the link tier was built, answered without it until the next rebuild",
+            ),
+            tier_trusted: gauge(
+                &registry,
+                "gitrev_link_tier_trusted",
+                "1 while the link tier answers (LISTEN up and caught up with the change log), else 0",
+            ),
+            tier_rebuilds: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gitrev_link_tier_rebuilds_total",
+                        "Link tier rebuilds, by result (ok, failed)",
+                    ),
+                    &["result"],
+                )
+                .expect("valid metric"),
             ),
             key_rate_limited: register(
                 &registry,
