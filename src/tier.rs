@@ -90,7 +90,9 @@ pub async fn keep(
     schedule: Schedule,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut wait = CHECK_EVERY;
+    // A schedule shorter than the check looks as often as it asks.
+    let check = CHECK_EVERY.min(schedule.every);
+    let mut wait = check;
     loop {
         let status = tier.status();
         show(&metrics, &status);
@@ -107,7 +109,7 @@ pub async fn keep(
             wait = match rebuilt {
                 Ok(()) => {
                     show(&metrics, &tier.status());
-                    CHECK_EVERY
+                    check
                 }
                 Err(err) => {
                     warn!(error = format!("{err:#}"), retry_in = ?wait, "could not rebuild the link tier");

@@ -31,5 +31,6 @@ mod seed;
 mod shutdown;
 mod snapshot;
 mod tier;
+mod tier_serving;
 mod urls;
 mod users;

@@ -394,12 +394,12 @@ impl LinkCache {
         let key: Arc<str> = Arc::from(code);
         let started_at = self.epoch.load(Ordering::Acquire);
         let absent_since = self.absent_epoch.load(Ordering::Acquire);
-        let mut from_tier = self.from_tier(&key);
+        let mut from_tier = self.ask_tier(&key);
         if matches!(from_tier, FromTier::Absent) {
             // Unknown to the tier: perhaps created elsewhere a moment ago, announced but not yet
             // heard. Once every earlier announcement is in, the tier's answer stands.
             from_tier = if self.fence.pass(self.fence_limit).await {
-                self.from_tier(&key)
+                self.ask_tier(&key)
             } else {
                 FromTier::Ask
             };
@@ -471,7 +471,7 @@ impl LinkCache {
     }
 
     /// What the tier says about `code`.
-    fn from_tier(&self, code: &Arc<str>) -> FromTier {
+    fn ask_tier(&self, code: &Arc<str>) -> FromTier {
         self.tier.lookup(code, |answer| match answer {
             Answer::Ask => FromTier::Ask,
             Answer::Absent => FromTier::Absent,
