@@ -482,3 +482,84 @@ async fn a_rebuild_under_redirect_load_loses_no_answer() {
     let rebuilt = rebuilds(&srv).await - rebuilt_before;
     assert!(rebuilt >= 2.0, "{rebuilt} rebuilds during the load");
 }
+
+/// A replica cut off from the database (a partition: nothing closes, the LISTEN connection just
+/// goes silent) stops trusting its tier once the heartbeat goes unanswered, so it never answers
+/// "no such link" for what it may have missed; links changed and created meanwhile are served
+/// right after the partition heals, because the change log is read before the tier is trusted
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_that_lost_its_listen_connection_trusts_its_tier_again_only_after_catching_up() {
+    use crate::harness::proxy::{address_of, PartitionProxy};
+    let url = migrated_database("tierpartition").await;
+    let db = connect(&url).await;
+    db.batch_execute(
+        "INSERT INTO urls (short_code, original_url) VALUES
+             ('tp1', 'https://example.com/p1'), ('tp2', 'https://example.com/p2')",
+    )
+    .await
+    .expect("links");
+    let proxy = PartitionProxy::start(address_of(&url)).await;
+    let through_proxy = proxy.url_for(&url);
+    let srv = tokio::task::block_in_place(|| {
+        start_server_on(
+            &through_proxy,
+            &[
+                ("GITREV_CACHE_CAPACITY", "1"),
+                ("GITREV_STATEMENT_TIMEOUT_MS", "1000"),
+                ("GITREV_DB_DEADLINE_MARGIN_MS", "500"),
+            ],
+        )
+    });
+    trusted_with(&srv, 2.0).await;
+    let c = client();
+    assert_eq!(probe(&srv, &c, "tp1").await, at("https://example.com/p1"));
+
+    proxy.partition();
+    wait_for_metric(&srv, "gitrev_link_listen_connected", TIER_WAIT, |n| {
+        n == 0.0
+    })
+    .await;
+    db.batch_execute(
+        "UPDATE urls SET original_url = 'https://example.com/moved' WHERE short_code = 'tp1';
+         INSERT INTO urls (short_code, original_url) VALUES ('tp3', 'https://example.com/p3');",
+    )
+    .await
+    .expect("changed during the partition");
+    // Not trusted: the database is asked, and it cannot answer.
+    assert_eq!(probe(&srv, &c, "tp3").await.0, 503, "never a 404 for tp3");
+    assert_eq!(probe(&srv, &c, "tpnone").await.0, 503);
+    assert_eq!(
+        probe(&srv, &c, "tp2").await.0,
+        503,
+        "not from the tier, which may have missed a change"
+    );
+
+    proxy.heal();
+    wait_for_metric(&srv, "gitrev_link_listen_connected", TIER_WAIT, |n| {
+        n == 1.0
+    })
+    .await;
+    // Connected means caught up: the announcements lost in the partition are not needed. The
+    // pool's connections cut by the partition may still fail a query or two (503), never answer
+    // from the tier.
+    srv.wait_for_ready(200, TIER_WAIT).await;
+    for (code, want) in [
+        ("tp1", at("https://example.com/moved")),
+        ("tp3", at("https://example.com/p3")),
+    ] {
+        let got = poll(HEARD_WITHIN, || probe(&srv, &c, code), |got| got.0 != 503)
+            .await
+            .unwrap_or_else(|got| panic!("{code}: still {got:?}"));
+        assert_eq!(got, want, "{code}");
+    }
+    let before = answers(&srv, &c).await;
+    assert_eq!(probe(&srv, &c, "tpnone").await, GONE);
+    assert_eq!(probe(&srv, &c, "tp2").await, at("https://example.com/p2"));
+    let after = answers(&srv, &c).await;
+    assert_eq!(
+        after.1 - before.1,
+        1.0,
+        "trusted again: {before:?} -> {after:?}"
+    );
+}
