@@ -253,12 +253,10 @@ async fn run_on(
                 }
             };
             let started = std::time::Instant::now();
-            let (origin, links) = store.tier_links().await?;
+            let builder = store.tier_builder().await?;
             let read = started.elapsed();
             let target = path.clone();
-            let built =
-                tokio::task::spawn_blocking(move || gitrev_tier::write(&target, &origin, links))
-                    .await??;
+            let built = tokio::task::spawn_blocking(move || builder.write(&target)).await??;
             println!(
                 "{}: {} links, {} bytes ({:.1} per link beside the urls' text); read in {:.2} s, built and written in {:.2} s",
                 path.display(),

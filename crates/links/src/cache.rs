@@ -209,7 +209,7 @@ enum FromTier {
 
 /// The store's view of a link the tier holds (a limited link never gets here: its stored clicks
 /// are not in the tier).
-fn tier_link(found: &gitrev_tier::Found<'_>) -> Link {
+fn tier_link(found: &gitrev_tier::LinkRef<'_>) -> Link {
     Link {
         url_id: found.url_id,
         user_id: found.user_id,

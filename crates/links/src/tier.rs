@@ -20,7 +20,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 use gitrev_store::tier::Changes;
-use gitrev_tier::{Found, Origin, Tier};
+use gitrev_tier::{LinkRef, Origin, Tier};
 
 /// What the tier says about a code.
 #[derive(Debug, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub enum Answer<'a> {
     /// The tier is trusted and holds no such code: there is no such link.
     Absent,
     /// The link as it is in the database.
-    Found(Found<'a>),
+    Found(LinkRef<'a>),
 }
 
 #[derive(Default)]

@@ -9,7 +9,8 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use gitrev_tier::{Link, Origin};
+use futures_util::TryStreamExt;
+use gitrev_tier::{Builder, Link, LinkRef, Origin};
 use tokio_postgres::GenericClient;
 
 use super::{Store, StoreError};
@@ -99,6 +100,58 @@ impl Store {
                 snapshot,
             };
             Ok((origin, links))
+        })
+        .await
+    }
+
+    /// Every link, read at one snapshot and streamed into a tier [`Builder`] row by row: the
+    /// rows are never all held at once, only what the file will hold. Runs on a maintenance
+    /// connection, under the maintenance deadline.
+    pub async fn tier_builder(&self) -> Result<Builder, StoreError> {
+        self.bounded_maintenance(async {
+            let mut client = self.maintenance_client().await?;
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let snapshot: String = tx
+                .query_one("SELECT pg_current_snapshot()::text", &[])
+                .await?
+                .get(0);
+            let (system_id, database) = identity(&tx).await?;
+            let mut builder = Builder::new(Origin {
+                system_id,
+                database,
+                built_at_us: chrono::Utc::now().timestamp_micros(),
+                snapshot,
+            });
+            let rows = tx
+                .query_raw(
+                    LINKS,
+                    std::iter::empty::<&(dyn tokio_postgres::types::ToSql + Sync)>(),
+                )
+                .await?;
+            futures_util::pin_mut!(rows);
+            while let Some(r) = rows.try_next().await? {
+                builder
+                    .push(LinkRef {
+                        code: r.get(0),
+                        url_id: r.get(1),
+                        user_id: r.get(2),
+                        target: r.get(3),
+                        active: r.get(4),
+                        expires_at_us: r.get(5),
+                        expired_url: r.get(6),
+                        redirect_status: r.get(7),
+                        forward_query: r.get(8),
+                        limited: r.get(9),
+                    })
+                    .map_err(|e| StoreError::Internal(e.to_string()))?;
+            }
+            tx.commit().await?;
+            Ok(builder)
         })
         .await
     }

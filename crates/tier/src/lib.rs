@@ -23,12 +23,13 @@
 //! database snapshot it was read at, for the service to decide whether to trust it.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 use rkyv::rancor;
-use xxhash_rust::xxh3::xxh3_64;
+use rkyv::ser::writer::IoWriter;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 /// The tier's file name in a data directory.
 pub const FILE_NAME: &str = "links.tier";
@@ -68,9 +69,9 @@ pub struct Link {
     pub limited: bool,
 }
 
-/// A link found in the tier, borrowed from the mapping.
+/// A link borrowed: as found in the tier (from the mapping), or as given to a [`Builder`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Found<'a> {
+pub struct LinkRef<'a> {
     pub code: &'a str,
     pub url_id: i64,
     pub user_id: Option<i64>,
@@ -83,7 +84,24 @@ pub struct Found<'a> {
     pub limited: bool,
 }
 
-impl Found<'_> {
+impl Link {
+    pub fn as_ref(&self) -> LinkRef<'_> {
+        LinkRef {
+            code: &self.code,
+            url_id: self.url_id,
+            user_id: self.user_id,
+            target: &self.target,
+            active: self.active,
+            expires_at_us: self.expires_at_us,
+            expired_url: self.expired_url.as_deref(),
+            redirect_status: self.redirect_status,
+            forward_query: self.forward_query,
+            limited: self.limited,
+        }
+    }
+}
+
+impl LinkRef<'_> {
     /// The owned [`Link`] this was built from.
     pub fn to_link(&self) -> Link {
         Link {
@@ -203,86 +221,221 @@ fn hash(code: &[u8]) -> u64 {
 
 /// The file's bytes for `links` (any order; codes unique).
 pub fn build(origin: &Origin, links: Vec<Link>) -> Result<(Vec<u8>, Built), TierError> {
-    let (header, payload, built) = archive(origin, links)?;
-    Ok(([&header[..], &payload[..]].concat(), built))
+    let mut builder = Builder::new(origin.clone());
+    for link in &links {
+        builder.push(link.as_ref())?;
+    }
+    drop(links);
+    builder.into_bytes()
 }
 
-/// The header and the archive, apart (so a writer need not copy the archive behind the header).
-fn archive(
-    origin: &Origin,
-    links: Vec<Link>,
-) -> Result<([u8; HEADER], rkyv::util::AlignedVec, Built), TierError> {
-    if links.len() > u32::MAX as usize - 1 {
-        return Err(TierError::TooMany(links.len()));
+/// Builds the tier from `links` and writes it to `path` (see [`Builder::write`]).
+pub fn write(path: &Path, origin: &Origin, links: Vec<Link>) -> Result<Built, TierError> {
+    let mut builder = Builder::new(origin.clone());
+    for link in &links {
+        builder.push(link.as_ref())?;
     }
-    let bits = bucket_bits_for(links.len());
-    let mut keyed: Vec<(usize, u32, usize)> = links
-        .iter()
-        .enumerate()
-        .map(|(i, link)| {
-            let h = hash(link.code.as_bytes());
-            (bucket_of(h, bits), h as u32, i)
+    drop(links);
+    builder.write(path)
+}
+
+/// A tier being built, one link at a time, holding only what the file will hold: a record per
+/// link (48 bytes) and the text, so that reading ten million links from the database never
+/// holds them as rows or strings. [`Builder::write`] sorts the records in place and streams the
+/// archive to the file.
+pub struct Builder {
+    origin: Origin,
+    records: Vec<Record>,
+    text: Vec<u8>,
+    url_text_bytes: u64,
+}
+
+impl Builder {
+    pub fn new(origin: Origin) -> Builder {
+        Builder {
+            origin,
+            records: Vec::new(),
+            text: Vec::new(),
+            url_text_bytes: 0,
+        }
+    }
+
+    /// Adds a link (any order; a code given twice fails the build).
+    pub fn push(&mut self, link: LinkRef<'_>) -> Result<(), TierError> {
+        if self.records.len() >= u32::MAX as usize - 1 {
+            return Err(TierError::TooMany(self.records.len() + 1));
+        }
+        self.records.push(record(&link, &mut self.text)?);
+        self.url_text_bytes += (link.target.len() + link.expired_url.map_or(0, str::len)) as u64;
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Sorts the records by (bucket, fingerprint, code), checks the codes are unique, and makes
+    /// the index.
+    fn into_data(self) -> Result<(Data, u64), TierError> {
+        let Builder {
+            origin,
+            mut records,
+            text,
+            url_text_bytes,
+        } = self;
+        let bits = bucket_bits_for(records.len());
+        let code = |r: &Record| &text[r.text_at as usize..r.text_at as usize + r.code_len as usize];
+        // The hash of each record's code, beside its index: 16 bytes a link while sorting.
+        let mut order: Vec<(u64, u32)> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (hash(code(r)), i as u32))
+            .collect();
+        let key = |&(h, i): &(u64, u32)| (bucket_of(h, bits), h as u32, code(&records[i as usize]));
+        order.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+        if let Some(w) = order.windows(2).find(|w| key(&w[0]) == key(&w[1])) {
+            let twice = String::from_utf8_lossy(code(&records[w[0].1 as usize])).into_owned();
+            return Err(TierError::DuplicateCode(twice));
+        }
+        let buckets = 1usize << bits;
+        let mut starts = vec![0u32; buckets + 1];
+        for &(h, _) in &order {
+            starts[bucket_of(h, bits) + 1] += 1;
+        }
+        for b in 0..buckets {
+            starts[b + 1] += starts[b];
+        }
+        let fingerprints = order.iter().map(|&(h, _)| h as u32).collect();
+        // Puts the records in that order in place, following each cycle of the permutation.
+        let mut placed: Vec<u32> = order.into_iter().map(|(_, i)| i).collect();
+        for start in 0..placed.len() {
+            let mut at = start;
+            while placed[at] as usize != start {
+                let from = placed[at] as usize;
+                records.swap(at, from);
+                placed[at] = at as u32;
+                at = from;
+            }
+            placed[at] = at as u32;
+        }
+        let data = Data {
+            system_id: origin.system_id,
+            database: origin.database,
+            built_at_us: origin.built_at_us,
+            snapshot: origin.snapshot,
+            bucket_bits: bits,
+            starts,
+            fingerprints,
+            records,
+            text,
+        };
+        Ok((data, url_text_bytes))
+    }
+
+    /// The file's bytes.
+    pub fn into_bytes(self) -> Result<(Vec<u8>, Built), TierError> {
+        let (data, url_text_bytes) = self.into_data()?;
+        let mut out = Hashing::new(vec![0u8; HEADER]);
+        serialize(&data, &mut out, Path::new(""))?;
+        let (mut bytes, payload_len, checksum) = out.finish();
+        bytes[..HEADER].copy_from_slice(&header(payload_len, checksum));
+        let built = Built {
+            links: data.records.len(),
+            file_bytes: bytes.len() as u64,
+            url_text_bytes,
+        };
+        Ok((bytes, built))
+    }
+
+    /// Writes the tier to `path` atomically (a temporary file beside it, fsync, rename), so a
+    /// process that has the old one mapped keeps reading the old one. The archive goes straight
+    /// to the file: nothing but the records and the text is held in memory.
+    pub fn write(self, path: &Path) -> Result<Built, TierError> {
+        let io = |e| TierError::Io(path.to_owned(), e);
+        let (data, url_text_bytes) = self.into_data()?;
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let mut file = fs::File::create(&tmp).map_err(io)?;
+        // The header's place, filled in once the payload's length and checksum are known.
+        file.write_all(&[0u8; HEADER]).map_err(io)?;
+        let mut out = Hashing::new(std::io::BufWriter::with_capacity(1 << 20, file));
+        serialize(&data, &mut out, path)?;
+        let (buffered, payload_len, checksum) = out.finish();
+        let mut file = buffered.into_inner().map_err(|e| io(e.into_error()))?;
+        file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+        file.write_all(&header(payload_len, checksum)).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        fs::rename(&tmp, path).map_err(io)?;
+        Ok(Built {
+            links: data.records.len(),
+            file_bytes: HEADER as u64 + payload_len,
+            url_text_bytes,
         })
-        .collect();
-    keyed.sort_unstable_by(|a, b| (a.0, a.1, &links[a.2].code).cmp(&(b.0, b.1, &links[b.2].code)));
-    if let Some(w) = keyed
-        .windows(2)
-        .find(|w| links[w[0].2].code == links[w[1].2].code)
-    {
-        return Err(TierError::DuplicateCode(links[w[0].2].code.clone()));
     }
+}
 
-    let buckets = 1usize << bits;
-    let mut starts = vec![0u32; buckets + 1];
-    for &(bucket, _, _) in &keyed {
-        starts[bucket + 1] += 1;
-    }
-    for b in 0..buckets {
-        starts[b + 1] += starts[b];
-    }
-    let fingerprints = keyed.iter().map(|&(_, fp, _)| fp).collect();
+/// Archives `data` into `out` (the payload, after the header).
+fn serialize<W: Write>(data: &Data, out: &mut Hashing<W>, path: &Path) -> Result<(), TierError> {
+    rkyv::api::high::to_bytes_in::<_, rancor::Error>(data, IoWriter::new(out))
+        .map_err(|e| TierError::BadArchive(path.to_owned(), e.to_string()))?;
+    Ok(())
+}
 
-    let mut text = Vec::new();
-    let mut url_text_bytes = 0u64;
-    let mut records = Vec::with_capacity(links.len());
-    for &(_, _, i) in &keyed {
-        let link = &links[i];
-        records.push(record(link, &mut text)?);
-        url_text_bytes +=
-            (link.target.len() + link.expired_url.as_ref().map_or(0, String::len)) as u64;
-    }
-    let data = Data {
-        system_id: origin.system_id,
-        database: origin.database.clone(),
-        built_at_us: origin.built_at_us,
-        snapshot: origin.snapshot.clone(),
-        bucket_bits: bits,
-        starts,
-        fingerprints,
-        records,
-        text,
-    };
-    let payload = rkyv::to_bytes::<rancor::Error>(&data)
-        .map_err(|e| TierError::BadArchive(PathBuf::new(), e.to_string()))?;
+fn header(payload_len: u64, checksum: u64) -> [u8; HEADER] {
     let mut header = [0u8; HEADER];
     header[..8].copy_from_slice(MAGIC);
     header[8..16].copy_from_slice(&VERSION.to_le_bytes());
-    header[16..24].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-    header[24..32].copy_from_slice(&xxh3_64(&payload).to_le_bytes());
-    let built = Built {
-        links: data.records.len(),
-        file_bytes: (HEADER + payload.len()) as u64,
-        url_text_bytes,
-    };
-    Ok((header, payload, built))
+    header[16..24].copy_from_slice(&payload_len.to_le_bytes());
+    header[24..32].copy_from_slice(&checksum.to_le_bytes());
+    header
 }
 
-fn record(link: &Link, text: &mut Vec<u8>) -> Result<Record, TierError> {
-    if link.code.len() > MAX_CODE_BYTES {
-        return Err(TierError::LongCode(link.code.clone()));
+/// A writer that hashes and counts what goes through it (the payload's checksum and length).
+struct Hashing<W> {
+    inner: W,
+    hasher: Xxh3,
+    len: u64,
+}
+
+impl<W> Hashing<W> {
+    fn new(inner: W) -> Hashing<W> {
+        Hashing {
+            inner,
+            hasher: Xxh3::new(),
+            len: 0,
+        }
     }
-    let expired = link.expired_url.as_deref().unwrap_or("");
-    let long = || TierError::LongText(link.code.clone());
+
+    /// The writer, the bytes written through it and their xxh3-64.
+    fn finish(self) -> (W, u64, u64) {
+        (self.inner, self.len, self.hasher.digest())
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn record(link: &LinkRef<'_>, text: &mut Vec<u8>) -> Result<Record, TierError> {
+    if link.code.len() > MAX_CODE_BYTES {
+        return Err(TierError::LongCode(link.code.to_owned()));
+    }
+    let expired = link.expired_url.unwrap_or("");
+    let long = || TierError::LongText(link.code.to_owned());
     let target_len = u32::try_from(link.target.len()).map_err(|_| long())?;
     let expired_len = u32::try_from(expired.len()).map_err(|_| long())?;
     let text_at = text.len() as u64;
@@ -307,22 +460,6 @@ fn record(link: &Link, text: &mut Vec<u8>) -> Result<Record, TierError> {
             | flag(link.expires_at_us.is_some(), HAS_EXPIRY)
             | flag(link.redirect_status.is_some(), HAS_STATUS),
     })
-}
-
-/// Builds the tier and writes it to `path` atomically (a temporary file beside it, fsync,
-/// rename), so a process that has the old one mapped keeps reading the old one.
-pub fn write(path: &Path, origin: &Origin, links: Vec<Link>) -> Result<Built, TierError> {
-    let io = |e| TierError::Io(path.to_owned(), e);
-    let (header, payload, built) = archive(origin, links)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = fs::File::create(&tmp).map_err(io)?;
-    file.write_all(&header).map_err(io)?;
-    file.write_all(&payload).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    fs::rename(&tmp, path).map_err(io)?;
-    Ok(built)
 }
 
 /// An opened, checked tier.
@@ -394,7 +531,7 @@ impl Tier {
     }
 
     /// The link with this code, if the tier holds it.
-    pub fn get(&self, code: &str) -> Option<Found<'_>> {
+    pub fn get(&self, code: &str) -> Option<LinkRef<'_>> {
         let d = self.data();
         let h = hash(code.as_bytes());
         let bucket = bucket_of(h, d.bucket_bits.to_native());
@@ -419,13 +556,13 @@ impl Tier {
     }
 
     /// Every link, in the tier's order.
-    pub fn iter(&self) -> impl Iterator<Item = Found<'_>> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = LinkRef<'_>> + '_ {
         let d = self.data();
         d.records.iter().filter_map(move |r| found(d, r))
     }
 }
 
-fn found<'a>(d: &'a ArchivedData, r: &'a ArchivedRecord) -> Option<Found<'a>> {
+fn found<'a>(d: &'a ArchivedData, r: &'a ArchivedRecord) -> Option<LinkRef<'a>> {
     let at = usize::try_from(r.text_at.to_native()).ok()?;
     let code_end = at.checked_add(r.code_len as usize)?;
     let target_end = code_end.checked_add(r.target_len.to_native() as usize)?;
@@ -434,7 +571,7 @@ fn found<'a>(d: &'a ArchivedData, r: &'a ArchivedRecord) -> Option<Found<'a>> {
     let str_at = |a: usize, b: usize| std::str::from_utf8(text.get(a..b)?).ok();
     let flags = r.flags;
     let has = |bit: u8| flags & bit != 0;
-    Some(Found {
+    Some(LinkRef {
         code: str_at(at, code_end)?,
         url_id: r.url_id.to_native(),
         user_id: has(HAS_USER).then(|| r.user_id.to_native()),

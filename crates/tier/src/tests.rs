@@ -97,6 +97,46 @@ fn a_code_given_twice_or_too_long_is_refused() {
     ));
 }
 
+/// The file streamed to disk is byte for byte the archive built in memory, whatever order the
+/// links came in.
+#[test]
+fn the_streamed_file_is_the_archive_built_in_memory() {
+    let links: Vec<Link> = (0..5_000).map(link).collect();
+    let (in_memory, built) = build(&origin(), links.clone()).expect("built");
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join(FILE_NAME);
+    let mut builder = Builder::new(origin());
+    for link in links.iter().rev() {
+        builder.push(link.as_ref()).expect("pushed");
+    }
+    assert_eq!(builder.len(), links.len());
+    let written = builder.write(&path).expect("written");
+    let on_disk = std::fs::read(&path).expect("read");
+    assert_eq!(written.links, built.links);
+    assert_eq!(written.file_bytes, on_disk.len() as u64);
+    let tier = Tier::open(&path).expect("opens").expect("exists");
+    for l in &links {
+        assert_eq!(tier.get(&l.code), Some(l.as_ref()));
+    }
+    // Same records and index; the text may be in another order (the links came reversed).
+    assert_eq!(in_memory.len(), on_disk.len());
+    let reopened = {
+        let p = dir.path().join("memory.tier");
+        std::fs::write(&p, &in_memory).expect("written");
+        Tier::open(&p).expect("opens").expect("exists")
+    };
+    let mut a: Vec<_> = reopened.iter().map(|l| l.to_link()).collect();
+    let mut b: Vec<_> = tier.iter().map(|l| l.to_link()).collect();
+    assert_eq!(
+        a.iter().map(|l| &l.code).collect::<Vec<_>>(),
+        b.iter().map(|l| &l.code).collect::<Vec<_>>(),
+        "the same order of records"
+    );
+    a.sort_by(|x, y| x.code.cmp(&y.code));
+    b.sort_by(|x, y| x.code.cmp(&y.code));
+    assert_eq!(a, b);
+}
+
 #[test]
 fn a_missing_file_is_none() {
     let dir = tempfile::tempdir().expect("temp dir");
