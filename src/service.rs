@@ -65,6 +65,8 @@ pub async fn run(
             state: tier,
             fence_limit: store.deadline(),
             answers: metrics.tier_answers.clone(),
+            fence_trips: metrics.tier_fence_trips.clone(),
+            fence_skipped: metrics.tier_fence_skipped.clone(),
         },
     );
     // Every background task of the service, owned here: joined at stop, aborted if it overruns

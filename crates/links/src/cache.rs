@@ -234,14 +234,29 @@ fn tier_link(found: &gitrev_tier::LinkRef<'_>) -> Link {
 /// may still be on its way. The LISTEN task answers them with one empty query on its connection:
 /// PostgreSQL sends a connection every notification already committed before it answers a query
 /// there, so once the answer is in, every creation committed before the request is known. One
-/// such round trip answers every request waiting when it was sent, and they are at least
-/// [`FENCE_SPACING`] apart, so a flood of unknown codes costs the database a bounded number of
-/// empty statements per second, not one per request.
+/// such round trip answers every request waiting when it was sent.
+///
+/// The round trips have a budget ([`FENCE_TRIPS_PER_SEC`], bursts of [`FENCE_BURST`]): a request
+/// that finds no trip on its way and the budget spent is answered from what has been heard
+/// (counted as skipped). Ordinary traffic never comes near it (a few unknown codes a second); a
+/// flood of random codes spends it in a moment and is then answered at the tier's speed, with a
+/// bounded number of round trips a second rather than one per request or a wait per request.
 struct Fence {
-    /// Tickets handed out to waiting requests.
-    asked: AtomicU64,
+    trips: prometheus::IntCounter,
+    skipped: prometheus::IntCounter,
+    state: std::sync::Mutex<FenceState>,
     wake: tokio::sync::Notify,
     passed: watch::Sender<Passed>,
+}
+
+struct FenceState {
+    /// Tickets handed out to waiting requests.
+    asked: u64,
+    /// A trip is wanted and has not started: the next requests join it.
+    pending: bool,
+    /// The budget: round trips that may start now.
+    tokens: f64,
+    refilled: std::time::Instant,
 }
 
 /// How far the fence has gone.
@@ -253,31 +268,91 @@ struct Passed {
     lost: u64,
 }
 
-/// The least time between two of the fence's round trips.
-pub const FENCE_SPACING: Duration = Duration::from_millis(2);
+/// The fence's round trips a second, in the long run.
+pub const FENCE_TRIPS_PER_SEC: f64 = 100.0;
+/// The fence's round trips that may follow one another at once.
+pub const FENCE_BURST: f64 = 20.0;
+
+/// What the fence said.
+#[derive(Debug, PartialEq, Eq)]
+enum Fenced {
+    /// Every announcement committed before the request has been heard.
+    Passed,
+    /// Over the budget: what has been heard stands.
+    Skipped,
+    /// The LISTEN connection was lost or did not answer in time: ask the database.
+    Failed,
+}
 
 impl Fence {
-    fn new() -> Fence {
+    fn new(trips: prometheus::IntCounter, skipped: prometheus::IntCounter) -> Fence {
         Fence {
-            asked: AtomicU64::new(0),
+            trips,
+            skipped,
+            state: std::sync::Mutex::new(FenceState {
+                asked: 0,
+                pending: false,
+                tokens: FENCE_BURST,
+                refilled: std::time::Instant::now(),
+            }),
             wake: tokio::sync::Notify::new(),
             passed: watch::Sender::new(Passed::default()),
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, FenceState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A ticket for the next round trip (joining one already wanted, or wanting one within the
+    /// budget); `None` over the budget.
+    fn reserve(&self) -> Option<u64> {
+        let mut state = self.lock();
+        if !state.pending {
+            let now = std::time::Instant::now();
+            let earned = now.duration_since(state.refilled).as_secs_f64() * FENCE_TRIPS_PER_SEC;
+            state.tokens = (state.tokens + earned).min(FENCE_BURST);
+            state.refilled = now;
+            if state.tokens < 1.0 {
+                return None;
+            }
+            state.tokens -= 1.0;
+            state.pending = true;
+            self.wake.notify_one();
+        }
+        state.asked += 1;
+        Some(state.asked)
+    }
+
+    /// A round trip is wanted (a heartbeat may have served the requests that woke the task).
+    fn wanted(&self) -> bool {
+        self.lock().pending
+    }
+
+    /// A round trip starts: it answers every ticket handed out so far (returned).
+    fn start_trip(&self) -> u64 {
+        let mut state = self.lock();
+        state.pending = false;
+        state.asked
+    }
+
     /// Waits (at most `limit`) until every announcement committed before now has been heard.
-    /// False when that could not be established: ask the database.
-    async fn pass(&self, limit: Duration) -> bool {
+    async fn pass(&self, limit: Duration) -> Fenced {
         let mut passed = self.passed.subscribe();
         let lost = passed.borrow().lost;
-        let ticket = self.asked.fetch_add(1, Ordering::AcqRel) + 1;
-        self.wake.notify_one();
+        let Some(ticket) = self.reserve() else {
+            self.skipped.inc();
+            return Fenced::Skipped;
+        };
         let answered = tokio::time::timeout(
             limit,
             passed.wait_for(|p| p.covered >= ticket || p.lost != lost),
         )
         .await;
-        matches!(answered, Ok(Ok(p)) if p.covered >= ticket)
+        match answered {
+            Ok(Ok(p)) if p.covered >= ticket => Fenced::Passed,
+            _ => Fenced::Failed,
+        }
     }
 }
 
@@ -297,6 +372,9 @@ pub struct TierSetup {
     pub fence_limit: Duration,
     /// Counts what the tier answered, by `answer`: `link`, `absent`, `database`.
     pub answers: IntCounterVec,
+    /// Counts the fence's round trips, and the requests it let through over its budget.
+    pub fence_trips: prometheus::IntCounter,
+    pub fence_skipped: prometheus::IntCounter,
 }
 
 /// Cache settings.
@@ -343,6 +421,10 @@ impl LinkCache {
                 state: TierState::default(),
                 fence_limit: Duration::from_secs(1),
                 answers,
+                fence_trips: prometheus::IntCounter::new("fence_trips", "fence trips")
+                    .expect("valid metric"),
+                fence_skipped: prometheus::IntCounter::new("fence_skipped", "fence skipped")
+                    .expect("valid metric"),
             },
         )
     }
@@ -353,7 +435,7 @@ impl LinkCache {
         let by_ttl = evictions.with_label_values(&["expired"]);
         LinkCache {
             tier: Arc::new(tier.state),
-            fence: Arc::new(Fence::new()),
+            fence: Arc::new(Fence::new(tier.fence_trips, tier.fence_skipped)),
             fence_limit: tier.fence_limit,
             tier_answers: ["link", "absent", "database"]
                 .map(|answer| tier.answers.with_label_values(&[answer])),
@@ -398,10 +480,10 @@ impl LinkCache {
         if matches!(from_tier, FromTier::Absent) {
             // Unknown to the tier: perhaps created elsewhere a moment ago, announced but not yet
             // heard. Once every earlier announcement is in, the tier's answer stands.
-            from_tier = if self.fence.pass(self.fence_limit).await {
-                self.ask_tier(&key)
-            } else {
-                FromTier::Ask
+            from_tier = match self.fence.pass(self.fence_limit).await {
+                Fenced::Passed => self.ask_tier(&key),
+                Fenced::Skipped => FromTier::Absent,
+                Fenced::Failed => FromTier::Ask,
             };
         }
         let [as_link, as_absent, as_database] = &self.tier_answers;
@@ -705,7 +787,6 @@ pub async fn listen(
         info!("listening for link invalidations");
         let mut heartbeat = tokio::time::interval(LISTEN_HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_trip = tokio::time::Instant::now();
         let stopping = loop {
             tokio::select! {
                 notification = subscription.notifications.recv() => match notification {
@@ -722,8 +803,10 @@ pub async fn listen(
                     }
                 }
                 _ = cache.fence.wake.notified() => {
-                    tokio::time::sleep_until(last_trip + FENCE_SPACING).await;
-                    last_trip = tokio::time::Instant::now();
+                    if !cache.fence.wanted() {
+                        continue;
+                    }
+                    cache.fence.trips.inc();
                     if !round_trip(&mut subscription, &cache, keyring.as_ref(), bounds.answer).await {
                         warn!("the link invalidation connection did not answer");
                         break false;
@@ -734,6 +817,9 @@ pub async fn listen(
         };
         subscription.close().await;
         cache.tier.listen_lost();
+        // Whoever waits for a trip now is told it will not come (they ask the database); the
+        // next trip is wanted afresh.
+        cache.fence.start_trip();
         cache.fence.passed.send_modify(|p| p.lost += 1);
         if let Some(keyring) = &keyring {
             keyring.listening(false);
@@ -772,7 +858,7 @@ async fn round_trip(
     keyring: Option<&Keyring>,
     answer: Duration,
 ) -> bool {
-    let covering = cache.fence.asked.load(Ordering::Acquire);
+    let covering = cache.fence.start_trip();
     let answered = tokio::time::timeout(answer, subscription.client.simple_query("")).await;
     if !matches!(answered, Ok(Ok(_))) {
         return false;
@@ -966,6 +1052,72 @@ mod tests {
             Some("https://example.com/a?b=c&x=1")
         );
         assert!(limits.is_empty(), "no limit, no counts");
+    }
+
+    fn counter() -> prometheus::IntCounter {
+        prometheus::IntCounter::new("c", "c").unwrap()
+    }
+
+    /// Requests join the round trip already wanted, free; new round trips spend the budget, and
+    /// past it a request is let through (skipped) at once rather than made to wait.
+    #[test]
+    fn the_fence_shares_round_trips_and_keeps_to_its_budget() {
+        let skipped = counter();
+        let fence = Fence::new(counter(), skipped.clone());
+        let burst = FENCE_BURST as u64;
+        for trip in 0..burst {
+            // Ten requests, one trip.
+            let tickets: Vec<u64> = (0..10)
+                .map(|_| fence.reserve().expect("in budget"))
+                .collect();
+            assert!(fence.wanted());
+            let covering = fence.start_trip();
+            assert!(!fence.wanted());
+            assert_eq!(covering, (trip + 1) * 10);
+            assert!(tickets.iter().all(|t| *t <= covering));
+        }
+        assert_eq!(fence.reserve(), None, "the burst is spent");
+        assert!(!fence.wanted(), "and no trip is wanted for it");
+        // The budget comes back with time (at FENCE_TRIPS_PER_SEC).
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(fence.reserve().is_some());
+        assert!(fence.reserve().is_some(), "joins the trip wanted");
+        assert_eq!(fence.start_trip(), burst * 10 + 2);
+    }
+
+    #[tokio::test]
+    async fn a_request_over_the_fences_budget_is_skipped_and_a_lost_connection_fails_the_wait() {
+        let skipped = counter();
+        let fence = Arc::new(Fence::new(counter(), skipped.clone()));
+        for _ in 0..FENCE_BURST as usize {
+            fence.reserve().expect("in budget");
+            fence.start_trip();
+        }
+        assert_eq!(fence.pass(Duration::from_secs(5)).await, Fenced::Skipped);
+        assert_eq!(skipped.get(), 1);
+        std::thread::sleep(Duration::from_millis(50));
+        // A request waiting when the connection is lost is told at once.
+        let waiting = tokio::spawn({
+            let fence = fence.clone();
+            async move { fence.pass(Duration::from_secs(60)).await }
+        });
+        while !fence.wanted() {
+            tokio::task::yield_now().await;
+        }
+        fence.start_trip();
+        fence.passed.send_modify(|p| p.lost += 1);
+        assert_eq!(waiting.await.unwrap(), Fenced::Failed);
+        // And a trip that covers it lets it pass.
+        let waiting = tokio::spawn({
+            let fence = fence.clone();
+            async move { fence.pass(Duration::from_secs(60)).await }
+        });
+        while !fence.wanted() {
+            tokio::task::yield_now().await;
+        }
+        let covering = fence.start_trip();
+        fence.passed.send_modify(|p| p.covered = covering);
+        assert_eq!(waiting.await.unwrap(), Fenced::Passed);
     }
 
     #[tokio::test]

@@ -163,6 +163,10 @@ pub struct Metrics {
     pub tier_trusted: IntGauge,
     /// Tier rebuilds, by result.
     pub tier_rebuilds: IntCounterVec,
+    /// Round trips on the LISTEN connection made for requests the tier did not know (the fence).
+    pub tier_fence_trips: IntCounter,
+    /// Requests the fence let through unchecked, over its budget.
+    pub tier_fence_skipped: IntCounter,
     /// Requests refused (429) by an API key's rate limit, by key id (never the key).
     pub key_rate_limited: IntCounterVec,
     /// Log lines below WARN dropped because the log writer fell behind (brought up to date from
@@ -427,6 +431,16 @@ impl Default for Metrics {
                 &registry,
                 "gitrev_link_tier_trusted",
                 "1 while the link tier answers (LISTEN up and caught up with the change log), else 0",
+            ),
+            tier_fence_trips: counter(
+                &registry,
+                "gitrev_link_tier_fence_trips_total",
+                "Empty queries on the LISTEN connection made so that codes the link tier does not know are answered only after every earlier creation was heard (each serves every request waiting; at most 100 a second)",
+            ),
+            tier_fence_skipped: counter(
+                &registry,
+                "gitrev_link_tier_fence_skipped_total",
+                "Codes the link tier does not know answered without the fence because its budget was spent (a flood of unknown codes): a link created on another replica in the last milliseconds may be answered 404",
             ),
             tier_rebuilds: register(
                 &registry,
