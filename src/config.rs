@@ -294,7 +294,7 @@ pub struct Settings {
     pub user_batch_max: usize,
 
     /// Links kept in the redirect cache (the hot set: the link tier holds every link).
-    #[arg(long, env = "GITREV_CACHE_CAPACITY", default_value_t = 100_000, global = true,
+    #[arg(long, env = "GITREV_CACHE_CAPACITY", default_value_t = 50_000, global = true,
           value_parser = at_least::<u64>(1))]
     pub cache_capacity: u64,
 
