@@ -29,6 +29,19 @@ async fn tier_server(url: &str, links: f64, env: &[(&str, &str)]) -> TestServer 
     srv
 }
 
+/// A server on `url` with its data in `dir` (a tier file there is its own), answering past a
+/// one-link cache.
+fn serve_in(dir: &TestDir, url: &str, log_level: &str) -> TestServer {
+    launch(Launch {
+        dir: dir.path(),
+        database_url: Some(url),
+        env: &[("GITREV_CACHE_CAPACITY", "1")],
+        stop_on_stdin_eof: true,
+        log_level,
+    })
+    .expect("gitrev serve starts")
+}
+
 async fn trusted_with(srv: &TestServer, links: f64) {
     wait_for_metric(srv, "gitrev_link_tier_links", TIER_WAIT, |n| n == links).await;
     wait_for_metric(srv, "gitrev_link_tier_trusted", TIER_WAIT, |n| n == 1.0).await;
@@ -246,16 +259,7 @@ async fn a_restarted_replica_reads_what_changed_before_it_answers_from_its_tier(
     .await
     .expect("links");
     let dir = TestDir::new("tierrestart");
-    let start = || {
-        launch(Launch {
-            dir: dir.path(),
-            database_url: Some(&url),
-            env: &[("GITREV_CACHE_CAPACITY", "1")],
-            stop_on_stdin_eof: true,
-            log_level: "info",
-        })
-        .expect("gitrev serve starts")
-    };
+    let start = || serve_in(&dir, &url, "info");
     let first = start();
     trusted_with(&first, 5.0).await;
     let first_log = first.log.clone();
@@ -327,14 +331,7 @@ async fn a_corrupt_tier_file_is_refused_and_the_database_answers_until_the_rebui
     bytes[last] ^= 0x5a;
     std::fs::write(&path, &bytes).expect("corrupted");
 
-    let srv = launch(Launch {
-        dir: dir.path(),
-        database_url: Some(&url),
-        env: &[("GITREV_CACHE_CAPACITY", "1")],
-        stop_on_stdin_eof: true,
-        log_level: "warn",
-    })
-    .expect("gitrev serve starts");
+    let srv = serve_in(&dir, &url, "warn");
     let c = client();
     assert_eq!(probe(&srv, &c, "tx1").await, at("https://example.com/x1"));
     let log = std::fs::read_to_string(&srv.log).expect("the log");
@@ -376,14 +373,7 @@ async fn a_tier_built_from_another_database_is_never_used() {
     );
     assert!(built.status.success(), "{built:?}");
 
-    let srv = launch(Launch {
-        dir: dir.path(),
-        database_url: Some(&url),
-        env: &[("GITREV_CACHE_CAPACITY", "1")],
-        stop_on_stdin_eof: true,
-        log_level: "warn",
-    })
-    .expect("gitrev serve starts");
+    let srv = serve_in(&dir, &url, "warn");
     let c = client();
     assert_eq!(probe(&srv, &c, "onlyx").await, GONE);
     assert_eq!(

@@ -1,7 +1,7 @@
 //! What the link tier reads from the database (issue #12): every link at one snapshot, the
 //! database's identity, and which codes changed since a snapshot (`sql/0006_link_changes.sql`).
 //!
-//! A tier built from [`Store::tier_links`] holds every link as of its snapshot. Once
+//! A tier built from [`Store::tier_builder`] holds every link as of its snapshot. Once
 //! [`Store::links_changed_since`] has answered for that snapshot, the tier may be trusted for every
 //! code not in the answer. For the changes made after that answer, the caller relies on the
 //! announcements (LISTEN must already be running when it asks).
@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use gitrev_tier::{Builder, Link, LinkRef, Origin};
+use gitrev_tier::{Builder, LinkRef, Origin};
 use tokio_postgres::GenericClient;
 
 use super::{Store, StoreError};
@@ -57,51 +57,6 @@ impl Store {
     pub async fn database_identity(&self) -> Result<(u64, String), StoreError> {
         let conn = self.conn().await?;
         identity(&conn.client).await
-    }
-
-    /// Every link, read at one snapshot, and the origin a tier built from them records. Runs on
-    /// a maintenance connection (a million links take seconds), under the maintenance deadline.
-    pub async fn tier_links(&self) -> Result<(Origin, Vec<Link>), StoreError> {
-        self.bounded_maintenance(async {
-            let mut client = self.maintenance_client().await?;
-            let tx = client
-                .build_transaction()
-                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await?;
-            // The first statement fixes the transaction's snapshot: the same one the rows are read at.
-            let snapshot: String = tx
-                .query_one("SELECT pg_current_snapshot()::text", &[])
-                .await?
-                .get(0);
-            let (system_id, database) = identity(&tx).await?;
-            let rows = tx.query(LINKS, &[]).await?;
-            let links = rows
-                .iter()
-                .map(|r| Link {
-                    code: r.get(0),
-                    url_id: r.get(1),
-                    user_id: r.get(2),
-                    target: r.get(3),
-                    active: r.get(4),
-                    expires_at_us: r.get(5),
-                    expired_url: r.get(6),
-                    redirect_status: r.get(7),
-                    forward_query: r.get(8),
-                    limited: r.get(9),
-                })
-                .collect();
-            tx.commit().await?;
-            let origin = Origin {
-                system_id,
-                database,
-                built_at_us: chrono::Utc::now().timestamp_micros(),
-                snapshot,
-            };
-            Ok((origin, links))
-        })
-        .await
     }
 
     /// Every link, read at one snapshot and streamed into a tier [`Builder`] row by row: the
@@ -157,7 +112,7 @@ impl Store {
     }
 
     /// Which codes were changed by transactions that `since` (a snapshot from
-    /// [`Store::tier_links`] or an earlier answer) did not see, in one query.
+    /// [`Store::tier_builder`] or an earlier answer) did not see, in one query.
     pub async fn links_changed_since(&self, since: &str) -> Result<Changes, StoreError> {
         let conn = self.conn().await?;
         changed_since(&conn.client, since).await

@@ -278,6 +278,10 @@ impl Builder {
         self.records.is_empty()
     }
 
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
     /// Sorts the records by (bucket, fingerprint, code), checks the codes are unique, and makes
     /// the index.
     fn into_data(self) -> Result<(Data, u64), TierError> {
