@@ -92,10 +92,12 @@ pub async fn keep(
 ) {
     // A schedule shorter than the check looks as often as it asks.
     let check = CHECK_EVERY.min(schedule.every);
-    let mut wait = check;
+    // How long to wait after the next failure: `check`, doubling to RETRY_AT_MOST.
+    let mut backoff = check;
     loop {
         let status = tier.status();
         show(&metrics, &status);
+        let mut pause = check;
         if due(&status, &schedule, chrono::Utc::now().timestamp_micros()) {
             let rebuilt = tokio::select! {
                 rebuilt = rebuild(&tier, &store, &database_url, &data_dir) => rebuilt,
@@ -106,19 +108,20 @@ pub async fn keep(
             };
             let result = if rebuilt.is_ok() { "ok" } else { "failed" };
             metrics.tier_rebuilds.with_label_values(&[result]).inc();
-            wait = match rebuilt {
+            match rebuilt {
                 Ok(()) => {
                     show(&metrics, &tier.status());
-                    check
+                    backoff = check;
                 }
                 Err(err) => {
-                    warn!(error = format!("{err:#}"), retry_in = ?wait, "could not rebuild the link tier");
-                    (wait * 2).min(RETRY_AT_MOST)
+                    pause = backoff;
+                    backoff = (backoff * 2).min(RETRY_AT_MOST);
+                    warn!(error = format!("{err:#}"), retry_in = ?pause, "could not rebuild the link tier");
                 }
-            };
+            }
         }
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = stop.wait_for(|stopping| *stopping) => return,
         }
     }

@@ -553,3 +553,60 @@ async fn a_replica_that_lost_its_listen_connection_trusts_its_tier_again_only_af
         "trusted again: {before:?} -> {after:?}"
     );
 }
+
+/// A rebuild that cannot write its file (here a directory sits where the tier goes) is counted as
+/// failed and retried while the database answers every redirect; once the path is free, the next
+/// attempt succeeds and the tier is trusted.
+#[tokio::test]
+async fn a_failed_rebuild_is_retried_while_the_database_answers() {
+    let url = migrated_database("tierfail").await;
+    connect(&url)
+        .await
+        .batch_execute(
+            "INSERT INTO urls (short_code, original_url) VALUES ('tf1', 'https://example.com/f1')",
+        )
+        .await
+        .expect("a link");
+    let dir = TestDir::new("tierfail");
+    let blocker = dir.path().join("links.tier");
+    std::fs::create_dir(&blocker).expect("a directory where the tier goes");
+    std::fs::write(blocker.join("keep"), b"x").expect("not empty, so no rename replaces it");
+    let srv = serve_in(&dir, &url, "warn");
+    let c = client();
+    let failed = || async {
+        let text = scrape(&srv, &c).await;
+        labelled_value(
+            &text,
+            "gitrev_link_tier_rebuilds_total",
+            &[("result", "failed")],
+        )
+    };
+    poll(TIER_WAIT, failed, |n| *n >= 1.0)
+        .await
+        .unwrap_or_else(|n| panic!("{n} failed rebuilds"));
+    let text = scrape(&srv, &c).await;
+    assert_eq!(labelled_value(&text, "gitrev_link_tier_trusted", &[]), 0.0);
+    assert_eq!(
+        labelled_value(
+            &text,
+            "gitrev_link_tier_rebuilds_total",
+            &[("result", "ok")]
+        ),
+        0.0
+    );
+    let before = answers(&srv, &c).await;
+    assert_eq!(probe(&srv, &c, "tf1").await, at("https://example.com/f1"));
+    assert_eq!(probe(&srv, &c, "tfnone").await, GONE);
+    let after = answers(&srv, &c).await;
+    assert_eq!(
+        after.2 - before.2,
+        2.0,
+        "both asked the database: {before:?} -> {after:?}"
+    );
+    let log = std::fs::read_to_string(&srv.log).expect("the log");
+    assert!(log.contains("could not rebuild the link tier"), "{log}");
+
+    std::fs::remove_dir_all(&blocker).expect("the path freed");
+    trusted_with(&srv, 1.0).await;
+    assert_eq!(probe(&srv, &c, "tf1").await, at("https://example.com/f1"));
+}

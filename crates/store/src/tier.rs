@@ -71,6 +71,8 @@ impl Store {
                 .read_only(true)
                 .start()
                 .await?;
+            // The first statement fixes the transaction's snapshot: the same one the rows are
+            // read at.
             let snapshot: String = tx
                 .query_one("SELECT pg_current_snapshot()::text", &[])
                 .await?
