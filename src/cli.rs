@@ -249,7 +249,7 @@ async fn run_on(
                 Some(path) => path,
                 None => {
                     std::fs::create_dir_all(&settings.data_dir)?;
-                    settings.data_dir.join(gitrev_tier::FILE_NAME)
+                    crate::tier::path_in(&settings.data_dir)
                 }
             };
             let started = std::time::Instant::now();

@@ -5,11 +5,16 @@
 //! `try_get_with`), and unknown or inactive codes are cached too, briefly, so a flood of bad codes
 //! costs one query per code per negative TTL.
 //!
-//! Every change that affects a redirect evicts the code locally and is announced with
-//! `NOTIFY gitrev_links, '<code>'` in the same transaction; every replica `LISTEN`s on its own
-//! connection ([`listen`]) and evicts. A replica whose LISTEN connection dropped may have missed
-//! announcements, so it clears the whole cache when it reconnects. A TTL bounds staleness as a
-//! last resort.
+//! Behind the cache sits the link tier (every link, memory-mapped; [`crate::tier`] says when it may
+//! answer): a miss asks it before the database, and a code it does not know waits at the fence
+//! (`Fence`) rather than being asked of the database.
+//!
+//! Every change that affects a redirect evicts the code locally and is announced by the triggers
+//! on `urls` with `NOTIFY gitrev_links, '<code>'` (`+code` for a creation) in the same
+//! transaction; every replica `LISTEN`s on its own connection ([`listen`]), evicts, and stops
+//! trusting its tier for that code. A replica whose LISTEN connection dropped may have missed
+//! announcements, so it clears the whole cache when it reconnects and reads the change log before
+//! it trusts its tier again. A TTL bounds staleness as a last resort.
 //!
 //! A load that raced with an invalidation (the query read the row before the change committed,
 //! the announcement arrived before the load finished) must not leave the old value behind: every
@@ -367,7 +372,7 @@ enum Miss {
 /// The link tier behind a cache.
 pub struct TierSetup {
     pub state: TierState,
-    /// How long a request whose code the tier does not know waits at the fence (see [`Fence`])
+    /// How long a request whose code the tier does not know waits at the fence (`Fence`)
     /// before asking the database instead.
     pub fence_limit: Duration,
     /// Counts what the tier answered, by `answer`: `link`, `absent`, `database`.

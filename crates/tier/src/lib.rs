@@ -221,22 +221,12 @@ fn hash(code: &[u8]) -> u64 {
 
 /// The file's bytes for `links` (any order; codes unique).
 pub fn build(origin: &Origin, links: Vec<Link>) -> Result<(Vec<u8>, Built), TierError> {
-    let mut builder = Builder::new(origin.clone());
-    for link in &links {
-        builder.push(link.as_ref())?;
-    }
-    drop(links);
-    builder.into_bytes()
+    Builder::with_links(origin, links)?.into_bytes()
 }
 
 /// Builds the tier from `links` and writes it to `path` (see [`Builder::write`]).
 pub fn write(path: &Path, origin: &Origin, links: Vec<Link>) -> Result<Built, TierError> {
-    let mut builder = Builder::new(origin.clone());
-    for link in &links {
-        builder.push(link.as_ref())?;
-    }
-    drop(links);
-    builder.write(path)
+    Builder::with_links(origin, links)?.write(path)
 }
 
 /// A tier being built, one link at a time, holding only what the file will hold: a record per
@@ -258,6 +248,15 @@ impl Builder {
             text: Vec::new(),
             url_text_bytes: 0,
         }
+    }
+
+    /// A builder holding `links` (dropped once copied in).
+    fn with_links(origin: &Origin, links: Vec<Link>) -> Result<Builder, TierError> {
+        let mut builder = Builder::new(origin.clone());
+        for link in &links {
+            builder.push(link.as_ref())?;
+        }
+        Ok(builder)
     }
 
     /// Adds a link (any order; a code given twice fails the build).
