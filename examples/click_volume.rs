@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use gitrev_store::clicks::{now_micros, Click, Counting};
+use gitrev_store::clicks::{now_micros, BatchMark, Click, Counting};
 use gitrev_store::urls::ClickTarget;
 use gitrev_store::{Store, StoreSettings};
 use rand::distr::weighted::WeightedIndex;
@@ -182,9 +182,9 @@ async fn main() -> anyhow::Result<()> {
                         limited: false,
                     })
                     .collect();
-                let marker: [u8; 16] = rng.random();
+                let mut mark = BatchMark::attempt(rng.random());
                 let written = store
-                    .record_clicks(&clicks, Some(marker), Counting::New)
+                    .record_clicks(&clicks, Some(&mut mark), Counting::New)
                     .await
                     .map_err(|e| anyhow::anyhow!("writing clicks {first}..{last}: {e}"))?;
                 let done = stored.fetch_add(written.stored, Ordering::Relaxed) + written.stored;

@@ -32,6 +32,8 @@ pub const DEFAULT_DATA_DIR: &str = "./.gitrev";
 pub const DEFAULT_POOL_SIZE: u32 = 16;
 pub const DEFAULT_STATEMENT_TIMEOUT_MS: u64 = 2_500;
 pub const DEFAULT_DB_DEADLINE_MARGIN_MS: u64 = 500;
+/// A click batch's write should take at most this share of the statement timeout (a quarter).
+const CLICK_FLUSH_SHARE: u64 = 4;
 pub const DEFAULT_MAINTENANCE_TIMEOUT_MS: u64 = 600_000;
 pub const DEFAULT_POOL_TIMEOUT_MS: u64 = 2_000;
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
@@ -316,7 +318,8 @@ pub struct Settings {
     pub click_queue: usize,
 
     /// Most clicks per write (one transaction: the rows by COPY and the rollups of the urls they
-    /// touch, so larger batches cost the database less per click).
+    /// touch, so larger batches cost the database less per click). Fewer while a write takes
+    /// longer than a quarter of the statement timeout (`gitrev_click_batch_limit`).
     #[arg(long, env = "GITREV_CLICK_BATCH", default_value_t = 50_000, global = true,
           value_parser = at_least::<usize>(1))]
     pub click_batch: usize,
@@ -569,6 +572,7 @@ impl Settings {
             capacity: self.click_queue,
             max_batch: self.click_batch,
             flush_interval: Duration::from_millis(self.click_flush_ms),
+            flush_target: Duration::from_millis(self.statement_timeout_ms / CLICK_FLUSH_SHARE),
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::harness::{
     assert_error, assert_grouped, click_events, client, code_path, connect, count_rows,
     create_url_on, create_url_with, fresh_database, group_totals, id_of, migrated_database,
     read_metric, server, settle_clicks, settled_clicks, start_server_on, stats_clicks, unique,
-    unique_email, unique_original_url, Reply, TestServer,
+    unique_email, unique_original_url, wait_for_metric, Reply, TestServer,
 };
 
 /// How long a change may take to reach another replica before the test calls it lost. The contract
@@ -314,6 +314,74 @@ async fn a_full_click_queue_drops_clicks_only_by_count() {
         "every redirect is a written click or a counted drop ({written} written, {overflow} dropped)"
     );
     assert_eq!(stats_clicks(&database_url, id).await, written);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_click_batch_that_runs_out_of_time_is_written_in_halves_exactly_once() {
+    let database_url = fresh_database("split").await;
+    // A batch of 1,000 that never flushes by time, and a 1 s statement timeout: a write blocked
+    // by the test's lock is cut by the server after 1 s, long past its 250 ms target.
+    let srv = start_server_on(
+        &database_url,
+        &[
+            ("GITREV_CLICK_BATCH", "1000"),
+            ("GITREV_CLICK_FLUSH_MS", "3600000"),
+            ("GITREV_STATEMENT_TIMEOUT_MS", "1000"),
+        ],
+    );
+    let c = client();
+    let url = create_url_on(&srv, &c, json!({"original_url": unique_original_url()})).await;
+    let id = id_of(&url);
+    let path = code_path(&url);
+
+    // The batch's write locks its urls against deletion (FOR KEY SHARE): while the test holds the
+    // url's row FOR UPDATE, every attempt takes its marker, then waits until it is cut.
+    let lock = connect(&database_url).await;
+    lock.batch_execute(&format!(
+        "BEGIN; SELECT id FROM urls WHERE id = {id} FOR UPDATE"
+    ))
+    .await
+    .expect("locking the url");
+    for round in 0..4 {
+        let replies = join_all((0..250).map(|_| srv.get(&c, &path))).await;
+        for (i, reply) in replies.iter().enumerate() {
+            assert_eq!(reply.status, 302, "redirect {round}/{i}: {}", reply.text);
+        }
+    }
+    wait_for_metric(
+        &srv,
+        "gitrev_click_batches_split_total",
+        Duration::from_secs(30),
+        |n| n >= 1.0,
+    )
+    .await;
+    assert_eq!(
+        read_metric(&srv, &c, "gitrev_click_batch_limit").await,
+        500.0,
+        "the next batches hold half as many clicks"
+    );
+    assert_eq!(
+        click_events(&database_url, id).await,
+        0,
+        "precondition: nothing is written while the url is locked"
+    );
+    lock.batch_execute("ROLLBACK")
+        .await
+        .expect("unlocking the url");
+
+    settle_clicks(&srv).await;
+    assert_eq!(
+        click_events(&database_url, id).await,
+        1000,
+        "both halves are written, each once"
+    );
+    assert_eq!(stats_clicks(&database_url, id).await, 1000);
+    assert_eq!(read_metric(&srv, &c, "gitrev_clicks_lost_total").await, 0.0);
+    assert_eq!(
+        read_metric(&srv, &c, "gitrev_click_batches_split_total").await,
+        1.0,
+        "halves of 500 are retried whole: below the smallest batch split (2 × 256)"
+    );
 }
 
 async fn create_users(srv: &TestServer, c: &Client, bodies: &[Value]) -> Vec<Reply> {

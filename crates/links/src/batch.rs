@@ -1,9 +1,10 @@
 //! Grouped writers: work that arrives together is written together.
 //!
 //! - [`ClickQueue`]: redirects hand their click to a bounded queue and answer at once; a writer
-//!   task writes the queue in batches (one statement per flush, by size or by interval). A full
-//!   queue drops the click, counts it and says so in the log — never silently. A graceful stop
-//!   drains the queue before the database goes away.
+//!   task writes the queue in batches (one transaction each, by size or by interval; the size
+//!   follows how long writes take, see [`BatchLimit`]). A full queue drops the click, counts it
+//!   and says so in the log — never silently. A graceful stop drains the queue before the
+//!   database goes away.
 //! - [`GroupWriter`]: requests that wait for their own answer (`POST /users`) are queued with a
 //!   reply channel; a writer takes everything queued at that moment, writes it in one statement
 //!   and answers each request with its own result. No timer: while one group is being written the
@@ -11,13 +12,13 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use gitrev_core::retry::{self, Retryable};
-use gitrev_store::clicks::{Click, Counting};
+use gitrev_store::clicks::{BatchMark, Click, Counting, Reached, Written};
 use gitrev_store::{deadline, Store, StoreError};
 use gitrev_telemetry::BatchMetrics;
 use prometheus::IntCounter;
@@ -32,8 +33,11 @@ use crate::lifecycle::Limits;
 pub struct ClickQueueConfig {
     /// Clicks waiting at most; beyond this a click is dropped and counted.
     pub capacity: usize,
-    /// Most clicks per statement.
+    /// Most clicks per batch.
     pub max_batch: usize,
+    /// How long a batch's write should take: a slower one makes the next batches smaller (see
+    /// [`BatchLimit`]).
+    pub flush_target: Duration,
     /// Longest a click waits before its batch is written.
     pub flush_interval: Duration,
 }
@@ -136,7 +140,9 @@ async fn write_clicks(
         metrics,
         limits,
     } = sink;
-    let mut batch: Vec<Click> = Vec::with_capacity(config.max_batch);
+    let limit = Arc::new(BatchLimit::new(config.max_batch, config.flush_target));
+    metrics.click_batch_limit.set(limit.get() as i64);
+    let mut batch: Vec<Click> = Vec::new();
     let mut in_flight = JoinSet::new();
     let mut ticker = tokio::time::interval(config.flush_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -147,8 +153,9 @@ async fn write_clicks(
     // Clicks taken from the queue so far: a batch is the range [taken, taken + len) of them.
     let mut taken: u64 = 0;
     loop {
-        let full = batch.len() >= config.max_batch;
-        let room = config.max_batch - batch.len();
+        let most = limit.get();
+        let full = batch.len() >= most;
+        let room = most.saturating_sub(batch.len());
         tokio::select! {
             received = rx.recv_many(&mut batch, room), if !full => {
                 if received == 0 {
@@ -160,7 +167,7 @@ async fn write_clicks(
                     }
                     break;
                 }
-                if batch.len() < config.max_batch {
+                if batch.len() < most {
                     continue;
                 }
             }
@@ -183,22 +190,22 @@ async fn write_clicks(
                 }
             }
         }
-        let full_batch = std::mem::replace(&mut batch, Vec::with_capacity(config.max_batch));
+        let full_batch = std::mem::take(&mut batch);
         let (writer_store, writer_metrics) = (store.clone(), metrics.clone());
         let writer_deadline = deadline.clone();
         let (start, writer_settled) = (taken, settled.clone());
-        let writer_limits = limits.clone();
+        let (writer_limits, writer_limit) = (limits.clone(), limit.clone());
         taken += full_batch.len() as u64;
         in_flight.spawn(async move {
             let len = full_batch.len() as u64;
-            flush_clicks(
-                &writer_store,
-                full_batch,
-                &writer_metrics,
-                &writer_limits,
-                &writer_deadline,
-            )
-            .await;
+            let flush = Flush {
+                store: &writer_store,
+                metrics: &writer_metrics,
+                limits: &writer_limits,
+                limit: &writer_limit,
+                deadline: &writer_deadline,
+            };
+            flush.write(full_batch).await;
             settle(&writer_settled, start, len, &writer_metrics);
         });
         if let Some(sender) = depth.upgrade() {
@@ -209,7 +216,14 @@ async fn write_clicks(
     }
     if !batch.is_empty() {
         let len = batch.len() as u64;
-        flush_clicks(&store, batch, &metrics, &limits, &deadline).await;
+        let flush = Flush {
+            store: &store,
+            metrics: &metrics,
+            limits: &limits,
+            limit: &limit,
+            deadline: &deadline,
+        };
+        flush.write(batch).await;
         settle(&settled, taken, len, &metrics);
     }
     while in_flight.join_next().await.is_some() {}
@@ -263,59 +277,243 @@ fn begin_drain(
 /// How a failed click write is retried: 50 ms, doubling, at most 2 s apart.
 const FLUSH_RETRY: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
 
-/// Writes one batch, retrying while the database is unavailable (until `deadline`, once set: it
-/// is read at every failed attempt, so a stop that begins during the retries ends them too).
-async fn flush_clicks(
-    store: &Store,
-    batch: Vec<Click>,
-    metrics: &BatchMetrics,
-    limits: &Limits,
-    deadline: &OnceLock<Instant>,
-) {
-    // The clicks that took one of their url's `max_clicks` here, by url.
-    let mut limited: HashMap<i64, i64> = HashMap::new();
-    for click in batch.iter().filter(|c| c.limited) {
-        *limited.entry(click.url_id).or_default() += 1;
+/// The fewest clicks a batch is cut down to, by [`BatchLimit`] or by a split.
+const MIN_BATCH: usize = 256;
+
+/// How many clicks a batch may hold: follows the time writes take. Clicks of links the writer
+/// has never seen cost many times those of hot links (each brings a dictionary row, a run and
+/// rollup rows of its own), so one fixed size is either small for the one or, for the other,
+/// a write past the database deadline that is retried whole and never ends.
+///
+/// A write slower than the target sets the limit to what would have taken the target at the rate
+/// it measured; a full batch written faster lets it grow toward the same estimate, at most
+/// doubling, up to the configured most.
+pub struct BatchLimit {
+    current: AtomicUsize,
+    most: usize,
+    target: Duration,
+}
+
+impl BatchLimit {
+    pub fn new(most: usize, target: Duration) -> BatchLimit {
+        BatchLimit {
+            current: AtomicUsize::new(most),
+            most,
+            target,
+        }
     }
-    // The same marker on every attempt: an attempt whose commit succeeded but whose answer was
-    // lost makes the next one a no-op instead of a second copy.
-    let marker: [u8; 16] = rand::random();
-    let written = (|| async {
-        let started = Instant::now();
-        store
-            .record_clicks(&batch, Some(marker), Counting::New)
-            .await
-            .map(|written| (written, started.elapsed()))
-    })
-    .retry(retry::backoff(FLUSH_RETRY.0, FLUSH_RETRY.1))
-    .when(|err| {
-        matches!(err, StoreError::Unavailable(_))
-            && deadline.get().is_none_or(|d| Instant::now() < *d)
-    })
-    .notify(
-        |err, _| warn!(reason = %err, clicks = batch.len(), "cannot write clicks yet; retrying"),
-    )
-    .await;
-    if !limited.is_empty() {
-        let totals = written.as_ref().ok().map(|(w, _)| w.limited.as_slice());
-        limits.settle(&limited, totals);
+
+    /// The most clicks the next batch holds.
+    pub fn get(&self) -> usize {
+        self.current.load(Ordering::Relaxed)
     }
-    match written {
-        Ok((written, took)) => {
-            metrics.click_batch_size.observe(batch.len() as f64);
-            metrics.click_flush_seconds.observe(took.as_secs_f64());
-            metrics.clicks_url_gone.inc_by(written.dropped);
-            if written.duplicate {
-                metrics.click_batches_repeated.inc();
-                info!(
-                    clicks = batch.len(),
-                    "a retried click batch had already been written"
-                );
+
+    fn floor(&self) -> usize {
+        MIN_BATCH.min(self.most)
+    }
+
+    /// A batch of `clicks` was written in `took`.
+    pub fn observe(&self, clicks: usize, took: Duration) {
+        let current = self.get();
+        let slow = took > self.target;
+        if !slow && clicks < current {
+            // A batch that was not full says nothing of a larger one.
+            return;
+        }
+        // Saturates: a float too large for a usize casts to usize::MAX.
+        let estimate =
+            (clicks as f64 * self.target.as_secs_f64() / took.as_secs_f64().max(1e-6)) as usize;
+        let next = if slow {
+            estimate
+        } else {
+            estimate.clamp(current, current.saturating_mul(2))
+        };
+        self.current
+            .store(next.clamp(self.floor(), self.most), Ordering::Relaxed);
+    }
+
+    /// A write of `clicks` ran out of time: the next batches hold half as many at most.
+    pub fn halve(&self, clicks: usize) {
+        let next = (clicks / 2).min(self.get()).max(self.floor());
+        self.current.store(next, Ordering::Relaxed);
+    }
+}
+
+/// How the write of a piece of a batch ended without writing it.
+enum Failed {
+    /// Better written in halves (see [`Flush::write`]).
+    Split(Attempt),
+    /// Given up: a failure not worth retrying, or the stop's deadline passed.
+    Lost(StoreError),
+}
+
+/// Why an attempt at writing a piece of a batch failed, and how far it got.
+struct Attempt {
+    err: StoreError,
+    reached: Reached,
+    took: Duration,
+}
+
+/// What the failed attempts at writing one piece say of it.
+#[derive(Default)]
+struct History {
+    /// An attempt's COMMIT was sent and its answer lost: the piece may be written, so only its
+    /// own marker may write it from then on.
+    maybe_written: bool,
+}
+
+impl History {
+    /// Takes in a failed attempt that got as far as `reached`; whether nothing of the piece is
+    /// written, nor ever will be by an attempt so far.
+    fn unwritten_after(&mut self, reached: Reached) -> bool {
+        match reached {
+            Reached::Start => !self.maybe_written,
+            // The attempt took the marker: no earlier one wrote the piece.
+            Reached::Marked => {
+                self.maybe_written = false;
+                true
+            }
+            Reached::Commit => {
+                self.maybe_written = true;
+                false
             }
         }
-        Err(err) => {
-            metrics.click_lost.inc_by(batch.len() as u64);
-            error!(error = %err, clicks = batch.len(), "clicks could not be written and are lost");
+    }
+}
+
+/// What one write of a batch needs.
+struct Flush<'a> {
+    store: &'a Store,
+    metrics: &'a BatchMetrics,
+    limits: &'a Limits,
+    limit: &'a BatchLimit,
+    /// The stop's deadline, once set: read at every failed attempt, so a stop that begins during
+    /// the retries ends them too.
+    deadline: &'a OnceLock<Instant>,
+}
+
+impl Flush<'_> {
+    /// Writes one batch, retrying while the database is unavailable. A piece whose write ran out
+    /// of time before its COMMIT was sent, and that no earlier attempt may have written, is split
+    /// in two, each half under a marker of its own: nothing of it is written, so neither half can
+    /// be written twice.
+    async fn write(&self, batch: Vec<Click>) {
+        // Pieces still to write, with their markers; the last is written next.
+        let mut pieces = vec![(0..batch.len(), rand::random::<[u8; 16]>())];
+        while let Some((range, marker)) = pieces.pop() {
+            let clicks = &batch[range.clone()];
+            if self.stopped() {
+                // Split pieces left at the stop's deadline: lost like the rest of the queue.
+                self.settle(
+                    clicks,
+                    Err(StoreError::Unavailable("the stop's deadline passed".into())),
+                );
+                continue;
+            }
+            match self.write_piece(clicks, marker).await {
+                Err(Failed::Split(attempt)) => {
+                    let mid = range.start + clicks.len() / 2;
+                    pieces.push((mid..range.end, rand::random()));
+                    pieces.push((range.start..mid, rand::random()));
+                    self.limit.halve(clicks.len());
+                    self.metrics.click_batch_limit.set(self.limit.get() as i64);
+                    self.metrics.click_batches_split.inc();
+                    warn!(
+                        clicks = clicks.len(),
+                        took_ms = attempt.took.as_millis() as u64,
+                        reason = %attempt.err,
+                        "a click batch ran out of time; writing it in halves"
+                    );
+                }
+                Err(Failed::Lost(err)) => self.settle(clicks, Err(err)),
+                Ok(written) => self.settle(clicks, Ok(written)),
+            }
+        }
+    }
+
+    /// Whether the stop's deadline has passed: a piece still failing then is lost.
+    fn stopped(&self) -> bool {
+        self.deadline.get().is_some_and(|d| Instant::now() >= *d)
+    }
+
+    /// Writes `clicks` under `marker`, retrying while the database is unavailable, until the
+    /// stop's deadline or until a failure says the piece is better split.
+    async fn write_piece(
+        &self,
+        clicks: &[Click],
+        marker: [u8; 16],
+    ) -> Result<(Written, Duration), Failed> {
+        let mut history = History::default();
+        let mut split = false;
+        let written = (|| async {
+            let started = Instant::now();
+            let mut mark = BatchMark::attempt(marker);
+            let written = self
+                .store
+                .record_clicks(clicks, Some(&mut mark), Counting::New)
+                .await;
+            let took = started.elapsed();
+            match written {
+                Ok(written) => Ok((written, took)),
+                Err(err) => Err(Attempt {
+                    err,
+                    reached: mark.reached,
+                    took,
+                }),
+            }
+        })
+        .retry(retry::backoff(FLUSH_RETRY.0, FLUSH_RETRY.1))
+        .when(|attempt| {
+            if !matches!(attempt.err, StoreError::Unavailable(_)) || self.stopped() {
+                return false;
+            }
+            // Split when nothing of the piece is written and time, not the database being down,
+            // is the likely cause: the attempt ran longer than the target.
+            split = history.unwritten_after(attempt.reached)
+                && clicks.len() >= 2 * MIN_BATCH
+                && attempt.took > self.limit.target;
+            !split
+        })
+        .notify(|attempt, _| {
+            warn!(reason = %attempt.err, clicks = clicks.len(), "cannot write clicks yet; retrying")
+        })
+        .await;
+        written.map_err(|attempt| match split {
+            true => Failed::Split(attempt),
+            false => Failed::Lost(attempt.err),
+        })
+    }
+
+    /// Counts a piece written (or lost) and settles the click limits it took.
+    fn settle(&self, clicks: &[Click], written: Result<(Written, Duration), StoreError>) {
+        // The clicks that took one of their url's `max_clicks` here, by url.
+        let mut limited: HashMap<i64, i64> = HashMap::new();
+        for click in clicks.iter().filter(|c| c.limited) {
+            *limited.entry(click.url_id).or_default() += 1;
+        }
+        if !limited.is_empty() {
+            let totals = written.as_ref().ok().map(|(w, _)| w.limited.as_slice());
+            self.limits.settle(&limited, totals);
+        }
+        match written {
+            Ok((written, took)) => {
+                self.metrics.click_batch_size.observe(clicks.len() as f64);
+                self.metrics.click_flush_seconds.observe(took.as_secs_f64());
+                self.metrics.clicks_url_gone.inc_by(written.dropped);
+                self.limit.observe(clicks.len(), took);
+                self.metrics.click_batch_limit.set(self.limit.get() as i64);
+                if written.duplicate {
+                    self.metrics.click_batches_repeated.inc();
+                    info!(
+                        clicks = clicks.len(),
+                        "a retried click batch had already been written"
+                    );
+                }
+            }
+            Err(err) => {
+                self.metrics.click_lost.inc_by(clicks.len() as u64);
+                error!(error = %err, clicks = clicks.len(), "clicks could not be written and are lost");
+            }
         }
     }
 }
@@ -428,6 +626,75 @@ impl<Req: Send + 'static, Resp: Send + 'static> GroupWriter<Req, Resp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TARGET: Duration = Duration::from_millis(500);
+
+    #[test]
+    fn a_slow_write_cuts_the_batch_to_what_the_target_allows_at_its_rate() {
+        let limit = BatchLimit::new(50_000, TARGET);
+        limit.observe(50_000, Duration::from_secs(5));
+        assert_eq!(limit.get(), 5_000, "50k clicks in 5 s: 5k in 500 ms");
+        limit.observe(100, Duration::from_secs(1000));
+        assert_eq!(limit.get(), MIN_BATCH, "never below the floor");
+    }
+
+    #[test]
+    fn full_fast_writes_grow_the_batch_at_most_doubling_up_to_the_most() {
+        let limit = BatchLimit::new(50_000, TARGET);
+        limit.observe(50_000, Duration::from_secs(5));
+        limit.observe(10, Duration::from_millis(1));
+        assert_eq!(limit.get(), 5_000, "a batch that was not full says nothing");
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let current = limit.get();
+            limit.observe(current, Duration::from_millis(100));
+            seen.push(limit.get());
+        }
+        assert_eq!(seen, [10_000, 20_000, 40_000, 50_000]);
+        limit.observe(50_000, Duration::from_millis(450));
+        assert_eq!(limit.get(), 50_000, "just under the target: kept");
+    }
+
+    #[test]
+    fn a_write_out_of_time_halves_the_batch() {
+        let limit = BatchLimit::new(50_000, TARGET);
+        limit.halve(50_000);
+        assert_eq!(limit.get(), 25_000);
+        limit.halve(1_000);
+        assert_eq!(limit.get(), 500, "half the piece that ran out, if smaller");
+        limit.halve(30_000);
+        assert_eq!(limit.get(), 500, "never raised by a split");
+        limit.halve(10);
+        assert_eq!(limit.get(), MIN_BATCH);
+        assert_eq!(
+            BatchLimit::new(100, TARGET).floor(),
+            100,
+            "a floor above the most is the most"
+        );
+    }
+
+    #[test]
+    fn a_piece_is_split_only_while_no_attempt_may_have_written_it() {
+        let mut history = History::default();
+        assert!(history.unwritten_after(Reached::Start), "nothing sent");
+        assert!(
+            history.unwritten_after(Reached::Marked),
+            "marked, not committed"
+        );
+        assert!(
+            !history.unwritten_after(Reached::Commit),
+            "a COMMIT whose answer was lost may have written it"
+        );
+        assert!(
+            !history.unwritten_after(Reached::Start),
+            "an attempt that never reached its marker says nothing of the lost commit"
+        );
+        assert!(
+            history.unwritten_after(Reached::Marked),
+            "an attempt that took the marker proves the lost commit did not write it"
+        );
+        assert!(history.unwritten_after(Reached::Start));
+    }
 
     #[test]
     fn the_settled_mark_moves_only_over_contiguous_finished_batches() {

@@ -290,6 +290,38 @@ pub struct Written {
     pub limited: Vec<(i64, i64)>,
 }
 
+/// A batch's marker (16 random bytes per batch, the same on every retry, so a retry after a lost
+/// commit is a no-op), and how far the current attempt at writing the batch got.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchMark {
+    pub marker: [u8; 16],
+    pub reached: Reached,
+}
+
+impl BatchMark {
+    /// A new attempt at writing the batch of `marker`.
+    pub fn attempt(marker: [u8; 16]) -> BatchMark {
+        BatchMark {
+            marker,
+            reached: Reached::Start,
+        }
+    }
+}
+
+/// How far an attempt at writing a marked batch got: what its failure says of the batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reached {
+    /// Its transaction had not taken the marker: nothing of this attempt is written. An earlier
+    /// attempt whose COMMIT was sent may still have written the batch under the same marker.
+    #[default]
+    Start,
+    /// Its transaction took the marker, so no earlier attempt wrote the batch, and COMMIT was not
+    /// sent: nothing of the batch is written, nor ever will be under this attempt.
+    Marked,
+    /// COMMIT was sent: the batch may be written.
+    Commit,
+}
+
 /// How the counters of `url_stats` take a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counting {
@@ -509,15 +541,15 @@ impl BatchStatements {
 const NO_PARTITION: &str = "23514";
 
 impl Store {
-    /// Writes a batch of clicks with their rollups, in one transaction. `batch` (16 random bytes
-    /// per batch, the same on every retry) makes a retry after a lost commit a no-op. A redirect's
+    /// Writes a batch of clicks with their rollups, in one transaction. `batch` (see [`BatchMark`])
+    /// makes a retry after a lost commit a no-op, and says how far the attempt got. A redirect's
     /// click whose url was deleted meanwhile is dropped and counted; a posted, imported or moved
     /// click is always stored (the log outlives what it describes) and counts in the rollups of
     /// urls that still exist.
     pub async fn record_clicks(
         &self,
         clicks: &[Click],
-        batch: Option<[u8; 16]>,
+        batch: Option<&mut BatchMark>,
         counting: Counting,
     ) -> Result<Written, StoreError> {
         if clicks.is_empty() {
@@ -553,7 +585,7 @@ pub async fn write_clicks(
     statements: &BatchStatements,
     dictionaries: &Dictionaries,
     clicks: &[Click],
-    batch: Option<[u8; 16]>,
+    batch: Option<&mut BatchMark>,
     counting: Counting,
 ) -> Result<Written, StoreError> {
     if clicks.is_empty() {
@@ -577,12 +609,13 @@ async fn write_resolved(
     statements: &BatchStatements,
     clicks: &[Click],
     (links, contexts): (&[i32], &[(i32, Arc<Classified>)]),
-    batch: Option<[u8; 16]>,
+    mut batch: Option<&mut BatchMark>,
     counting: Counting,
 ) -> Result<Written, StoreError> {
     let mut ensured = false;
     loop {
-        match write_batch(client, statements, clicks, links, contexts, batch, counting).await {
+        let mark = batch.as_deref_mut();
+        match write_batch(client, statements, clicks, links, contexts, mark, counting).await {
             Err(err) if !ensured && is_missing_partition(&err) => {
                 ensured = true;
                 let days: HashSet<NaiveDate> = clicks
@@ -848,12 +881,15 @@ async fn write_batch(
     clicks: &[Click],
     links: &[i32],
     contexts: &[(i32, Arc<Classified>)],
-    batch: Option<[u8; 16]>,
+    mut batch: Option<&mut BatchMark>,
     counting: Counting,
 ) -> Result<Written, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    if let Some(batch) = batch {
-        let fresh = tx.execute(&statements.mark, &[&batch.as_slice()]).await?;
+    if let Some(batch) = batch.as_deref_mut() {
+        // Waits for a transaction of an earlier attempt that holds the marker uncommitted.
+        let fresh = tx
+            .execute(&statements.mark, &[&batch.marker.as_slice()])
+            .await?;
         if fresh == 0 {
             tx.rollback().await?;
             return Ok(Written {
@@ -861,8 +897,12 @@ async fn write_batch(
                 ..Written::default()
             });
         }
+        batch.reached = Reached::Marked;
     }
     let written = write_in(&tx, statements, clicks, links, contexts, counting).await?;
+    if let Some(batch) = batch {
+        batch.reached = Reached::Commit;
+    }
     tx.commit().await?;
     Ok(written)
 }

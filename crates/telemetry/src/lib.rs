@@ -123,6 +123,10 @@ pub struct BatchMetrics {
     pub clicks_url_gone: IntCounter,
     /// Batches found already written when retried (their first commit's answer was lost).
     pub click_batches_repeated: IntCounter,
+    /// Batches whose write ran out of time before its commit, written again in halves.
+    pub click_batches_split: IntCounter,
+    /// The most clicks the next batch may hold (follows how long writes take).
+    pub click_batch_limit: IntGauge,
     /// Clicks handed to the click queue (queued or, when full, dropped).
     pub clicks_received: IntCounter,
     /// A low-water mark over the received clicks: every one up to it is written, lost or dropped.
@@ -313,6 +317,16 @@ impl Default for Metrics {
                 &registry,
                 "gitrev_click_batches_repeated_total",
                 "Click batches retried after a lost commit answer and found already written (not written twice)",
+            ),
+            click_batches_split: counter(
+                &registry,
+                "gitrev_click_batches_split_total",
+                "Click batches whose write ran out of time before its commit, written again in halves",
+            ),
+            click_batch_limit: gauge(
+                &registry,
+                "gitrev_click_batch_limit",
+                "The most clicks the next click batch may hold: smaller while writes take longer than their target",
             ),
             clicks_received: counter(
                 &registry,
