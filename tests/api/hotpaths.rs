@@ -317,7 +317,7 @@ async fn a_full_click_queue_drops_clicks_only_by_count() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_click_batch_that_runs_out_of_time_is_written_in_halves_exactly_once() {
+async fn a_click_batch_out_of_time_is_written_in_halves_and_the_next_in_pieces_each_once() {
     let database_url = fresh_database("split").await;
     // A batch of 1,000 that never flushes by time, and a 1 s statement timeout: a write blocked
     // by the test's lock is cut by the server after 1 s, long past its 250 ms target.
@@ -381,6 +381,76 @@ async fn a_click_batch_that_runs_out_of_time_is_written_in_halves_exactly_once()
         read_metric(&srv, &c, "gitrev_click_batches_split_total").await,
         1.0,
         "halves of 500 are retried whole: below the smallest batch split (2 × 256)"
+    );
+
+    // The split also cut the distinct urls a write may hold to its floor, 256: a batch of 1,000
+    // clicks over 300 urls is written in pieces (the first cut at its 257th url), each once.
+    assert_eq!(
+        read_metric(&srv, &c, "gitrev_click_batch_url_limit").await,
+        256.0
+    );
+    let body: Vec<Value> = (0..300)
+        .map(|_| json!({"original_url": unique_original_url()}))
+        .collect();
+    let reply = srv
+        .post(&c, "/urls/bulk", &json!(body))
+        .await
+        .expect(201, "300 urls");
+    let paths: Vec<(i64, String)> = reply.json["created"]
+        .as_array()
+        .expect("created")
+        .iter()
+        .map(|url| (id_of(url), code_path(url)))
+        .collect();
+    assert_eq!(paths.len(), 300, "{}", reply.text);
+    let pieces_before = group_totals(&srv, &c, "gitrev_click_batch_size").await;
+    for round in 0..4 {
+        let replies =
+            join_all((0..250).map(|i| srv.get(&c, &paths[(round * 250 + i) % paths.len()].1)))
+                .await;
+        for (i, reply) in replies.iter().enumerate() {
+            assert_eq!(reply.status, 302, "redirect {round}/{i}: {}", reply.text);
+        }
+    }
+    settle_clicks(&srv).await;
+    let pieces_after = group_totals(&srv, &c, "gitrev_click_batch_size").await;
+    let (pieces, clicks) = (
+        pieces_after.0 - pieces_before.0,
+        pieces_after.1 - pieces_before.1,
+    );
+    assert_eq!(clicks, 1000.0, "one batch of 1,000 clicks");
+    assert!(
+        pieces >= 2.0,
+        "over 300 urls, written in pieces of at most 256: {pieces}"
+    );
+    let ids: Vec<i64> = paths.iter().map(|(id, _)| *id).collect();
+    let db = connect(&database_url).await;
+    let counted = |sql: &'static str| {
+        let (db, ids) = (&db, &ids);
+        async move {
+            db.query(sql, &[ids])
+                .await
+                .expect(sql)
+                .iter()
+                .map(|row| (row.get::<_, i64>(0), row.get::<_, i64>(1)))
+                .collect::<std::collections::HashMap<i64, i64>>()
+        }
+    };
+    let events = counted(
+        "SELECT url_id, count(*) FROM event_log WHERE url_id = ANY($1) AND event_type = 'click' \
+         GROUP BY url_id",
+    )
+    .await;
+    let stats = counted("SELECT url_id, clicks FROM url_stats WHERE url_id = ANY($1)").await;
+    for (i, id) in ids.iter().enumerate() {
+        let wanted = if i < 100 { 4 } else { 3 };
+        assert_eq!(events.get(id), Some(&wanted), "click events of url {i}");
+        assert_eq!(stats.get(id), Some(&wanted), "url_stats of url {i}");
+    }
+    assert_eq!(
+        read_metric(&srv, &c, "gitrev_click_batch_url_limit").await,
+        512.0,
+        "a full piece written fast doubles the url limit"
     );
 }
 

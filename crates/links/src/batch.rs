@@ -2,7 +2,7 @@
 //!
 //! - [`ClickQueue`]: redirects hand their click to a bounded queue and answer at once; a writer
 //!   task writes the queue in batches (one transaction each, by size or by interval; the size
-//!   follows how long writes take, see [`BatchLimit`]). A full queue drops the click, counts it
+//!   follows how long writes take, see [`BatchSize`]). A full queue drops the click, counts it
 //!   and says so in the log — never silently. A graceful stop drains the queue before the
 //!   database goes away.
 //! - [`GroupWriter`]: requests that wait for their own answer (`POST /users`) are queued with a
@@ -10,7 +10,7 @@
 //!   and answers each request with its own result. No timer: while one group is being written the
 //!   next one gathers, so the group size follows the load and a lone request waits for nobody.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -36,7 +36,7 @@ pub struct ClickQueueConfig {
     /// Most clicks per batch.
     pub max_batch: usize,
     /// How long a batch's write should take: a slower one makes the next batches smaller (see
-    /// [`BatchLimit`]).
+    /// [`BatchSize`]).
     pub flush_target: Duration,
     /// Longest a click waits before its batch is written.
     pub flush_interval: Duration,
@@ -140,8 +140,8 @@ async fn write_clicks(
         metrics,
         limits,
     } = sink;
-    let limit = Arc::new(BatchLimit::new(config.max_batch, config.flush_target));
-    metrics.click_batch_limit.set(limit.get() as i64);
+    let size = Arc::new(BatchSize::new(config.max_batch, config.flush_target));
+    size.show(&metrics);
     let mut batch: Vec<Click> = Vec::new();
     let mut in_flight = JoinSet::new();
     let mut ticker = tokio::time::interval(config.flush_interval);
@@ -153,7 +153,7 @@ async fn write_clicks(
     // Clicks taken from the queue so far: a batch is the range [taken, taken + len) of them.
     let mut taken: u64 = 0;
     loop {
-        let most = limit.get();
+        let most = size.clicks.get();
         let full = batch.len() >= most;
         let room = most.saturating_sub(batch.len());
         tokio::select! {
@@ -194,7 +194,7 @@ async fn write_clicks(
         let (writer_store, writer_metrics) = (store.clone(), metrics.clone());
         let writer_deadline = deadline.clone();
         let (start, writer_settled) = (taken, settled.clone());
-        let (writer_limits, writer_limit) = (limits.clone(), limit.clone());
+        let (writer_limits, writer_size) = (limits.clone(), size.clone());
         taken += full_batch.len() as u64;
         in_flight.spawn(async move {
             let len = full_batch.len() as u64;
@@ -202,7 +202,7 @@ async fn write_clicks(
                 store: &writer_store,
                 metrics: &writer_metrics,
                 limits: &writer_limits,
-                limit: &writer_limit,
+                size: &writer_size,
                 deadline: &writer_deadline,
             };
             flush.write(full_batch).await;
@@ -220,7 +220,7 @@ async fn write_clicks(
             store: &store,
             metrics: &metrics,
             limits: &limits,
-            limit: &limit,
+            size: &size,
             deadline: &deadline,
         };
         flush.write(batch).await;
@@ -277,17 +277,74 @@ fn begin_drain(
 /// How a failed click write is retried: 50 ms, doubling, at most 2 s apart.
 const FLUSH_RETRY: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
 
-/// The fewest clicks a batch is cut down to, by [`BatchLimit`] or by a split.
+/// The fewest clicks (or urls) a batch is cut down to, by a [`BatchLimit`] or by a split.
 const MIN_BATCH: usize = 256;
 
-/// How many clicks a batch may hold: follows the time writes take. Clicks of links the writer
-/// has never seen cost many times those of hot links (each brings a dictionary row, a run and
-/// rollup rows of its own), so one fixed size is either small for the one or, for the other,
-/// a write past the database deadline that is retried whole and never ends.
-///
-/// A write slower than the target sets the limit to what would have taken the target at the rate
-/// it measured; a full batch written faster lets it grow toward the same estimate, at most
-/// doubling, up to the configured most.
+/// The distinct urls a batch may hold at first: a write of links never seen before costs a
+/// dictionary row, a run and rollup rows for each, so the limit starts low and grows only with
+/// writes that prove it fast enough.
+const FIRST_URLS: usize = 2_048;
+
+/// How large a batch may be: in clicks, and in distinct urls. Both follow the time writes take.
+/// A click of a url already in the batch costs little more than its row; a url costs a run and
+/// rollup rows of its own (and a dictionary row, the first time this process sees it), so the
+/// clicks of a few hot links are written far faster than as many of links never seen. One fixed
+/// size is either small for the one or, for the other, a write past the database deadline.
+pub struct BatchSize {
+    pub clicks: BatchLimit,
+    pub urls: BatchLimit,
+}
+
+impl BatchSize {
+    pub fn new(most: usize, target: Duration) -> BatchSize {
+        BatchSize {
+            clicks: BatchLimit::new(most, most, target),
+            urls: BatchLimit::new(FIRST_URLS.min(most), most, target),
+        }
+    }
+
+    /// Cuts `clicks` (a gathered batch) into pieces of at most the url limit's distinct urls, in
+    /// order.
+    fn pieces(&self, clicks: &[Click]) -> Vec<std::ops::Range<usize>> {
+        let most = self.urls.get();
+        let mut pieces = Vec::new();
+        let mut urls = HashSet::new();
+        let mut start = 0;
+        for (i, click) in clicks.iter().enumerate() {
+            if !urls.contains(&click.url_id) && urls.len() == most {
+                pieces.push(start..i);
+                start = i;
+                urls.clear();
+            }
+            urls.insert(click.url_id);
+        }
+        if start < clicks.len() {
+            pieces.push(start..clicks.len());
+        }
+        pieces
+    }
+
+    /// A piece of `clicks` over `urls` distinct urls was written in `took`.
+    fn observe(&self, clicks: usize, urls: usize, took: Duration) {
+        self.clicks.observe(clicks, took);
+        self.urls.observe(urls, took);
+    }
+
+    /// A write of `clicks` over `urls` distinct urls ran out of time.
+    fn halve(&self, clicks: usize, urls: usize) {
+        self.clicks.halve(clicks);
+        self.urls.halve(urls);
+    }
+
+    fn show(&self, metrics: &BatchMetrics) {
+        metrics.click_batch_limit.set(self.clicks.get() as i64);
+        metrics.click_batch_url_limit.set(self.urls.get() as i64);
+    }
+}
+
+/// One limit of a [`BatchSize`]. A write slower than the target sets it to what would have taken
+/// the target at the rate the write measured; a write that filled it, faster, lets it grow
+/// toward the same estimate, at most doubling, up to the configured most.
 pub struct BatchLimit {
     current: AtomicUsize,
     most: usize,
@@ -295,15 +352,15 @@ pub struct BatchLimit {
 }
 
 impl BatchLimit {
-    pub fn new(most: usize, target: Duration) -> BatchLimit {
+    pub fn new(first: usize, most: usize, target: Duration) -> BatchLimit {
         BatchLimit {
-            current: AtomicUsize::new(most),
+            current: AtomicUsize::new(first.min(most)),
             most,
             target,
         }
     }
 
-    /// The most clicks the next batch holds.
+    /// The most the next batch holds.
     pub fn get(&self) -> usize {
         self.current.load(Ordering::Relaxed)
     }
@@ -312,17 +369,17 @@ impl BatchLimit {
         MIN_BATCH.min(self.most)
     }
 
-    /// A batch of `clicks` was written in `took`.
-    pub fn observe(&self, clicks: usize, took: Duration) {
+    /// A batch holding `n` was written in `took`.
+    pub fn observe(&self, n: usize, took: Duration) {
         let current = self.get();
         let slow = took > self.target;
-        if !slow && clicks < current {
-            // A batch that was not full says nothing of a larger one.
+        if !slow && n < current {
+            // A batch that did not fill the limit says nothing of a larger one.
             return;
         }
         // Saturates: a float too large for a usize casts to usize::MAX.
         let estimate =
-            (clicks as f64 * self.target.as_secs_f64() / took.as_secs_f64().max(1e-6)) as usize;
+            (n as f64 * self.target.as_secs_f64() / took.as_secs_f64().max(1e-6)) as usize;
         let next = if slow {
             estimate
         } else {
@@ -332,9 +389,9 @@ impl BatchLimit {
             .store(next.clamp(self.floor(), self.most), Ordering::Relaxed);
     }
 
-    /// A write of `clicks` ran out of time: the next batches hold half as many at most.
-    pub fn halve(&self, clicks: usize) {
-        let next = (clicks / 2).min(self.get()).max(self.floor());
+    /// A write of a batch holding `n` ran out of time: the next hold half as many at most.
+    pub fn halve(&self, n: usize) {
+        let next = (n / 2).min(self.get()).max(self.floor());
         self.current.store(next, Ordering::Relaxed);
     }
 }
@@ -381,25 +438,41 @@ impl History {
     }
 }
 
+/// How many urls `clicks` are of.
+fn distinct_urls(clicks: &[Click]) -> usize {
+    clicks
+        .iter()
+        .map(|c| c.url_id)
+        .collect::<HashSet<_>>()
+        .len()
+}
+
 /// What one write of a batch needs.
 struct Flush<'a> {
     store: &'a Store,
     metrics: &'a BatchMetrics,
     limits: &'a Limits,
-    limit: &'a BatchLimit,
+    size: &'a BatchSize,
     /// The stop's deadline, once set: read at every failed attempt, so a stop that begins during
     /// the retries ends them too.
     deadline: &'a OnceLock<Instant>,
 }
 
 impl Flush<'_> {
-    /// Writes one batch, retrying while the database is unavailable. A piece whose write ran out
-    /// of time before its COMMIT was sent, and that no earlier attempt may have written, is split
-    /// in two, each half under a marker of its own: nothing of it is written, so neither half can
-    /// be written twice.
+    /// Writes one batch, in pieces of at most the url limit's distinct urls, each in its own
+    /// transaction under its own marker, retrying while the database is unavailable. A piece
+    /// whose write ran out of time before its COMMIT was sent, and that no earlier attempt may
+    /// have written, is split in two, each half under a marker of its own: nothing of it is
+    /// written, so neither half can be written twice.
     async fn write(&self, batch: Vec<Click>) {
         // Pieces still to write, with their markers; the last is written next.
-        let mut pieces = vec![(0..batch.len(), rand::random::<[u8; 16]>())];
+        let mut pieces: Vec<_> = self
+            .size
+            .pieces(&batch)
+            .into_iter()
+            .rev()
+            .map(|range| (range, rand::random::<[u8; 16]>()))
+            .collect();
         while let Some((range, marker)) = pieces.pop() {
             let clicks = &batch[range.clone()];
             if self.stopped() {
@@ -415,8 +488,8 @@ impl Flush<'_> {
                     let mid = range.start + clicks.len() / 2;
                     pieces.push((mid..range.end, rand::random()));
                     pieces.push((range.start..mid, rand::random()));
-                    self.limit.halve(clicks.len());
-                    self.metrics.click_batch_limit.set(self.limit.get() as i64);
+                    self.size.halve(clicks.len(), distinct_urls(clicks));
+                    self.size.show(self.metrics);
                     self.metrics.click_batches_split.inc();
                     warn!(
                         clicks = clicks.len(),
@@ -471,7 +544,7 @@ impl Flush<'_> {
             // is the likely cause: the attempt ran longer than the target.
             split = history.unwritten_after(attempt.reached)
                 && clicks.len() >= 2 * MIN_BATCH
-                && attempt.took > self.limit.target;
+                && attempt.took > self.size.clicks.target;
             !split
         })
         .notify(|attempt, _| {
@@ -500,8 +573,8 @@ impl Flush<'_> {
                 self.metrics.click_batch_size.observe(clicks.len() as f64);
                 self.metrics.click_flush_seconds.observe(took.as_secs_f64());
                 self.metrics.clicks_url_gone.inc_by(written.dropped);
-                self.limit.observe(clicks.len(), took);
-                self.metrics.click_batch_limit.set(self.limit.get() as i64);
+                self.size.observe(clicks.len(), distinct_urls(clicks), took);
+                self.size.show(self.metrics);
                 if written.duplicate {
                     self.metrics.click_batches_repeated.inc();
                     info!(
@@ -631,7 +704,7 @@ mod tests {
 
     #[test]
     fn a_slow_write_cuts_the_batch_to_what_the_target_allows_at_its_rate() {
-        let limit = BatchLimit::new(50_000, TARGET);
+        let limit = BatchLimit::new(50_000, 50_000, TARGET);
         limit.observe(50_000, Duration::from_secs(5));
         assert_eq!(limit.get(), 5_000, "50k clicks in 5 s: 5k in 500 ms");
         limit.observe(100, Duration::from_secs(1000));
@@ -640,7 +713,7 @@ mod tests {
 
     #[test]
     fn full_fast_writes_grow_the_batch_at_most_doubling_up_to_the_most() {
-        let limit = BatchLimit::new(50_000, TARGET);
+        let limit = BatchLimit::new(50_000, 50_000, TARGET);
         limit.observe(50_000, Duration::from_secs(5));
         limit.observe(10, Duration::from_millis(1));
         assert_eq!(limit.get(), 5_000, "a batch that was not full says nothing");
@@ -657,7 +730,7 @@ mod tests {
 
     #[test]
     fn a_write_out_of_time_halves_the_batch() {
-        let limit = BatchLimit::new(50_000, TARGET);
+        let limit = BatchLimit::new(50_000, 50_000, TARGET);
         limit.halve(50_000);
         assert_eq!(limit.get(), 25_000);
         limit.halve(1_000);
@@ -667,10 +740,57 @@ mod tests {
         limit.halve(10);
         assert_eq!(limit.get(), MIN_BATCH);
         assert_eq!(
-            BatchLimit::new(100, TARGET).floor(),
+            BatchLimit::new(100, 100, TARGET).floor(),
             100,
             "a floor above the most is the most"
         );
+    }
+
+    #[test]
+    fn a_batch_is_written_in_pieces_of_at_most_the_url_limit_in_order() {
+        let size = BatchSize::new(50_000, TARGET);
+        assert_eq!(size.urls.get(), FIRST_URLS, "the url limit starts low");
+        let at = |url_id| Click {
+            url_id,
+            user_id: None,
+            at: 0,
+            short_code: None,
+            original_url: None,
+            referrer: None,
+            user_agent: None,
+            extra: None,
+            limited: false,
+        };
+        // 5,000 clicks of one hot url among 5,000 of urls seen once.
+        let clicks: Vec<Click> = (0..10_000)
+            .map(|i| at(if i % 2 == 0 { 7 } else { 100_000 + i }))
+            .collect();
+        let pieces = size.pieces(&clicks);
+        assert_eq!(pieces.first().map(|r| r.start), Some(0));
+        assert_eq!(pieces.last().map(|r| r.end), Some(10_000));
+        for pair in pieces.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start, "contiguous, in order");
+        }
+        let urls: Vec<usize> = pieces
+            .iter()
+            .map(|r| distinct_urls(&clicks[r.clone()]))
+            .collect();
+        assert_eq!(
+            urls,
+            [2_048, 2_048, 907],
+            "the hot url counts once per piece"
+        );
+        let hot = BatchSize::new(50_000, TARGET).pieces(&vec![at(7); 30_000]);
+        assert_eq!(hot, [0..30_000], "clicks of one url are one piece");
+        assert!(size.pieces(&[]).is_empty());
+
+        size.observe(4_095, 2_048, Duration::from_millis(100));
+        assert_eq!(
+            size.urls.get(),
+            4_096,
+            "a full, fast piece doubles the url limit"
+        );
+        assert_eq!(size.clicks.get(), 50_000, "not full in clicks: unchanged");
     }
 
     #[test]

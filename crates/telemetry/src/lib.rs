@@ -127,6 +127,8 @@ pub struct BatchMetrics {
     pub click_batches_split: IntCounter,
     /// The most clicks the next batch may hold (follows how long writes take).
     pub click_batch_limit: IntGauge,
+    /// The most distinct urls one write of clicks may hold (follows how long writes take).
+    pub click_batch_url_limit: IntGauge,
     /// Clicks handed to the click queue (queued or, when full, dropped).
     pub clicks_received: IntCounter,
     /// A low-water mark over the received clicks: every one up to it is written, lost or dropped.
@@ -327,6 +329,11 @@ impl Default for Metrics {
                 &registry,
                 "gitrev_click_batch_limit",
                 "The most clicks the next click batch may hold: smaller while writes take longer than their target",
+            ),
+            click_batch_url_limit: gauge(
+                &registry,
+                "gitrev_click_batch_url_limit",
+                "The most distinct urls one write of clicks may hold (a batch over more is written in pieces): follows how long writes take",
             ),
             clicks_received: counter(
                 &registry,
