@@ -781,7 +781,8 @@ mod tests {
             "the hot url counts once per piece"
         );
         let hot = BatchSize::new(50_000, TARGET).pieces(&vec![at(7); 30_000]);
-        assert_eq!(hot, [0..30_000], "clicks of one url are one piece");
+        assert_eq!(hot.len(), 1, "clicks of one url are one piece");
+        assert_eq!(hot[0], 0..30_000);
         assert!(size.pieces(&[]).is_empty());
 
         size.observe(4_095, 2_048, Duration::from_millis(100));
