@@ -125,9 +125,9 @@ pub struct Classified {
 /// statement per batch for all of its misses, and the rows stay in the database).
 #[derive(Default)]
 pub struct Dictionaries {
-    /// By url: its link versions (usually one). A lookup compares the click's own fields: no
-    /// allocation per click.
-    links: Mutex<HashMap<i64, Vec<(LinkKey, i32)>>>,
+    /// By url and [`fingerprint`] of the rest of a link version: 16 bytes a link instead of its
+    /// texts, and no allocation per lookup.
+    links: Mutex<HashMap<(i64, u64), i32>>,
     contexts: Mutex<ContextCache>,
 }
 
@@ -184,12 +184,51 @@ impl ContextCache {
 }
 
 impl LinkKey {
-    /// Whether `click` went through this link version.
-    fn matches(&self, click: &Click) -> bool {
-        self.user_id == click.user_id
-            && self.short_code.as_deref() == click.short_code.as_deref()
-            && self.original_url.as_deref() == click.original_url.as_ref().map(ClickTarget::as_str)
+    /// Where the dictionary in memory keeps this link version's id.
+    fn slot(&self) -> (i64, u64) {
+        let fingerprint = fingerprint(
+            self.user_id,
+            self.short_code.as_deref(),
+            self.original_url.as_deref(),
+        );
+        (self.url_id, fingerprint)
     }
+
+    /// Where the dictionary in memory keeps the id of the link version `click` went through.
+    fn slot_of(click: &Click) -> (i64, u64) {
+        let fingerprint = fingerprint(
+            click.user_id,
+            click.short_code.as_deref(),
+            click.original_url.as_ref().map(ClickTarget::as_str),
+        );
+        (click.url_id, fingerprint)
+    }
+}
+
+/// A link version's fields beside its url, hashed (xxh3, 64 bits). The dictionary in memory keys
+/// on (url, this) rather than holding the texts. Two versions of one url (a url has a few: one per
+/// change of its code, target or owner) would share an id only if their fingerprints collided:
+/// about one chance in 2^64 per pair. The database's dictionary keys on the SHA-256 digest.
+fn fingerprint(user_id: Option<i64>, code: Option<&str>, target: Option<&str>) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    match user_id {
+        Some(user) => {
+            h.update(&[1]);
+            h.update(&user.to_le_bytes());
+        }
+        None => h.update(&[0]),
+    }
+    for text in [code, target] {
+        match text {
+            Some(text) => {
+                h.update(&[1]);
+                h.update(&(text.len() as u64).to_le_bytes());
+                h.update(text.as_bytes());
+            }
+            None => h.update(&[0]),
+        }
+    }
+    h.digest()
 }
 
 impl LinkKey {
@@ -663,11 +702,8 @@ impl Dictionaries {
         {
             let known = lock(&self.links);
             for (i, click) in clicks.iter().enumerate() {
-                let hit = known
-                    .get(&click.url_id)
-                    .and_then(|versions| versions.iter().find(|(k, _)| k.matches(click)));
-                match hit {
-                    Some((_, id)) => ids.push(Some(*id)),
+                match known.get(&LinkKey::slot_of(click)) {
+                    Some(id) => ids.push(Some(*id)),
                     None => {
                         ids.push(None);
                         missing.entry(LinkKey::of(click)).or_default().push(i);
@@ -712,10 +748,7 @@ impl Dictionaries {
                 for &i in &missing[&key] {
                     ids[i] = Some(id);
                 }
-                let versions = known.entry(key.url_id).or_default();
-                if !versions.iter().any(|(k, _)| *k == key) {
-                    versions.push((key, id));
-                }
+                known.insert(key.slot(), id);
             }
         }
         Ok(ids.into_iter().map(|id| id.unwrap_or_default()).collect())
@@ -1651,6 +1684,29 @@ impl Store {
 mod tests {
     use super::*;
     use chrono::Timelike;
+
+    #[test]
+    fn a_link_versions_fingerprint_tells_its_fields_apart() {
+        let of = |user, code, target| fingerprint(user, code, target);
+        let base = of(Some(1), Some("abc"), Some("https://a.example/"));
+        assert_eq!(base, of(Some(1), Some("abc"), Some("https://a.example/")));
+        for other in [
+            of(None, Some("abc"), Some("https://a.example/")),
+            of(Some(2), Some("abc"), Some("https://a.example/")),
+            of(Some(1), None, Some("https://a.example/")),
+            of(Some(1), Some("abd"), Some("https://a.example/")),
+            of(Some(1), Some("abc"), Some("https://b.example/")),
+            of(Some(1), Some("abc"), None),
+        ] {
+            assert_ne!(base, other);
+        }
+        // Lengths and absences are hashed: no two splits of one text meet.
+        assert_ne!(
+            of(None, Some("ab"), Some("c")),
+            of(None, Some("a"), Some("bc"))
+        );
+        assert_ne!(of(None, Some(""), None), of(None, None, Some("")));
+    }
 
     #[test]
     fn partition_names_round_trip() {
