@@ -21,7 +21,7 @@
 //! invalidation bumps an epoch, a load retries while the epoch moves under it, and a value found
 //! stale right after insertion is evicted again.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -390,6 +390,39 @@ pub struct CacheConfig {
     pub negative_ttl: Duration,
 }
 
+/// The codes the tier answered lately, one per slot (a slot keeps the last code hashed to it):
+/// a code the tier answers enters the cache on its second answer while its slot still holds it.
+/// With every link in the tier, the cache is for codes asked again; inserting each one asked once
+/// made moka rehash and evict on every request of a cache-hostile load (the largest item in a
+/// profile of random codes over 10M links). Twice the cache's capacity in slots, 4 bytes each.
+struct Doorkeeper {
+    slots: Box<[AtomicU32]>,
+    hasher: std::hash::RandomState,
+}
+
+impl Doorkeeper {
+    fn new(capacity: u64) -> Doorkeeper {
+        let len = usize::try_from(capacity.saturating_mul(2))
+            .unwrap_or(usize::MAX)
+            .clamp(1_024, 1 << 24)
+            .next_power_of_two();
+        Doorkeeper {
+            slots: (0..len).map(|_| AtomicU32::new(0)).collect(),
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+
+    /// Whether `code` was seen since its slot last took another code; records it either way.
+    fn seen_again(&self, code: &str) -> bool {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(code);
+        let slot = &self.slots[hash as usize & (self.slots.len() - 1)];
+        // The high half as the code's tag; never 0, the empty slot.
+        let tag = (hash >> 32) as u32 | 1;
+        slot.swap(tag, Ordering::Relaxed) == tag
+    }
+}
+
 /// Links by code, and (separately, with a short TTL) codes known to lead nowhere. Two caches with
 /// one TTL each rather than one with per-entry expiry: per-entry timers cost memory per link.
 /// Behind them, the link tier (every link, memory-mapped; [`crate::tier`]), then the database.
@@ -402,6 +435,8 @@ pub struct LinkCache {
     /// Lookups past the cache answered by the tier: a link, no such link, or ask the database.
     tier_answers: [prometheus::IntCounter; 3],
     links: Cache<Arc<str>, Arc<CachedLink>>,
+    /// Which codes the tier answered once already: only those enter the cache.
+    doorkeeper: Arc<Doorkeeper>,
     absent: Cache<Arc<str>, ()>,
     epoch: Arc<AtomicU64>,
     /// Moves on every creation announced: a "no such code" read before it is not cached.
@@ -453,6 +488,7 @@ impl LinkCache {
                     RemovalCause::Explicit | RemovalCause::Replaced => {}
                 })
                 .build(),
+            doorkeeper: Arc::new(Doorkeeper::new(config.capacity)),
             absent: Cache::builder()
                 .max_capacity((config.capacity / 10).max(1_000))
                 .time_to_live(config.negative_ttl)
@@ -501,6 +537,11 @@ impl LinkCache {
             FromTier::Link(link) => {
                 as_link.inc();
                 let link = Arc::new(link);
+                if !self.doorkeeper.seen_again(code) {
+                    // Answered from the tier once: cached only if asked again soon. A load of
+                    // codes that never repeat would otherwise only churn the cache.
+                    return Ok(Some(link));
+                }
                 self.links.insert(key, link.clone()).await;
                 if self.epoch.load(Ordering::Acquire) != started_at {
                     // An invalidation landed meanwhile; the tier was read before or after it,
@@ -937,6 +978,32 @@ async fn catch_up(client: &tokio_postgres::Client, tier: &TierState, answer: Dur
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_doorkeeper_admits_a_code_on_its_second_answer() {
+        let keeper = Doorkeeper::new(50_000);
+        assert_eq!(
+            keeper.slots.len(),
+            131_072,
+            "twice the capacity, a power of two"
+        );
+        assert!(!keeper.seen_again("abc1234"), "first answer: not cached");
+        assert!(keeper.seen_again("abc1234"), "second: cached");
+        assert!(keeper.seen_again("abc1234"));
+        // A flood of codes asked once each admits almost none of them.
+        let admitted = (0..100_000)
+            .filter(|i| keeper.seen_again(&format!("flood{i}")))
+            .count();
+        assert!(
+            admitted < 100,
+            "{admitted} of 100,000 codes asked once were admitted"
+        );
+        assert_eq!(
+            Doorkeeper::new(10).slots.len(),
+            1_024,
+            "at least 1,024 slots"
+        );
+    }
     use gitrev_store::clicks::micros_to_datetime;
 
     fn link_with(options: LinkOptions) -> Link {
