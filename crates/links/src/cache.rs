@@ -6,8 +6,9 @@
 //! costs one query per code per negative TTL.
 //!
 //! Behind the cache sits the link tier (every link, memory-mapped; [`crate::tier`] says when it may
-//! answer): a miss asks it before the database, and a code it does not know waits at the fence
-//! (`Fence`) rather than being asked of the database.
+//! answer): a miss asks it before the database, a link it answers enters the cache on its second
+//! answer (`Doorkeeper`), and a code it does not know waits at the fence (`Fence`) rather than
+//! being asked of the database.
 //!
 //! Every change that affects a redirect evicts the code locally and is announced by the triggers
 //! on `urls` with `NOTIFY gitrev_links, '<code>'` (`+code` for a creation) in the same
