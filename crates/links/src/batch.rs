@@ -473,14 +473,15 @@ impl Flush<'_> {
             .rev()
             .map(|range| (range, rand::random::<[u8; 16]>()))
             .collect();
+        // Set once a piece is lost at the stop's deadline: the database is not taking writes, and
+        // the rest of the batch is lost without an attempt each (each could take a deadline).
+        // Before that, every piece gets its attempt, as a batch always did.
+        let mut given_up = false;
         while let Some((range, marker)) = pieces.pop() {
             let clicks = &batch[range.clone()];
-            if self.stopped() {
-                // Split pieces left at the stop's deadline: lost like the rest of the queue.
-                self.settle(
-                    clicks,
-                    Err(StoreError::Unavailable("the stop's deadline passed".into())),
-                );
+            if given_up {
+                let err = StoreError::Unavailable("the stop's deadline passed".into());
+                self.settle(clicks, Err(err));
                 continue;
             }
             match self.write_piece(clicks, marker).await {
@@ -498,7 +499,10 @@ impl Flush<'_> {
                         "a click batch ran out of time; writing it in halves"
                     );
                 }
-                Err(Failed::Lost(err)) => self.settle(clicks, Err(err)),
+                Err(Failed::Lost(err)) => {
+                    given_up = self.stopped();
+                    self.settle(clicks, Err(err));
+                }
                 Ok(written) => self.settle(clicks, Ok(written)),
             }
         }
