@@ -577,14 +577,16 @@ impl Flush<'_> {
                 self.metrics.click_batch_size.observe(clicks.len() as f64);
                 self.metrics.click_flush_seconds.observe(took.as_secs_f64());
                 self.metrics.clicks_url_gone.inc_by(written.dropped);
-                self.size.observe(clicks.len(), distinct_urls(clicks), took);
-                self.size.show(self.metrics);
                 if written.duplicate {
                     self.metrics.click_batches_repeated.inc();
                     info!(
                         clicks = clicks.len(),
                         "a retried click batch had already been written"
                     );
+                } else {
+                    // A retry that found its piece written did no work: its time says nothing.
+                    self.size.observe(clicks.len(), distinct_urls(clicks), took);
+                    self.size.show(self.metrics);
                 }
             }
             Err(err) => {
