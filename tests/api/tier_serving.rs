@@ -9,7 +9,7 @@ use reqwest::Client;
 use serde_json::json;
 
 use crate::harness::{
-    client, connect, gitrev, labelled_value, launch, migrated_database, poll, scrape,
+    client, connect, gitrev, labelled_value, launch, migrated_database, poll, read_metric, scrape,
     start_server_on, wait_for_metric, Launch, TestDir, TestServer,
 };
 
@@ -115,6 +115,39 @@ async fn a_replica_answers_links_and_unknown_codes_from_its_tier_without_the_dat
     assert!(after.0 - before.0 >= 199.0, "{before:?} -> {after:?}");
     assert_eq!(after.1 - before.1, 101.0, "unknown and inactive: no query");
     assert_eq!(after.2 - before.2, 1.0, "only the limited link was asked");
+}
+
+/// A link the tier answers enters the cache on its second answer (the doorkeeper), not its first:
+/// codes asked once do not churn the cache. The third request is the cache's.
+#[tokio::test]
+async fn a_link_the_tier_answers_enters_the_cache_on_its_second_answer() {
+    let url = migrated_database("tierdoor").await;
+    let db = connect(&url).await;
+    db.batch_execute(
+        "INSERT INTO urls (short_code, original_url) VALUES ('door1', 'https://example.com/door')",
+    )
+    .await
+    .expect("a link");
+    let srv = tier_server(&url, 1.0, &[]).await;
+    let c = client();
+    let hits = || async { read_metric(&srv, &c, "gitrev_link_cache_hits_total").await };
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let (tier_before, hits_before) = (answers(&srv, &c).await.0, hits().await);
+        assert_eq!(
+            probe(&srv, &c, "door1").await,
+            at("https://example.com/door")
+        );
+        seen.push((
+            answers(&srv, &c).await.0 - tier_before,
+            hits().await - hits_before,
+        ));
+    }
+    assert_eq!(
+        seen,
+        [(1.0, 0.0), (1.0, 0.0), (0.0, 1.0)],
+        "(tier answers, cache hits) of each request"
+    );
 }
 
 /// The contract's write paths (on replica A) and hand-made SQL, each after both tiers were built:
