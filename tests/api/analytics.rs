@@ -1276,7 +1276,9 @@ async fn the_export_of_a_large_url_streams_with_flat_memory() {
         peak.saturating_sub(before)
     );
     assert!(
-        late.saturating_sub(early) < csv_kib / 10,
+        // A quarter: a server holding what it sent grows by four fifths; mimalloc without THP
+        // (Cargo.toml) returns and refaults pages, so a streaming server's RSS wanders by a few MiB.
+        late.saturating_sub(early) < csv_kib / 4,
         "the server's memory grew by {} KiB over the last {} KiB of the export: it is not \
          streaming; (KiB sent, RSS KiB): {trajectory:?}",
         late.saturating_sub(early),
