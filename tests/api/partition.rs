@@ -14,9 +14,9 @@ use serde_json::json;
 
 use crate::harness::proxy::{address_of, PartitionProxy};
 use crate::harness::{
-    assert_cli_ok, click_events, client, client_with_key, connect, fresh_database, gitrev, id_of,
-    poll, read_metric, read_raw_reply, settle_clicks, start_server_on, str_of, unique_email,
-    unique_original_url, wait_for_metric, wait_for_state, Reply, TestServer,
+    click_events, client, client_with_key, connect, fresh_database, gitrev_with_env, id_of,
+    output_text, poll, read_metric, read_raw_reply, settle_clicks, start_server_on, str_of,
+    unique_email, unique_original_url, wait_for_metric, wait_for_state, Reply, TestServer,
 };
 
 /// The default deadline: `GITREV_STATEMENT_TIMEOUT_MS` (2500) + `GITREV_DB_DEADLINE_MARGIN_MS` (500).
@@ -437,11 +437,7 @@ async fn a_replica_that_lost_its_listen_connection_keeps_no_key() {
     })
     .await;
     // Revoked directly in the database: the announcement cannot reach this replica.
-    let revoked = gitrev(
-        &["keys", "revoke", &id_of(&made.json).to_string()],
-        &database_url,
-    );
-    assert_cli_ok(&revoked, "gitrev keys revoke");
+    revoke_watching_waits(id_of(&made.json), &database_url).await;
     let meanwhile = srv.get(&key, "/users").await;
     assert_eq!(
         meanwhile.status, 503,
@@ -460,5 +456,46 @@ async fn a_replica_that_lost_its_listen_connection_keeps_no_key() {
         first.status, 401,
         "refused as soon as the database answers: {}",
         first.text
+    );
+}
+
+/// `gitrev keys revoke` on the database itself, with a statement timeout the length of the test's
+/// waits: what is tested is the replica, not how fast a loaded CI machine runs one UPDATE (twice it
+/// ran past the default 2.5 s there). Should it fail anyway, the failure shows what every session on
+/// the database was waiting on two seconds into the command.
+async fn revoke_watching_waits(key_id: i64, database_url: &str) {
+    let (args, url) = (
+        vec!["keys".to_owned(), "revoke".to_owned(), key_id.to_string()],
+        database_url.to_owned(),
+    );
+    let mut command = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let timeout = STATE_WAIT.as_millis().to_string();
+        gitrev_with_env(&args, &url, &[("GITREV_STATEMENT_TIMEOUT_MS", &timeout)])
+    });
+    let (revoked, waits) = match tokio::time::timeout(Duration::from_secs(2), &mut command).await {
+        Ok(done) => (done, Vec::new()),
+        Err(_) => {
+            let waits: Vec<String> = connect(database_url)
+                .await
+                .query(
+                    "SELECT concat_ws(' | ', application_name, state, wait_event_type, \
+                     wait_event, left(query, 120)) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+                .unwrap_or_else(|e| vec![format!("pg_stat_activity: {e}")]);
+            (command.await, waits)
+        }
+    };
+    let revoked = revoked.expect("the revoke command's thread");
+    assert!(
+        revoked.status.success(),
+        "gitrev keys revoke exited with {}:\n{}\nsessions on the database 2 s in:\n{}",
+        revoked.status,
+        output_text(&revoked),
+        waits.join("\n")
     );
 }
