@@ -58,7 +58,7 @@ pub enum Command {
         days: Option<u32>,
     },
     /// Write the link tier (every link in one memory-mapped file; issue #12) from the database
-    /// and print what it holds. Replicas do not serve from it yet.
+    /// and print what it holds. It never migrates: the schema must be this build's already.
     BuildTier {
         /// Where to write it (default: `<data dir>/links.tier`). Written beside and renamed over.
         #[arg(long)]
@@ -244,7 +244,11 @@ async fn run_on(
             Ok(ExitCode::SUCCESS)
         }
         Command::BuildTier { out } => {
-            run_migrations(&store).await?;
+            // Reads only, so it checks the schema rather than migrating: a serving replica runs it
+            // as a child at every rebuild, and a migration takes the lock every other replica's
+            // start and every other command waits for (a rebuild cut off by a partition would
+            // hold it until its session died).
+            check_schema_current(&store).await?;
             let path = match out {
                 Some(path) => path,
                 None => {
@@ -413,6 +417,16 @@ async fn run_migrations(store: &Store) -> anyhow::Result<Vec<i32>> {
     Ok(store
         .bounded_maintenance(migrate::migrate(&mut client))
         .await?)
+}
+
+/// Fails, naming the difference, unless the schema holds every migration this build knows
+/// (newer ones are fine: migrations are additive). Waits (bounded) for a database coming up.
+async fn check_schema_current(store: &Store) -> anyhow::Result<()> {
+    let client = wait_for_database(store, DATABASE_WAIT).await?;
+    store
+        .bounded_maintenance(migrate::check_current(&client))
+        .await
+        .context("the schema is not this build's; run `gitrev migrate` first")
 }
 
 /// Why the migration after an outage has not happened yet.

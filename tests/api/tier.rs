@@ -9,6 +9,9 @@ use gitrev_tier::Tier;
 
 use crate::harness::{connect, database_name, migrated_database};
 
+/// The session-level advisory lock `gitrev migrate` takes (`gitrev_store::migrate`: "gitrev").
+const MIGRATION_LOCK: i64 = 0x6769_7472_6576;
+
 fn store(url: &str) -> Store {
     Store::new(
         url,
@@ -391,6 +394,59 @@ async fn gitrev_build_tier_writes_every_link_and_reports_a_bad_path() {
         text.contains("no/such/dir") && !text.contains("panicked"),
         "the error names the path:\n{text}"
     );
+}
+
+/// `build-tier` reads; it never migrates. A replica runs it at every rebuild, so it must not take
+/// the migration lock (held here, as a migration in progress elsewhere would): a rebuild cut off
+/// by a partition while it held that lock kept every other command and replica start waiting. On
+/// a database without this build's schema it stops, saying so, and leaves the database as it was.
+#[tokio::test]
+async fn gitrev_build_tier_checks_the_schema_and_never_takes_the_migration_lock() {
+    let url = migrated_database("tierlock").await;
+    let db = connect(&url).await;
+    five_links(&db).await;
+    let holder = connect(&url).await;
+    holder
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .expect("holding the migration lock");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("links.tier");
+    let quick = [("GITREV_MAINTENANCE_TIMEOUT_MS", "5000")];
+    let output = crate::harness::gitrev_with_env(
+        &["build-tier", "--out", path.to_str().expect("UTF-8")],
+        &url,
+        &quick,
+    );
+    let text = crate::harness::output_text(&output);
+    assert!(
+        output.status.success(),
+        "build-tier waited for the migration lock:\n{text}"
+    );
+    assert_eq!(Tier::open(&path).expect("opens").expect("exists").len(), 5);
+
+    let bare = crate::harness::fresh_database("tierbare").await;
+    let output = crate::harness::gitrev_with_env(
+        &["build-tier", "--out", path.to_str().expect("UTF-8")],
+        &bare,
+        &quick,
+    );
+    let text = crate::harness::output_text(&output);
+    assert!(!output.status.success(), "no schema, no tier:\n{text}");
+    assert!(
+        text.contains("gitrev migrate") && !text.contains("panicked"),
+        "it says what to do:\n{text}"
+    );
+    let tables: i64 = connect(&bare)
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()",
+            &[],
+        )
+        .await
+        .expect("counting tables")
+        .get(0);
+    assert_eq!(tables, 0, "the database was left as it was");
 }
 
 #[tokio::test]
