@@ -459,10 +459,119 @@ async fn a_replica_that_lost_its_listen_connection_keeps_no_key() {
     );
 }
 
-/// `gitrev keys revoke` on the database itself, with a statement timeout the length of the test's
-/// waits: what is tested is the replica, not how fast a loaded CI machine runs one UPDATE (twice it
-/// ran past the default 2.5 s there). Should it fail anyway, the failure shows what every session on
-/// the database was waiting on two seconds into the command.
+/// A transaction whose replica is cut off by a partition is ended by PostgreSQL, so it does not
+/// keep its row locks until the partition heals. A PATCH caught between its `SELECT … FOR UPDATE`
+/// and the rest holds the url's row; behind a real partition the database never hears the replica
+/// give up (the proxy holds its close too), and the row would stay locked for as long as the
+/// partition lasts. PostgreSQL's `idle_in_transaction_session_timeout`, twice the deadline (here
+/// 2 × 3.5 s), ends it instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transaction_cut_off_by_a_partition_does_not_keep_its_row_locks() {
+    let settings = [
+        ("GITREV_STATEMENT_TIMEOUT_MS", "3000"),
+        ("GITREV_DB_DEADLINE_MARGIN_MS", "500"),
+    ];
+    let (proxy, srv, database_url) = server_behind_proxy(&settings).await;
+    let c = client();
+    let made = srv
+        .post(&c, "/urls", &json!({"original_url": unique_original_url()}))
+        .await
+        .expect(201, "POST /urls");
+    let id = id_of(&made.json);
+    let watcher = connect(&database_url).await;
+    let sessions = |state: &'static str| {
+        let watcher = &watcher;
+        move || async move {
+            watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                     AND application_name = 'gitrev' AND query LIKE '%FOR UPDATE%' AND \
+                     (CASE $1 WHEN 'lock' THEN wait_event_type = 'Lock' ELSE state = $1 END)",
+                    &[&state],
+                )
+                .await
+                .expect("pg_stat_activity")
+                .get::<_, i64>(0)
+        }
+    };
+
+    // The PATCH's first statement waits for the test's lock; the partition begins meanwhile, and
+    // the lock goes: the row is the PATCH's, and its answer is held by the partition.
+    let lock = connect(&database_url).await;
+    lock.batch_execute(&format!(
+        "BEGIN; SELECT id FROM urls WHERE id = {id} FOR UPDATE"
+    ))
+    .await
+    .expect("locking the url");
+    let path = format!("/urls/{id}");
+    let during = json!({"title": "during the partition"});
+    let patching = srv.patch(&c, &path, &during);
+    let cut_off = async {
+        poll(STATE_WAIT, sessions("lock"), |n| *n == 1)
+            .await
+            .expect("the PATCH waits for the test's lock");
+        proxy.partition();
+        lock.batch_execute("ROLLBACK")
+            .await
+            .expect("unlocking the url");
+        poll(STATE_WAIT, sessions("idle in transaction"), |n| *n == 1)
+            .await
+            .expect("precondition: the PATCH's transaction holds the row, idle, its answer held");
+    };
+    let (patched, ()) = tokio::join!(patching, cut_off);
+    assert_eq!(
+        patched.status, 503,
+        "the replica gives up at its deadline: {}",
+        patched.text
+    );
+
+    // Still partitioned: the row is free again once PostgreSQL has ended the transaction.
+    let started = Instant::now();
+    let updated = watcher
+        .batch_execute(&format!(
+            "SET lock_timeout = '{}s'; UPDATE urls SET title = 'by hand' WHERE id = {id}",
+            STATE_WAIT.as_secs()
+        ))
+        .await;
+    assert!(
+        updated.is_ok(),
+        "the row stayed locked by the cut-off transaction: {updated:?}"
+    );
+    assert_eq!(
+        sessions("idle in transaction")().await,
+        0,
+        "the cut-off transaction is gone ({:?} after the PATCH's answer)",
+        started.elapsed()
+    );
+
+    proxy.heal();
+    srv.wait_for_ready(200, STATE_WAIT).await;
+    let later = json!({"title": "after the partition"});
+    let after = poll(
+        STATE_WAIT,
+        || srv.patch(&c, &path, &later),
+        |r| r.status != 503,
+    )
+    .await
+    .unwrap_or_else(|last| last);
+    after.expect(200, "a PATCH after the partition");
+    let title: String = watcher
+        .query_one("SELECT title FROM urls WHERE id = $1", &[&id])
+        .await
+        .expect("the url")
+        .get(0);
+    assert_eq!(
+        title, "after the partition",
+        "the PATCH cut off wrote nothing"
+    );
+}
+
+/// `gitrev keys revoke` on the database itself, with timeouts the length of the test's waits:
+/// what is tested is the replica, not how fast a loaded machine runs the command. Should it fail
+/// anyway, the failure shows what every session on the database was waiting on two seconds in.
+/// (It failed twice in CI on a statement timeout. Once the partition also held closes, as a real
+/// one does, it was caught waiting for the migration lock, which the replica's tier rebuild had
+/// taken just before the partition cut it off; `build-tier` no longer migrates.)
 async fn revoke_watching_waits(key_id: i64, database_url: &str) {
     let (args, url) = (
         vec!["keys".to_owned(), "revoke".to_owned(), key_id.to_string()],
@@ -471,7 +580,11 @@ async fn revoke_watching_waits(key_id: i64, database_url: &str) {
     let mut command = tokio::task::spawn_blocking(move || {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let timeout = STATE_WAIT.as_millis().to_string();
-        gitrev_with_env(&args, &url, &[("GITREV_STATEMENT_TIMEOUT_MS", &timeout)])
+        let timeouts = [
+            ("GITREV_STATEMENT_TIMEOUT_MS", timeout.as_str()),
+            ("GITREV_MAINTENANCE_TIMEOUT_MS", timeout.as_str()),
+        ];
+        gitrev_with_env(&args, &url, &timeouts)
     });
     let (revoked, waits) = match tokio::time::timeout(Duration::from_secs(2), &mut command).await {
         Ok(done) => (done, Vec::new()),

@@ -451,6 +451,17 @@ impl StoreSettings {
         Duration::from_millis(self.statement_timeout_ms + self.db_deadline_margin_ms)
     }
 
+    /// PostgreSQL's `idle_in_transaction_session_timeout` on every connection: twice the
+    /// deadline. Between a transaction's statements the service only builds the next one, so a
+    /// transaction idle that long has lost its client. Our sockets notice a silent peer within
+    /// seconds (keepalives below), but the server's may not for hours (its own keepalive settings,
+    /// the kernel's two hours by default); behind a partition such a transaction would keep its
+    /// row locks (a url mid-PATCH, a click batch's marker) and hold back vacuum's horizon. This
+    /// ends it on the server's side.
+    pub fn idle_in_transaction_timeout(&self) -> Duration {
+        self.db_deadline() * 2
+    }
+
     pub fn maintenance_timeout(&self) -> Duration {
         Duration::from_millis(self.maintenance_timeout_ms)
     }
@@ -474,11 +485,15 @@ pub fn client_config(
     if config.get_application_name().is_none() {
         config.application_name("gitrev");
     }
+    let mut options = config.get_options().unwrap_or("").to_owned();
     if let Some(timeout) = statement_timeout {
-        let mut options = config.get_options().unwrap_or("").to_owned();
         options.push_str(&format!(" -c statement_timeout={}", timeout.as_millis()));
-        config.options(options.trim());
     }
+    options.push_str(&format!(
+        " -c idle_in_transaction_session_timeout={}",
+        settings.idle_in_transaction_timeout().as_millis()
+    ));
+    config.options(options.trim());
     Ok(config)
 }
 

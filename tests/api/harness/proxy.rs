@@ -93,7 +93,9 @@ async fn forward(client: TcpStream, upstream: SocketAddr, gate: watch::Receiver<
 }
 
 /// Copies one direction; what was read during a partition is held until it heals, and nothing
-/// more is read meanwhile (so the sender's data waits in its socket buffers).
+/// more is read meanwhile (so the sender's data waits in its socket buffers). A side that closes
+/// during a partition is not seen to close until it heals either: behind a real partition the
+/// other end keeps its session (and its transaction) until something on its own side ends it.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
@@ -106,10 +108,12 @@ async fn pump(
             Ok(n) => n,
         };
         if wait_open(&mut gate).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
-            break;
+            return;
         }
     }
-    let _ = to.shutdown().await;
+    if wait_open(&mut gate).await.is_ok() {
+        let _ = to.shutdown().await;
+    }
 }
 
 async fn wait_open(gate: &mut watch::Receiver<bool>) -> Result<(), watch::error::RecvError> {
