@@ -25,7 +25,8 @@ async fn wait_until_insert_waits(db: &tokio_postgres::Client) {
             .expect("clearing the statistics snapshot");
         db.query_one(
             "SELECT count(*) FROM pg_stat_activity
-             WHERE wait_event_type = 'Lock' AND query ILIKE 'INSERT INTO users%'",
+             WHERE datname = current_database() AND wait_event_type = 'Lock'
+               AND query ILIKE 'INSERT INTO users%'",
             &[],
         )
         .await
@@ -41,7 +42,8 @@ async fn wait_until_insert_waits(db: &tokio_postgres::Client) {
     let seen: Vec<String> = db
         .query(
             "SELECT coalesce(wait_event_type, '-') || ' ' || state || ': ' || query
-             FROM pg_stat_activity WHERE backend_type = 'client backend'",
+             FROM pg_stat_activity
+             WHERE backend_type = 'client backend' AND datname = current_database()",
             &[],
         )
         .await
