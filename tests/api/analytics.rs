@@ -857,7 +857,9 @@ async fn a_click_whose_url_was_deleted_while_queued_is_dropped_and_counted() {
             holder
                 .query_one(
                     "SELECT count(*) FROM pg_locks
-                     WHERE relation = 'click_batches'::regclass AND NOT granted",
+                     WHERE database = (SELECT oid FROM pg_database
+                                       WHERE datname = current_database())
+                       AND relation = 'click_batches'::regclass AND NOT granted",
                     &[],
                 )
                 .await
