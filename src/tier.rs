@@ -73,6 +73,17 @@ fn due(status: &gitrev_links::tier::Status, schedule: &Schedule, now_us: i64) ->
     }
 }
 
+/// Removes a rebuild's temporary file if one is there (logged: it means a rebuild did not finish).
+fn remove_leftover(tmp: &Path) {
+    match std::fs::remove_file(tmp) {
+        Ok(()) => info!(path = %tmp.display(), "removed an unfinished tier rebuild's file"),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => {
+            warn!(path = %tmp.display(), error = %err, "cannot remove an unfinished tier rebuild's file")
+        }
+    }
+}
+
 /// The tier's gauges (brought up to date every [`CHECK_EVERY`] and after a rebuild).
 fn show(metrics: &gitrev_telemetry::Metrics, status: &gitrev_links::tier::Status) {
     metrics.tier_links.set(status.links as i64);
@@ -94,6 +105,10 @@ pub async fn keep(
     let check = CHECK_EVERY.min(schedule.every);
     // How long to wait after the next failure: `check`, doubling to RETRY_AT_MOST.
     let mut backoff = check;
+    // A rebuild that did not finish (killed with a process stopped hard, or at a stop, below)
+    // leaves the child's temporary file: a tier's size of disk.
+    let leftover = gitrev_tier::temporary_path(&path_in(&data_dir));
+    remove_leftover(&leftover);
     loop {
         let status = tier.status();
         show(&metrics, &status);
@@ -102,7 +117,9 @@ pub async fn keep(
             let rebuilt = tokio::select! {
                 rebuilt = rebuild(&tier, &store, &database_url, &data_dir) => rebuilt,
                 _ = stop.wait_for(|stopping| *stopping) => {
+                    // Dropping the rebuild killed the child (`kill_on_drop`).
                     tier.rebuild_failed();
+                    remove_leftover(&leftover);
                     return;
                 }
             };
@@ -114,6 +131,7 @@ pub async fn keep(
                     backoff = check;
                 }
                 Err(err) => {
+                    remove_leftover(&leftover);
                     pause = backoff;
                     backoff = (backoff * 2).min(RETRY_AT_MOST);
                     warn!(error = format!("{err:#}"), retry_in = ?pause, "could not rebuild the link tier");

@@ -376,6 +376,40 @@ async fn a_corrupt_tier_file_is_refused_and_the_database_answers_until_the_rebui
     );
 }
 
+/// A rebuild that never finished (its child killed with a replica stopped hard) leaves its
+/// temporary file, a tier's size of disk: the next start removes it, says so, and keeps the tier.
+#[tokio::test]
+async fn an_unfinished_rebuilds_file_is_removed_at_start() {
+    let url = migrated_database("tierleft").await;
+    connect(&url)
+        .await
+        .batch_execute(
+            "INSERT INTO urls (short_code, original_url) VALUES ('lf1', 'https://example.com/l1')",
+        )
+        .await
+        .expect("a link");
+    let dir = TestDir::new("tierleft");
+    let path = dir.path().join("links.tier");
+    let built = gitrev(
+        &["build-tier", "--out", path.to_str().expect("utf-8")],
+        &url,
+    );
+    assert!(built.status.success(), "{built:?}");
+    let leftover = dir.path().join("links.tier.tmp");
+    std::fs::write(&leftover, vec![0u8; 64 * 1024]).expect("a half-written tier");
+
+    // The tier is fresh, so no rebuild is due: only the start's clean-up can remove the file.
+    let srv = serve_in(&dir, &url, "info");
+    trusted_with(&srv, 1.0).await;
+    assert!(!leftover.exists(), "the unfinished rebuild's file is gone");
+    let log = std::fs::read_to_string(&srv.log).expect("the log");
+    assert!(
+        log.contains("removed an unfinished tier rebuild's file"),
+        "{log}"
+    );
+    assert_eq!(rebuilds(&srv).await, 0.0, "the tier was kept, not rebuilt");
+}
+
 /// A data dir moved to another database: its tier says which database it was built from, and is
 /// never used for another, whose own links are served instead.
 #[tokio::test]

@@ -357,13 +357,22 @@ impl Builder {
     /// Writes the tier to `path` atomically (a temporary file beside it, fsync, rename), so a
     /// process that has the old one mapped keeps reading the old one. The archive goes straight
     /// to the file: nothing but the records and the text is held in memory.
+    ///
+    /// A write that fails removes its temporary file: a tier's size of disk (a gigabyte at ten
+    /// million links) is not left behind, least of all when the disk filled up.
     pub fn write(self, path: &Path) -> Result<Built, TierError> {
+        let tmp = temporary_path(path);
+        let written = self.write_via(path, &tmp);
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written
+    }
+
+    fn write_via(self, path: &Path, tmp: &Path) -> Result<Built, TierError> {
         let io = |e| TierError::Io(path.to_owned(), e);
         let (data, url_text_bytes) = self.into_data()?;
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let mut file = fs::File::create(&tmp).map_err(io)?;
+        let mut file = fs::File::create(tmp).map_err(io)?;
         // The header's place, filled in once the payload's length and checksum are known.
         file.write_all(&[0u8; HEADER]).map_err(io)?;
         let mut out = Hashing::new(std::io::BufWriter::with_capacity(1 << 20, file));
@@ -373,13 +382,22 @@ impl Builder {
         file.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
         file.write_all(&header(payload_len, checksum)).map_err(io)?;
         file.sync_all().map_err(io)?;
-        fs::rename(&tmp, path).map_err(io)?;
+        fs::rename(tmp, path).map_err(io)?;
         Ok(Built {
             links: data.records.len(),
             file_bytes: HEADER as u64 + payload_len,
             url_text_bytes,
         })
     }
+}
+
+/// Where [`Builder::write`] writes the tier for `path` before renaming it over `path`. A writer
+/// killed meanwhile leaves it behind; whoever runs the writer removes it (see the service's
+/// rebuilds).
+pub fn temporary_path(path: &Path) -> PathBuf {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    PathBuf::from(tmp)
 }
 
 /// Archives `data` into `out` (the payload, after the header).

@@ -138,6 +138,21 @@ fn the_streamed_file_is_the_archive_built_in_memory() {
 }
 
 #[test]
+fn a_write_that_fails_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A directory where the tier should go: everything is written, then the rename fails.
+    let path = dir.path().join("links.tier");
+    std::fs::create_dir(&path).expect("a directory in the way");
+    let mut builder = Builder::new(origin());
+    builder.push(link(1).as_ref()).expect("a link");
+    assert!(builder.write(&path).is_err());
+    assert!(
+        !temporary_path(&path).exists(),
+        "the temporary file was removed"
+    );
+}
+
+#[test]
 fn a_missing_file_is_none() {
     let dir = tempfile::tempdir().expect("temp dir");
     assert!(Tier::open(&dir.path().join("nothing.tier"))
