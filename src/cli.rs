@@ -423,10 +423,14 @@ async fn run_migrations(store: &Store) -> anyhow::Result<Vec<i32>> {
 /// (newer ones are fine: migrations are additive). Waits (bounded) for a database coming up.
 async fn check_schema_current(store: &Store) -> anyhow::Result<()> {
     let client = wait_for_database(store, DATABASE_WAIT).await?;
-    store
+    match store
         .bounded_maintenance(migrate::check_current(&client))
         .await
-        .context("the schema is not this build's; run `gitrev migrate` first")
+    {
+        Ok(()) => Ok(()),
+        Err(migrate::MigrateError::Store(err)) => Err(err.into()),
+        Err(schema) => bail!("{schema}; run `gitrev migrate` first"),
+    }
 }
 
 /// Why the migration after an outage has not happened yet.
