@@ -321,6 +321,79 @@ async fn heard_until(
     }
 }
 
+/// A statement over more than 10,000 codes announces '*' once instead of a NOTIFY per code
+/// (`sql/0007_large_changes.sql`), and a replica that hears it serves every changed link anew.
+/// Up to 10,000, each code is announced, as before. The change log has a row per code either way.
+#[tokio::test]
+async fn a_statement_over_many_codes_announces_them_all_at_once() {
+    let url = migrated_database("tiermany").await;
+    let srv = crate::harness::start_server_on(
+        &url,
+        &[
+            ("GITREV_NEGATIVE_TTL_MS", "600000"),
+            ("GITREV_CACHE_TTL_SECS", "600"),
+        ],
+    );
+    let c = crate::harness::client();
+    let db = connect(&url).await;
+    let (_listening, mut rx) = listener(&url).await;
+    let notify = |marker: &str| {
+        format!(
+            "SELECT pg_notify('{}', '{marker}')",
+            gitrev_store::announce::CHANNEL
+        )
+    };
+
+    db.batch_execute(
+        "INSERT INTO urls (short_code, original_url)
+         SELECT 'many' || g, 'https://example.com/a/' || g FROM generate_series(1, 10000) g",
+    )
+    .await
+    .expect("10,000 links");
+    db.batch_execute(&notify("m1")).await.expect("marker");
+    assert_eq!(heard_until(&mut rx, "m1").await.len(), 10_000, "one by one");
+
+    db.batch_execute(
+        "INSERT INTO urls (short_code, original_url)
+         SELECT 'more' || g, 'https://example.com/a/' || g FROM generate_series(1, 10001) g",
+    )
+    .await
+    .expect("10,001 links");
+    db.batch_execute(&notify("m2")).await.expect("marker");
+    assert_eq!(heard_until(&mut rx, "m2").await, codes(&["*"]));
+
+    let reply = srv
+        .head(&c, "/more7")
+        .await
+        .expect(302, "a link of the import");
+    assert_eq!(reply.header("location"), Some("https://example.com/a/7"));
+    db.batch_execute(
+        "UPDATE urls SET original_url = replace(original_url, '/a/', '/b/')
+         WHERE short_code LIKE 'more%'",
+    )
+    .await
+    .expect("retargeted by hand");
+    db.batch_execute(&notify("m3")).await.expect("marker");
+    assert_eq!(heard_until(&mut rx, "m3").await, codes(&["*"]));
+    let served = crate::harness::poll(
+        std::time::Duration::from_secs(5),
+        || srv.head(&c, "/more7"),
+        |r| r.header("location") == Some("https://example.com/b/7"),
+    )
+    .await;
+    assert!(served.is_ok(), "the new target is served within 5 s");
+
+    let logged: i64 = db
+        .query_one(
+            "SELECT count(*) FROM link_changes WHERE short_code LIKE 'more%'",
+            &[],
+        )
+        .await
+        .expect("the change log")
+        .get(0);
+    assert_eq!(logged, 2 * 10_001, "a row per code and statement");
+}
+
 #[tokio::test]
 async fn every_write_path_announces_the_codes_it_touches() {
     // Not only the service's statements: an INSERT, UPDATE, DELETE or TRUNCATE made by hand

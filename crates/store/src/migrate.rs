@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0006_link_changes.sql",
         sql: include_str!("../../../sql/0006_link_changes.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_large_changes.sql",
+        sql: include_str!("../../../sql/0007_large_changes.sql"),
+    },
 ];
 
 /// Arbitrary but fixed: the advisory lock every gitrev process takes while migrating.
