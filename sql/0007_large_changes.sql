@@ -12,42 +12,39 @@ CREATE OR REPLACE FUNCTION log_link_changes() RETURNS trigger LANGUAGE plpgsql A
 DECLARE
     -- The most codes one statement announces one by one.
     one_by_one CONSTANT bigint := 10000;
-    codes bigint;
+    codes text[];
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         -- Every link at once: the empty code (no link has it) stands for all of them, and '*'
         -- tells every replica to drop everything it holds.
         INSERT INTO link_changes (short_code) VALUES ('');
         PERFORM pg_notify('gitrev_links', '*');
-    ELSIF TG_OP = 'INSERT' THEN
-        -- '+code': created. A replica forgets that the code led nowhere but keeps what it
-        -- cached since (a code's links are unique: whatever it holds is this new link).
-        INSERT INTO link_changes (short_code) SELECT short_code FROM changed_new;
-        GET DIAGNOSTICS codes = ROW_COUNT;
-        IF codes > one_by_one THEN
-            PERFORM pg_notify('gitrev_links', '*');
-        ELSE
-            PERFORM pg_notify('gitrev_links', '+' || short_code) FROM changed_new;
-        END IF;
+        RETURN NULL;
+    END IF;
+    -- The codes the statement touched (both codes when an update changed the code itself), each
+    -- logged once.
+    IF TG_OP = 'INSERT' THEN
+        WITH logged AS (INSERT INTO link_changes (short_code)
+                        SELECT short_code FROM changed_new RETURNING short_code)
+        SELECT array_agg(short_code) INTO codes FROM logged;
     ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO link_changes (short_code) SELECT short_code FROM changed_old;
-        GET DIAGNOSTICS codes = ROW_COUNT;
-        IF codes > one_by_one THEN
-            PERFORM pg_notify('gitrev_links', '*');
-        ELSE
-            PERFORM pg_notify('gitrev_links', short_code) FROM changed_old;
-        END IF;
+        WITH logged AS (INSERT INTO link_changes (short_code)
+                        SELECT short_code FROM changed_old RETURNING short_code)
+        SELECT array_agg(short_code) INTO codes FROM logged;
     ELSE
-        -- Both codes when an update changed the code itself.
-        INSERT INTO link_changes (short_code)
-        SELECT short_code FROM changed_old UNION SELECT short_code FROM changed_new;
-        GET DIAGNOSTICS codes = ROW_COUNT;
-        IF codes > one_by_one THEN
-            PERFORM pg_notify('gitrev_links', '*');
-        ELSE
-            PERFORM pg_notify('gitrev_links', short_code)
-            FROM (SELECT short_code FROM changed_old UNION SELECT short_code FROM changed_new) c;
-        END IF;
+        WITH logged AS (INSERT INTO link_changes (short_code)
+                        SELECT short_code FROM changed_old
+                        UNION SELECT short_code FROM changed_new RETURNING short_code)
+        SELECT array_agg(short_code) INTO codes FROM logged;
+    END IF;
+    IF cardinality(codes) > one_by_one THEN
+        PERFORM pg_notify('gitrev_links', '*');
+    ELSE
+        -- '+code': created. A replica forgets that the code led nowhere but keeps what it cached
+        -- since (a code's links are unique: whatever it holds is this new link). A change or a
+        -- deletion announces the code itself.
+        PERFORM pg_notify('gitrev_links', CASE TG_OP WHEN 'INSERT' THEN '+' ELSE '' END || code)
+        FROM unnest(codes) AS code;
     END IF;
     RETURN NULL;
 END

@@ -321,36 +321,43 @@ async fn heard_until(
     }
 }
 
+/// The statement that sends `marker` on the links channel, for [`heard_until`].
+fn marker_sql(marker: &str) -> String {
+    format!(
+        "SELECT pg_notify('{}', '{marker}')",
+        gitrev_store::announce::CHANNEL
+    )
+}
+
+/// A server on `url` that remembers answers for ten minutes (the negative ones too): only the
+/// announcements can make it see a change within seconds.
+fn server_remembering_long(url: &str) -> crate::harness::TestServer {
+    crate::harness::start_server_on(
+        url,
+        &[
+            ("GITREV_NEGATIVE_TTL_MS", "600000"),
+            ("GITREV_CACHE_TTL_SECS", "600"),
+        ],
+    )
+}
+
 /// A statement over more than 10,000 codes announces '*' once instead of a NOTIFY per code
 /// (`sql/0007_large_changes.sql`), and a replica that hears it serves every changed link anew.
 /// Up to 10,000, each code is announced, as before. The change log has a row per code either way.
 #[tokio::test]
 async fn a_statement_over_many_codes_announces_them_all_at_once() {
     let url = migrated_database("tiermany").await;
-    let srv = crate::harness::start_server_on(
-        &url,
-        &[
-            ("GITREV_NEGATIVE_TTL_MS", "600000"),
-            ("GITREV_CACHE_TTL_SECS", "600"),
-        ],
-    );
+    let srv = server_remembering_long(&url);
     let c = crate::harness::client();
     let db = connect(&url).await;
     let (_listening, mut rx) = listener(&url).await;
-    let notify = |marker: &str| {
-        format!(
-            "SELECT pg_notify('{}', '{marker}')",
-            gitrev_store::announce::CHANNEL
-        )
-    };
-
     db.batch_execute(
         "INSERT INTO urls (short_code, original_url)
          SELECT 'many' || g, 'https://example.com/a/' || g FROM generate_series(1, 10000) g",
     )
     .await
     .expect("10,000 links");
-    db.batch_execute(&notify("m1")).await.expect("marker");
+    db.batch_execute(&marker_sql("m1")).await.expect("marker");
     assert_eq!(heard_until(&mut rx, "m1").await.len(), 10_000, "one by one");
 
     db.batch_execute(
@@ -359,7 +366,7 @@ async fn a_statement_over_many_codes_announces_them_all_at_once() {
     )
     .await
     .expect("10,001 links");
-    db.batch_execute(&notify("m2")).await.expect("marker");
+    db.batch_execute(&marker_sql("m2")).await.expect("marker");
     assert_eq!(heard_until(&mut rx, "m2").await, codes(&["*"]));
 
     let reply = srv
@@ -373,7 +380,7 @@ async fn a_statement_over_many_codes_announces_them_all_at_once() {
     )
     .await
     .expect("retargeted by hand");
-    db.batch_execute(&notify("m3")).await.expect("marker");
+    db.batch_execute(&marker_sql("m3")).await.expect("marker");
     assert_eq!(heard_until(&mut rx, "m3").await, codes(&["*"]));
     let served = crate::harness::poll(
         std::time::Duration::from_secs(5),
@@ -401,15 +408,8 @@ async fn every_write_path_announces_the_codes_it_touches() {
     let url = migrated_database("tiernotify").await;
     let db = connect(&url).await;
     let (_listening, mut rx) = listener(&url).await;
-    let notify = |marker: &str| {
-        format!(
-            "SELECT pg_notify('{}', '{marker}')",
-            gitrev_store::announce::CHANNEL
-        )
-    };
-
     five_links(&db).await;
-    db.batch_execute(&notify("m1")).await.expect("marker");
+    db.batch_execute(&marker_sql("m1")).await.expect("marker");
     // Created: '+' and the code.
     assert_eq!(
         heard_until(&mut rx, "m1").await,
@@ -423,7 +423,7 @@ async fn every_write_path_announces_the_codes_it_touches() {
     )
     .await
     .expect("changes");
-    db.batch_execute(&notify("m2")).await.expect("marker");
+    db.batch_execute(&marker_sql("m2")).await.expect("marker");
     assert_eq!(
         heard_until(&mut rx, "m2").await,
         codes(&["lim1", "renamed", "off1", "plain1"])
@@ -436,7 +436,7 @@ async fn every_write_path_announces_the_codes_it_touches() {
     db.batch_execute("TRUNCATE urls CASCADE")
         .await
         .expect("truncate");
-    db.batch_execute(&notify("m3")).await.expect("marker");
+    db.batch_execute(&marker_sql("m3")).await.expect("marker");
     assert_eq!(heard_until(&mut rx, "m3").await, codes(&["*"]));
 }
 
@@ -524,16 +524,8 @@ async fn gitrev_build_tier_checks_the_schema_and_never_takes_the_migration_lock(
 
 #[tokio::test]
 async fn a_link_created_or_changed_by_hand_reaches_a_running_replica_at_once() {
-    // A negative answer cached for ten minutes, and a positive one for as long: only the
-    // triggers' announcements can make the replica see the hand-made changes within seconds.
     let url = migrated_database("tierhand").await;
-    let srv = crate::harness::start_server_on(
-        &url,
-        &[
-            ("GITREV_NEGATIVE_TTL_MS", "600000"),
-            ("GITREV_CACHE_TTL_SECS", "600"),
-        ],
-    );
+    let srv = server_remembering_long(&url);
     let c = crate::harness::client();
     srv.head(&c, "/byhand1").await.expect(404, "not there yet");
 
