@@ -242,6 +242,10 @@ if needs bulk; then
   wait_quiet "bulk"
   python3 - "$PORT" "$ROUNDS" "$RUN" "$OUT/bulk.tsv" "$DBURL" <<'EOF'
 import http.client, json, re, subprocess, sys, time
+# The trigram index (schema 4–7) or its two halves (schema 8).
+SEARCH_INDEXES_FLUSH = ("SELECT gin_clean_pending_list(indexrelid::regclass) FROM pg_index "
+                        "WHERE indrelid = 'urls'::regclass "
+                        "AND indexrelid::regclass::text LIKE 'urls_search%'")
 port, rounds, run, tsv, db = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 conn = http.client.HTTPConnection("127.0.0.1", port)  # one client, keep-alive throughout
 N = 1000
@@ -273,9 +277,8 @@ def bulk(rnd, n=N):
     return t
 
 def flush():
-    """Empties the trigram index's pending list (GIN fastupdate); seconds it took, server side."""
-    out = subprocess.run(["psql", db, "-Atq", "-c", "\\timing on", "-c",
-                          "SELECT gin_clean_pending_list('urls_search_idx')"],
+    """Empties the trigram indexes' pending lists (GIN fastupdate); seconds it took, server side."""
+    out = subprocess.run(["psql", db, "-Atq", "-c", "\\timing on", "-c", SEARCH_INDEXES_FLUSH],
                          check=True, capture_output=True, text=True).stdout
     return float(re.search(r"Time: ([\d.]+) ms", out).group(1)) / 1000
 
@@ -403,7 +406,7 @@ SQL
   LOAD_S=$(python3 -c "print(f'{$t1 - $t0:.1f}')")
   VACUUM_S=$(python3 -c "print(f'{$t2 - $t1:.1f}')")
   TOTAL_ROWS=$(psql "$DBURL" -Atc "SELECT count(*) FROM urls")
-  SIZES=$(psql "$DBURL" -Atc "SELECT pg_size_pretty(pg_table_size('urls')) || ' table, ' || pg_size_pretty(pg_relation_size('urls_search_idx')) || ' trigram index'")
+  SIZES=$(psql "$DBURL" -Atc "SELECT pg_size_pretty(pg_table_size('urls')) || ' table, ' || pg_size_pretty(sum(pg_relation_size(indexrelid))) || ' trigram index(es)' FROM pg_index WHERE indrelid = 'urls'::regclass AND indexrelid::regclass::text LIKE 'urls_search%'")
   PGVER=$(psql "$DBURL" -Atc "SHOW server_version")
   SHARED_BUFFERS=$(psql "$DBURL" -Atc "SHOW shared_buffers")
   echo "  loaded in $LOAD_S s, VACUUM ANALYZE $VACUUM_S s; $TOTAL_ROWS urls"

@@ -44,7 +44,10 @@ try:
                 "title": f"perf {kind} round {rnd} url {i}"}
 
     def flush(n):
-        subprocess.run(["psql", dbs[n], "-Atqc", "SELECT gin_clean_pending_list('urls_search_idx')"],
+        subprocess.run(["psql", dbs[n], "-Atqc",
+                        "SELECT gin_clean_pending_list(indexrelid::regclass) FROM pg_index "
+                        "WHERE indrelid = 'urls'::regclass "
+                        "AND indexrelid::regclass::text LIKE 'urls_search%'"],
                        check=True, capture_output=True)
 
     res = {n: {"single": [], "bulk": []} for n in ports}

@@ -519,6 +519,111 @@ async fn tags_search_and_expired_filter_and_combine() {
     }
 }
 
+/// Searches through `srv` for every page of `q` at `per_page`, one past the last: each page's ids
+/// and count against `matches` (every match's id, ascending).
+async fn assert_search_pages(srv: &TestServer, q: &str, matches: &[i64], per_page: usize) {
+    let c = client();
+    for page in 1..=matches.len().div_ceil(per_page) + 1 {
+        let reply = srv
+            .get(&c, &format!("/urls?q={q}&page={page}&per_page={per_page}"))
+            .await
+            .expect(200, "a page of a search");
+        let ids: Vec<i64> = reply.array().iter().map(id_of).collect();
+        let want: Vec<i64> = matches
+            .iter()
+            .copied()
+            .skip((page - 1) * per_page)
+            .take(per_page)
+            .collect();
+        assert_eq!(ids, want, "page {page} of {per_page}");
+        assert_eq!(
+            reply.total_count(),
+            matches.len() as i64,
+            "page {page} of {per_page}"
+        );
+    }
+}
+
+/// A search runs in two halves at once (schema 8: alternate blocks of 256 ids, two indexes, two
+/// connections) when a second connection is free, else as one statement: both answer every page
+/// alike, over matches spread across blocks of both halves and across their boundaries.
+#[tokio::test]
+async fn a_search_in_two_halves_and_in_one_statement_answer_alike() {
+    let db = fresh_database("halves").await;
+    let srv = start_server_on(&db, &[]);
+    let one_connection = start_server_on(&db, &[("GITREV_POOL_SIZE", "1")]);
+    let pg = crate::harness::connect(&db).await;
+    let c = client();
+    let run = unique("hv").to_lowercase().replace('-', "");
+    let mut matches = Vec::new();
+    // Ids 251…, 501…, 761…, 1101…, 1531…: blocks 0 to 6, three groups across a block's edge.
+    for start in [250, 500, 760, 1100, 1530] {
+        pg.batch_execute(&format!(
+            "SELECT setval(pg_get_serial_sequence('urls', 'id'), {start})"
+        ))
+        .await
+        .expect("moving the url ids on");
+        let body: Vec<Value> = (0..12)
+            .map(|i| {
+                let title = if i % 3 == 2 {
+                    format!("other {i}")
+                } else {
+                    format!("Match {} {i}", run.to_uppercase())
+                };
+                json!({"original_url": unique_original_url(), "title": title})
+            })
+            .collect();
+        let reply = srv
+            .post(&c, "/urls/bulk", &json!(body))
+            .await
+            .expect(201, "bulk");
+        for url in reply.json["created"].as_array().expect("created urls") {
+            if url["title"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("Match"))
+            {
+                matches.push(id_of(url));
+            }
+        }
+    }
+    matches.sort_unstable();
+    assert_eq!(matches.len(), 40);
+    let blocks: BTreeSet<i64> = matches.iter().map(|id| id / 256).collect();
+    assert_eq!(
+        blocks.iter().map(|b| b % 2).collect::<BTreeSet<_>>(),
+        BTreeSet::from([0, 1]),
+        "matches in both halves: blocks {blocks:?}"
+    );
+    let searches = |text: &str, plan: &str| {
+        crate::harness::labelled_value(text, "gitrev_url_searches_total", &[("plan", plan)])
+    };
+    for per_page in [1, 7, 40, 100] {
+        assert_search_pages(&srv, &run, &matches, per_page).await;
+        assert_search_pages(&one_connection, &run, &matches, per_page).await;
+    }
+    // Each server searched 41 + 7 + 2 + 2 times (every page, and the one past the last).
+    let text = crate::harness::scrape(&srv, &c).await;
+    assert!(
+        searches(&text, "halves") >= 1.0,
+        "the replica with a pool searched in halves:\n{text}"
+    );
+    let text = crate::harness::scrape(&one_connection, &c).await;
+    assert_eq!(
+        (searches(&text, "halves"), searches(&text, "whole")),
+        (0.0, 52.0),
+        "one connection: every search in one statement"
+    );
+    // A page past the first 10,000 matches is cut from the whole: one statement.
+    let before = searches(&crate::harness::scrape(&srv, &c).await, "whole");
+    let reply = srv
+        .get(&c, &format!("/urls?q={run}&page=1001&per_page=20"))
+        .await
+        .expect(200, "a deep page");
+    assert_eq!((reply.array().len(), reply.total_count()), (0, 40));
+    let after = searches(&crate::harness::scrape(&srv, &c).await, "whole");
+    assert_eq!(after - before, 1.0, "the deep page ran as one statement");
+}
+
 #[tokio::test]
 async fn bulk_create_answers_each_element() {
     let c = client();

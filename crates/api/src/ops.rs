@@ -36,6 +36,11 @@ pub async fn metrics(state: &AppState) -> HandlerResult {
     metrics
         .db_deadlines_passed
         .inc_by(passed.saturating_sub(metrics.db_deadlines_passed.get()));
+    let (halves, whole) = state.store.searches();
+    for (plan, count) in [("halves", halves), ("whole", whole)] {
+        let counter = metrics.url_searches.with_label_values(&[plan]);
+        counter.inc_by(count.saturating_sub(counter.get()));
+    }
     state.links.sync().await;
     state
         .metrics

@@ -403,6 +403,7 @@ pub struct Store {
     /// Click dictionary ids already known to this process.
     dictionaries: Arc<clicks::Dictionaries>,
     click_retention_days: u32,
+    searches: Arc<urls::SearchCounts>,
 }
 
 /// TCP keepalive and `tcp_user_timeout` of every database socket: an idle connection whose peer
@@ -535,6 +536,7 @@ impl Store {
             drivers,
             dictionaries: Arc::default(),
             click_retention_days: settings.click_retention_days,
+            searches: Arc::default(),
         })
     }
 
@@ -813,6 +815,12 @@ impl Filter {
         self
     }
 
+    /// A clause without a parameter.
+    pub fn and(mut self, clause: &str) -> Filter {
+        self.clauses.push(clause.to_owned());
+        self
+    }
+
     /// The clauses' parameters, in their order (a page's `LIMIT` and `OFFSET` go after them).
     fn params(&self) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
         self.values
@@ -825,11 +833,18 @@ impl Filter {
         if self.clauses.is_empty() {
             return String::new();
         }
+        let mut n = 0;
         let parts: Vec<String> = self
             .clauses
             .iter()
-            .enumerate()
-            .map(|(i, c)| c.replace("$?", &format!("${}", i + 1)))
+            .map(|c| {
+                if c.contains("$?") {
+                    n += 1;
+                    c.replace("$?", &format!("${n}"))
+                } else {
+                    c.clone()
+                }
+            })
             .collect();
         format!(" WHERE {}", parts.join(" AND "))
     }
@@ -891,15 +906,14 @@ impl Store {
     /// (a bitmap scan: nothing asks for them in order, so the planner — even with a generic plan,
     /// blind to the search term — never walks the primary key hoping to meet a page's rows early,
     /// a full scan when a term matches nothing), counted, and the page's rows fetched by id. Only a
-    /// page past the last match (no row to carry the count) costs a second query.
+    /// page past the last match (no row to carry the count) costs a second query. On `conn`.
     pub(crate) async fn list_in_one_pass(
-        &self,
+        conn: &mut Checkout<'_>,
         table: &'static str,
         columns: &'static str,
         filter: Filter,
         page: Page,
     ) -> Result<(Vec<tokio_postgres::Row>, i64), StoreError> {
-        let mut conn = self.conn().await?;
         let wheres = filter.where_clause();
         let n = filter.values.len();
         let rows_sql = format!(

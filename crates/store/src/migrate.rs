@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0007_large_changes.sql",
         sql: include_str!("../../../sql/0007_large_changes.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_search_halves.sql",
+        sql: include_str!("../../../sql/0008_search_halves.sql"),
+    },
 ];
 
 /// Arbitrary but fixed: the advisory lock every gitrev process takes while migrating.

@@ -1,9 +1,11 @@
 //! The `urls` table, its `created` / `updated` / `deleted` events and the click counters.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::NaiveDateTime;
+use futures_util::FutureExt;
 use gitrev_core::model::{LinkOptions, NewUrl, Url, UrlChanges, UrlStats};
 use gitrev_core::shortcode;
 use serde_json::{json, Value};
@@ -77,6 +79,55 @@ pub const EXPIRED: &str =
 /// The text `?q=` searches (the trigram index of sql/0004_links.sql is on exactly this).
 const SEARCHED: &str =
     "(short_code || E'\\x1f' || original_url || E'\\x1f' || COALESCE(title, ''))";
+
+/// The two halves of the urls `?q=` searches at once, each with its own trigram index over
+/// [`SEARCHED`] (sql/0008_search_halves.sql): alternate blocks of 256 ids. A predicate here must
+/// read exactly as its index's for the planner to use the index.
+const SEARCH_HALVES: [&str; 2] = ["(id / 256) % 2 = 0", "(id / 256) % 2 = 1"];
+
+/// Both halves in one statement (a BitmapOr of the two indexes).
+const SEARCH_BOTH_HALVES: &str = "((id / 256) % 2 = 0 OR (id / 256) % 2 = 1)";
+
+/// Past this many rows into the matches (a page's offset plus its limit), a search runs as one
+/// statement: each half would send every id up to the page's end.
+pub const SPLIT_SEARCH_PAGE_END: i64 = 10_000;
+
+/// How `?q=` searches have run since start (`gitrev_url_searches_total`).
+#[derive(Debug, Default)]
+pub struct SearchCounts {
+    /// Two statements at once, one per half, on two connections.
+    pub halves: AtomicU64,
+    /// One statement over both halves: no second connection was free, or the page was deep.
+    pub whole: AtomicU64,
+}
+
+/// The ids of page `page` of the matches of two disjoint halves, each given in ascending order
+/// and complete up to the page's end.
+fn page_of_halves(a: &[i64], b: &[i64], page: Page) -> Vec<i64> {
+    let (mut i, mut j) = (0, 0);
+    let merged = std::iter::from_fn(|| {
+        let next = match (a.get(i), b.get(j)) {
+            (Some(&x), Some(&y)) if x <= y => {
+                i += 1;
+                x
+            }
+            (_, Some(&y)) => {
+                j += 1;
+                y
+            }
+            (Some(&x), None) => {
+                i += 1;
+                x
+            }
+            (None, None) => return None,
+        };
+        Some(next)
+    });
+    merged
+        .skip(usize::try_from(page.offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(page.limit).unwrap_or(0))
+        .collect()
+}
 
 /// `q` (which holds no control character) as a `LIKE` pattern matching it anywhere, its own `%`, `_` and `\\` taken literally.
 pub fn substring_pattern(q: &str) -> String {
@@ -382,12 +433,82 @@ impl Store {
                 filter.q.as_deref().map(substring_pattern),
             )
             .clause(&format!("{EXPIRED} = $?"), filter.expired);
-        let (rows, total) = if searching {
-            self.list_in_one_pass("urls", COLUMNS, filter, page).await?
-        } else {
-            self.list("urls", COLUMNS, filter, page).await?
-        };
+        if searching {
+            return self.search_urls(filter, page).await;
+        }
+        let (rows, total) = self.list("urls", COLUMNS, filter, page).await?;
         Ok((rows.iter().map(url_from_row).collect(), total))
+    }
+
+    /// A `?q=` search. Its cost is rechecking every match on its heap page, and one statement runs
+    /// on one core: with a second connection free at once, the two halves of the urls
+    /// ([`SEARCH_HALVES`]) are searched at the same time, each counting its matches and sending
+    /// its first ids up to the page's end, and the page's rows are fetched by id. The halves read
+    /// two snapshots, so a url created or deleted meanwhile may be counted in one and not the
+    /// other, as between two pages of any list. Otherwise (a busy pool, a deep page) one
+    /// statement searches both halves.
+    async fn search_urls(&self, filter: Filter, page: Page) -> Result<(Vec<Url>, i64), StoreError> {
+        let end = page.offset.saturating_add(page.limit);
+        let mut first = self.conn().await?;
+        // Never waited for: a search holding one connection while waiting for another could
+        // starve with others doing the same.
+        let second = if end <= SPLIT_SEARCH_PAGE_END {
+            self.conn().now_or_never().and_then(Result::ok)
+        } else {
+            None
+        };
+        let Some(mut second) = second else {
+            self.searches.whole.fetch_add(1, Ordering::Relaxed);
+            let filter = filter.and(SEARCH_BOTH_HALVES);
+            let (rows, total) =
+                Store::list_in_one_pass(&mut first, "urls", COLUMNS, filter, page).await?;
+            return Ok((rows.iter().map(url_from_row).collect(), total));
+        };
+        self.searches.halves.fetch_add(1, Ordering::Relaxed);
+        let wheres = filter.where_clause();
+        let params = filter.params();
+        let n = params.len();
+        let half = |k: usize| {
+            format!(
+                "WITH m AS MATERIALIZED (SELECT id FROM urls{wheres} AND {})
+                 SELECT (SELECT count(*) FROM m), ARRAY(SELECT id FROM m ORDER BY id LIMIT ${})",
+                SEARCH_HALVES[k],
+                n + 1
+            )
+        };
+        let mut params = params;
+        params.push(&end);
+        let (a, b) = tokio::try_join!(
+            async {
+                let stmt = first.prepared(&half(0)).await?;
+                first.client.query_one(&stmt, &params).await
+            },
+            async {
+                let stmt = second.prepared(&half(1)).await?;
+                second.client.query_one(&stmt, &params).await
+            },
+        )?;
+        drop(second);
+        let total = a.get::<_, i64>(0) + b.get::<_, i64>(0);
+        let ids = page_of_halves(&a.get::<_, Vec<i64>>(1), &b.get::<_, Vec<i64>>(1), page);
+        if ids.is_empty() {
+            return Ok((Vec::new(), total));
+        }
+        let stmt = first
+            .prepared(&format!(
+                "SELECT {COLUMNS} FROM urls WHERE id = ANY($1) ORDER BY id"
+            ))
+            .await?;
+        let rows = first.client.query(&stmt, &[&ids]).await?;
+        Ok((rows.iter().map(url_from_row).collect(), total))
+    }
+
+    /// How `?q=` searches have run since start: (in two halves at once, in one statement).
+    pub fn searches(&self) -> (u64, u64) {
+        (
+            self.searches.halves.load(Ordering::Relaxed),
+            self.searches.whole.load(Ordering::Relaxed),
+        )
     }
 
     /// Applies the changes; records one `updated` event per field whose value changed and moves
@@ -512,5 +633,55 @@ impl Store {
             },
             clicks: r.get(9),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn a_page_of_two_halves_is_cut_from_their_merge() {
+        let page = |offset, limit| Page { offset, limit };
+        let (a, b) = ([1, 2, 300, 301], [256, 257, 600]);
+        assert_eq!(page_of_halves(&a, &b, page(0, 3)), [1, 2, 256]);
+        assert_eq!(page_of_halves(&a, &b, page(3, 3)), [257, 300, 301]);
+        assert_eq!(page_of_halves(&a, &b, page(6, 3)), [600]);
+        assert!(page_of_halves(&a, &b, page(7, 3)).is_empty());
+        assert_eq!(page_of_halves(&[], &b, page(1, 5)), [257, 600]);
+        assert_eq!(page_of_halves(&a, &[], page(0, 2)), [1, 2]);
+        assert!(page_of_halves(&a, &b, page(0, 0)).is_empty());
+    }
+
+    proptest::proptest! {
+        /// Any split of a set of ids between the halves, any page: the page of the whole, when each
+        /// half sends its ids up to the page's end, as the halves' statements do.
+        #[test]
+        fn a_page_of_two_halves_is_the_page_of_the_whole(
+            ids in proptest::collection::btree_set(1i64..5_000, 0..300),
+            halves in proptest::collection::vec(proptest::bool::ANY, 300),
+            offset in 0i64..320,
+            limit in 0i64..120,
+        ) {
+            let (a, b): (BTreeSet<i64>, BTreeSet<i64>) = {
+                let mut sides = (BTreeSet::new(), BTreeSet::new());
+                for (i, id) in ids.iter().enumerate() {
+                    if halves[i] { sides.0.insert(*id); } else { sides.1.insert(*id); }
+                }
+                sides
+            };
+            let end = usize::try_from(offset + limit).unwrap();
+            let a: Vec<i64> = a.into_iter().take(end).collect();
+            let b: Vec<i64> = b.into_iter().take(end).collect();
+            let whole: Vec<i64> = ids
+                .iter()
+                .copied()
+                .skip(offset as usize)
+                .take(limit as usize)
+                .collect();
+            proptest::prop_assert_eq!(page_of_halves(&a, &b, Page { offset, limit }), whole);
+        }
     }
 }

@@ -157,6 +157,8 @@ pub struct Metrics {
     pub cache_entries: IntGauge,
     /// Database checkouts abandoned at their client-side deadline.
     pub db_deadlines_passed: IntCounter,
+    /// `?q=` searches, by how they ran.
+    pub url_searches: IntCounterVec,
     /// 1 while the LISTEN connection for link invalidations is up.
     pub listen_connected: IntGauge,
     /// Redirect lookups the cache did not hold, by what the link tier answered.
@@ -421,6 +423,17 @@ impl Default for Metrics {
                 &registry,
                 "gitrev_db_deadlines_passed_total",
                 "Database operations abandoned at their client-side deadline (GITREV_STATEMENT_TIMEOUT_MS + GITREV_DB_DEADLINE_MARGIN_MS): each closes its connection and discards the pool's",
+            ),
+            url_searches: register(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gitrev_url_searches_total",
+                        "GET /urls?q= searches, by plan: halves (the two halves of the urls searched at once on two connections), whole (one statement: no second connection was free, or a page past the first 10,000 matches)",
+                    ),
+                    &["plan"],
+                )
+                .expect("valid metric"),
             ),
             listen_connected: gauge(
                 &registry,
