@@ -7,6 +7,7 @@ use std::hint::black_box;
 
 use chrono::NaiveDateTime;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use gitrev_api::urls::BulkReply;
 use gitrev_core::import;
 use gitrev_core::model::{Event, LinkOptions, Url, User};
 use gitrev_http::response;
@@ -157,6 +158,35 @@ fn json_encoding(c: &mut Criterion) {
     });
     g.bench_function("event", |b| {
         b.iter(|| response::json(StatusCode::OK, black_box(&event)))
+    });
+    // A `POST /urls/bulk` answer of 1000 urls: straight from the urls, and (what it replaced)
+    // through a `serde_json::Value`.
+    let created: Vec<Url> = (0..1000)
+        .map(|i| Url {
+            id: 2001 + i,
+            short_code: format!("CK{i:04}"),
+            original_url: format!("https://relay.cloud/quiet/harvest/{i}?ref=links"),
+            ..url.clone()
+        })
+        .collect();
+    let errors: Vec<serde_json::Value> = Vec::new();
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("bulk_reply_1000", |b| {
+        b.iter(|| {
+            let reply = BulkReply {
+                created: black_box(&created),
+                errors: &errors,
+            };
+            response::json(StatusCode::CREATED, &reply)
+        })
+    });
+    g.bench_function("bulk_reply_1000_through_value", |b| {
+        b.iter(|| {
+            response::json(
+                StatusCode::CREATED,
+                &json!({"created": black_box(&created), "errors": errors}),
+            )
+        })
     });
     g.finish();
 }
