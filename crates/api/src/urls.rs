@@ -1,7 +1,6 @@
 //! `/urls`, `/urls/bulk`, `/urls/{id}`, `/urls/{id}/stats` and `/urls/{id}/qr.{svg,png}`.
 
 use gitrev_core::model::{NewUrl, Url, UrlChanges};
-use serde::Serialize;
 use gitrev_http::query::Query;
 use gitrev_http::{body, response};
 use gitrev_store::urls::UrlFilter;
@@ -9,6 +8,7 @@ use gitrev_store::StoreError;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, HOST};
 use hyper::{HeaderMap, StatusCode};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::{bound, list_response, qr, AppState, HandlerResult};
