@@ -624,6 +624,63 @@ async fn a_search_in_two_halves_and_in_one_statement_answer_alike() {
     assert_eq!(after - before, 1.0, "the deep page ran as one statement");
 }
 
+/// A search in halves whose statements run out of time (the table locked) answers 503 with a JSON
+/// error, and once the table is free the next one answers in full on the same connections.
+#[tokio::test]
+async fn a_search_in_halves_past_its_statement_timeout_is_503_and_the_next_answers_in_full() {
+    let db = fresh_database("halvestimeout").await;
+    let srv = start_server_on(&db, &[("GITREV_STATEMENT_TIMEOUT_MS", "500")]);
+    let c = client();
+    let run = unique("ht").to_lowercase().replace('-', "");
+    let body: Vec<Value> = (0..6)
+        .map(|i| json!({"original_url": unique_original_url(), "title": format!("{run} {i}")}))
+        .collect();
+    srv.post(&c, "/urls/bulk", &json!(body))
+        .await
+        .expect(201, "bulk");
+    let halves = || async {
+        crate::harness::labelled_value(
+            &crate::harness::scrape(&srv, &c).await,
+            "gitrev_url_searches_total",
+            &[("plan", "halves")],
+        )
+    };
+    // Until the pool holds a second idle connection, searches run whole.
+    let warmed = crate::harness::poll(
+        WAIT,
+        || async {
+            let reply = srv.get(&c, &format!("/urls?q={run}")).await;
+            assert_eq!(reply.status, 200, "{}", reply.text);
+            halves().await
+        },
+        |n| *n >= 1.0,
+    )
+    .await;
+    assert!(warmed.is_ok(), "a search ran in halves: {warmed:?}");
+
+    let lock = crate::harness::connect(&db).await;
+    lock.batch_execute("BEGIN; LOCK TABLE urls IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("locking urls");
+    let before = halves().await;
+    let reply = srv.get(&c, &format!("/urls?q={run}")).await;
+    assert_error(&reply, 503, "unavailable");
+    assert_eq!(
+        halves().await - before,
+        1.0,
+        "the failed search ran in halves"
+    );
+    lock.batch_execute("ROLLBACK")
+        .await
+        .expect("unlocking urls");
+
+    let reply = srv
+        .get(&c, &format!("/urls?q={run}"))
+        .await
+        .expect(200, "a search after the lock");
+    assert_eq!((reply.array().len(), reply.total_count()), (6, 6));
+}
+
 #[tokio::test]
 async fn bulk_create_answers_each_element() {
     let c = client();
