@@ -351,21 +351,21 @@ async fn a_statement_over_many_codes_announces_them_all_at_once() {
     let c = crate::harness::client();
     let db = connect(&url).await;
     let (_listening, mut rx) = listener(&url).await;
-    db.batch_execute(
-        "INSERT INTO urls (short_code, original_url)
-         SELECT 'many' || g, 'https://example.com/a/' || g FROM generate_series(1, 10000) g",
-    )
-    .await
-    .expect("10,000 links");
+    let insert = |prefix: &str, n: u32| {
+        format!(
+            "INSERT INTO urls (short_code, original_url)
+             SELECT '{prefix}' || g, 'https://example.com/a/' || g FROM generate_series(1, {n}) g"
+        )
+    };
+    db.batch_execute(&insert("many", 10_000))
+        .await
+        .expect("10,000 links");
     db.batch_execute(&marker_sql("m1")).await.expect("marker");
     assert_eq!(heard_until(&mut rx, "m1").await.len(), 10_000, "one by one");
 
-    db.batch_execute(
-        "INSERT INTO urls (short_code, original_url)
-         SELECT 'more' || g, 'https://example.com/a/' || g FROM generate_series(1, 10001) g",
-    )
-    .await
-    .expect("10,001 links");
+    db.batch_execute(&insert("more", 10_001))
+        .await
+        .expect("10,001 links");
     db.batch_execute(&marker_sql("m2")).await.expect("marker");
     assert_eq!(heard_until(&mut rx, "m2").await, codes(&["*"]));
 

@@ -94,11 +94,11 @@ const SPLIT_SEARCH_PAGE_END: i64 = 10_000;
 
 /// How `?q=` searches have run since start (`gitrev_url_searches_total`).
 #[derive(Debug, Default)]
-pub struct SearchCounts {
+pub(crate) struct SearchCounts {
     /// Two statements at once, one per half, on two connections.
-    pub halves: AtomicU64,
+    halves: AtomicU64,
     /// One statement over both halves: no second connection was free, or the page was deep.
-    pub whole: AtomicU64,
+    whole: AtomicU64,
 }
 
 /// The ids of page `page` of the matches of two disjoint halves, each complete up to the page's
